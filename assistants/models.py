@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django_scopes import ScopedManager
+
+from tenants.models import Tenant
+from tenants.phone import normalize_e164, validate_e164
+
+# BCP-47 as Twilio uses it: "en-US", "es-419", "zh-Hans-CN"...
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?$")
+
+
+def validate_language(value: str) -> None:
+    if not _BCP47.match(value or ""):
+        raise ValidationError("Enter a BCP-47 language tag such as en-US.", code="language")
+
+
+def validate_model(value: str) -> None:
+    if value and value not in settings.LLM_MODELS:
+        raise ValidationError(
+            f"Unknown model {value!r}; choose one of: {', '.join(settings.LLM_MODELS)}.",
+            code="model",
+        )
+
+
+def validate_speech_timeout(value: str) -> None:
+    if value == "auto" or (value.isdigit() and 1 <= int(value) <= 60):
+        return
+    raise ValidationError('Use "auto" or a number of seconds from 1 to 60.', code="speech_timeout")
+
+
+class AssistantConfig(models.Model):
+    """How one assistant listens, thinks and speaks."""
+
+    class Mode(models.TextChoices):
+        GATHER = "gather", "Gather (webhooks, speech files)"
+        RELAY = "relay", "Relay (ConversationRelay streaming)"
+
+    class TTSEngine(models.TextChoices):
+        GTTS = "gtts", "Google TTS (gTTS)"
+        SAY = "say", "Twilio's voice (<Say>)"
+        ESPEAK = "espeak", "espeak-ng (offline)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="assistants")
+    name = models.CharField(max_length=100)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.GATHER)
+
+    model = models.CharField(
+        max_length=100, default="llama-3.3-70b-versatile", validators=[validate_model]
+    )
+    fallback_model = models.CharField(
+        max_length=100,
+        default="llama-3.1-8b-instant",
+        blank=True,
+        validators=[validate_model],
+        help_text="Used when the main model fails; empty for none.",
+    )
+    temperature = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=1024, validators=[MinValueValidator(1), MaxValueValidator(32768)]
+    )
+    context_turns = models.PositiveIntegerField(
+        default=10,
+        validators=[MaxValueValidator(100)],
+        help_text="How many earlier turns the LLM sees.",
+    )
+    system_prompt = models.TextField(
+        max_length=20000,
+        default="You are a helpful, concise phone assistant. Answer in one to three short "
+        "sentences that sound natural when spoken aloud.",
+    )
+    greeting = models.CharField(
+        max_length=1000, default="Hello! Thanks for calling. How can I help you today?"
+    )
+    language = models.CharField(max_length=35, default="en-US", validators=[validate_language])
+    tts_engine = models.CharField(max_length=16, choices=TTSEngine.choices, default=TTSEngine.GTTS)
+    tts_voice = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Engine voice (e.g. Polly.Joanna for Twilio's voice); empty for the default.",
+    )
+    speech_timeout = models.CharField(
+        max_length=8,
+        default="auto",
+        validators=[validate_speech_timeout],
+        help_text='Seconds of silence that end the caller\'s speech, or "auto".',
+    )
+    interruptible = models.BooleanField(default=True, help_text="The caller may talk over it.")
+    transfer_number = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[validate_e164],
+        help_text="A human to transfer callers to (E.164); empty for no transfers.",
+    )
+    transfer_digit = models.CharField(
+        max_length=1,
+        blank=True,
+        default="0",
+        help_text="Keypad digit that transfers the caller to the transfer number.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="assistant_unique_tenant_name"),
+            models.CheckConstraint(
+                condition=models.Q(temperature__gte=0) & models.Q(temperature__lte=2),
+                name="assistant_temperature_0_2",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.transfer_number:
+            try:
+                self.transfer_number = normalize_e164(self.transfer_number)
+            except ValidationError as exc:
+                raise ValidationError({"transfer_number": exc.messages}) from exc
+        if self.transfer_digit and self.transfer_digit not in "0123456789*#":
+            raise ValidationError({"transfer_digit": "Use one keypad key: 0-9, * or #."})
+
+    def snapshot(self) -> dict:
+        """The settings a call runs with, stored on the Call so later edits don't rewrite history."""
+        fields = [
+            "name", "mode", "model", "fallback_model", "temperature", "max_tokens",
+            "context_turns", "system_prompt", "greeting", "language", "tts_engine", "tts_voice",
+            "speech_timeout", "interruptible", "transfer_number", "transfer_digit",
+        ]  # fmt: skip
+        data = {name: getattr(self, name) for name in fields}
+        data["id"] = str(self.id)
+        data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        return data
+
+
+class FAQEntry(models.Model):
+    """A canned answer: when the caller says one of the patterns, answer without the LLM."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="faq_entries")
+    assistant = models.ForeignKey(
+        AssistantConfig, on_delete=models.CASCADE, related_name="faq_entries"
+    )
+    patterns = models.TextField(
+        help_text="One question per line; matched ignoring case, punctuation and extra spaces."
+    )
+    answer = models.TextField(max_length=2000)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "FAQ entry"
+        verbose_name_plural = "FAQ entries"
+
+    def __str__(self) -> str:
+        return self.pattern_list()[0] if self.pattern_list() else "(empty)"
+
+    def pattern_list(self) -> list[str]:
+        return [line.strip() for line in self.patterns.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        if self.assistant_id and self.tenant_id and self.assistant.tenant_id != self.tenant_id:
+            raise ValidationError({"assistant": "Choose an assistant of this entry's tenant."})
+        if not self.pattern_list():
+            raise ValidationError({"patterns": "Give at least one question."})

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from django_scopes.forms import SafeModelChoiceField
+
+from tenants.access import is_platform_staff, member_tenant_ids
+from tenants.admin_base import TenantScopedAdmin
+from tenants.models import Membership, PhoneNumber, RateLimit, Role, Tenant
+from tenants.phone import normalize_e164
+
+
+class TenantForm(forms.ModelForm):
+    """The Twilio auth token is write-only: typed in, stored encrypted, never shown back."""
+
+    twilio_auth_token = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored token.",
+    )
+    clear_twilio_auth_token = forms.BooleanField(required=False, label="Remove the stored token")
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "slug", "active", "timezone", "twilio_account_sid"]
+
+    def save(self, commit: bool = True) -> Tenant:
+        tenant = super().save(commit=False)
+        if self.cleaned_data.get("clear_twilio_auth_token"):
+            tenant.set_twilio_auth_token("")
+        elif token := self.cleaned_data.get("twilio_auth_token"):
+            tenant.set_twilio_auth_token(token)
+        if commit:
+            tenant.save()
+        return tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
+    list_display = ["name", "slug", "active", "timezone", "twilio_token_set", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    @admin.display(boolean=True, description="Own Twilio token")
+    def twilio_token_set(self, obj: Tenant) -> bool:
+        return obj.has_twilio_auth_token
+
+    def _owner_ids(self, request: HttpRequest) -> list:
+        return member_tenant_ids(request.user, roles=[Role.OWNER])
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        qs = super().get_queryset(request)
+        if is_platform_staff(request.user):
+            return qs
+        return qs.filter(id__in=member_tenant_ids(request.user))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None):
+        if is_platform_staff(request.user):
+            return []
+        return ["slug", "active"]
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None and not is_platform_staff(request.user):
+            raise Http404("Not found.")
+        return obj
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        if is_platform_staff(request.user):
+            return super().has_module_permission(request)
+        return request.user.is_staff and bool(member_tenant_ids(request.user))
+
+    def has_view_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        if is_platform_staff(request.user):
+            return super().has_view_permission(request, obj)
+        ids = member_tenant_ids(request.user)
+        return request.user.is_staff and bool(ids) and (obj is None or obj.id in ids)
+
+    def has_change_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        if is_platform_staff(request.user):
+            return super().has_change_permission(request, obj)
+        ids = self._owner_ids(request)
+        return request.user.is_staff and bool(ids) and (obj is None or obj.id in ids)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_platform_staff(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
+
+
+class PlatformStaffOnlyAdmin(admin.ModelAdmin):
+    """Managed by platform staff only; invisible to tenant admins."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_platform_staff(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_platform_staff(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_platform_staff(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_platform_staff(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
+
+
+@admin.register(Membership)
+class MembershipAdmin(PlatformStaffOnlyAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["user__username", "user__email", "tenant__name"]
+    autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(PlatformStaffOnlyAdmin):
+    list_display = ["kind", "tenant", "limit", "window_seconds", "action", "updated_at"]
+    list_filter = ["kind", "action", "tenant"]
+
+
+class PhoneNumberForm(forms.ModelForm):
+    class Meta:
+        model = PhoneNumber
+        fields = ["tenant", "number", "label", "assistant", "active"]
+        # Built at import time, outside any scope; the admin narrows the choices per request.
+        field_classes = {"assistant": SafeModelChoiceField}
+
+    def clean_number(self) -> str:
+        return normalize_e164(self.cleaned_data["number"])
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(TenantScopedAdmin):
+    form = PhoneNumberForm
+    list_display = ["number", "label", "tenant", "assistant", "active"]
+    list_filter = ["active"]
+    search_fields = ["number", "label"]
+    list_select_related = ["tenant", "assistant"]
