@@ -180,3 +180,31 @@ class FAQEntry(models.Model):
             raise ValidationError({"assistant": "Choose an assistant of this entry's tenant."})
         if not self.pattern_list():
             raise ValidationError({"patterns": "Give at least one question."})
+
+
+class SpeechAudio(models.Model):
+    """A synthesised sentence, cached per tenant by hash of engine + voice + language + text."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="speech_audio")
+    key = models.CharField(max_length=64, help_text="sha256 of tenant, engine, voice, language, text.")
+    engine = models.CharField(max_length=16)
+    voice = models.CharField(max_length=100, blank=True)
+    language = models.CharField(max_length=35)
+    text = models.TextField()
+    # Storage name under an unguessable random path; empty while being made or if it failed.
+    file = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=50, blank=True)
+    error = models.TextField(blank=True)
+    synth_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="speechaudio_unique_tenant_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.engine}:{self.text[:40]}"
