@@ -115,6 +115,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",
     }
+    # A file, not memory, so that a Celery worker or server started by a test shares it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, channel layer, Celery: Redis when configured, embedded otherwise ----------------
@@ -166,6 +168,7 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{_celery_dir / 'results'}"
 
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="voice")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30)
