@@ -12,6 +12,8 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig, FAQEntry
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
+pytest_plugins = ["config.testing"]
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -39,6 +39,10 @@ class Call(models.Model):
         ERROR = "error", "Error"
 
     ACTIVE_STATUSES = (Status.RINGING, Status.IN_PROGRESS)
+    FINAL_STATUSES = (
+        Status.COMPLETED, Status.BUSY, Status.NO_ANSWER, Status.FAILED, Status.CANCELED,
+        Status.REJECTED,
+    )  # fmt: skip
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Empty only for calls rejected before a tenant was known (an unknown number).
@@ -68,6 +72,9 @@ class Call(models.Model):
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=32, choices=Outcome.choices, blank=True, default="")
     error = models.TextField(blank=True)
+    silent_prompts = models.PositiveSmallIntegerField(
+        default=0, help_text="Re-prompts in a row because the caller said nothing."
+    )
     # Last status-callback SequenceNumber applied: repeats and late arrivals change nothing.
     status_sequence = models.IntegerField(default=-1)
 

@@ -222,7 +222,34 @@ LLM_MODELS = env.list(
     ],
 )
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
-TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+def _twilio_auth_token() -> str:
+    """TWILIO_AUTH_TOKEN, else a local one kept in var/: only simulate_call can sign with it."""
+    if value := env.str("TWILIO_AUTH_TOKEN", default=""):
+        return value
+    path = VAR_DIR / "local_twilio_auth_token"
+    if not path.exists():
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+TWILIO_AUTH_TOKEN = _twilio_auth_token()
+# LLM timings (seconds). Retries and the fallback model all fit inside the webhook deadline.
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=8.0)
+LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env.float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", default=3.5)
+LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
+LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=0.25)
+# Answers to identical first questions are reused for this long (0 turns the cache off).
+ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", default=3600)
+MAX_UTTERANCE_CHARS = env.int("MAX_UTTERANCE_CHARS", default=2000)
+# Twilio waits 15 s for a webhook; we answer well before.
+WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=9.0)
+# How long a gather reply waits for speech audio after the answer is complete, before <Say>.
+TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
+# Re-prompts when the caller says nothing, before saying goodbye.
+MAX_SILENT_PROMPTS = env.int("MAX_SILENT_PROMPTS", default=2)
+GTTS_TIMEOUT = env.float("GTTS_TIMEOUT", default=4.0)
+TTS_AUDIO_TTL_HOURS = env.int("TTS_AUDIO_TTL_HOURS", default=24)
 # Key for secrets stored in the database (tenants' Twilio auth tokens). Defaults to one derived
 # from SECRET_KEY; FIELD_ENCRYPTION_KEY_FALLBACKS keeps old keys readable during a rotation.
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")

@@ -1,0 +1,211 @@
+"""The Groq LLM: one client per process, streaming, retries and fallback inside a deadline.
+
+`stream_reply()` yields text deltas as Groq produces them and records what happened (model used,
+tokens, first-token time, fallbacks, errors) on an `LLMResult`. It never raises for provider
+trouble: when every attempt fails it ends with `result.failed = True` and the caller apologises.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import groq
+import httpx
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class LLMError(Exception):
+    """A failed LLM attempt. `permanent` says whether retrying the same model can help."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class LLMNotConfigured(LLMError):
+    def __init__(self) -> None:
+        super().__init__("no LLM configured (set GROQ_API_KEY or GROQ_BASE_URL)", permanent=True)
+
+
+@dataclass
+class LLMResult:
+    model_used: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    first_token_at: float | None = None  # time.monotonic()
+    done_at: float | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False
+    not_configured: bool = False
+    truncated: bool = False  # the answer stopped early (stream cut, deadline)
+
+
+_client: groq.Groq | None = None
+_async_client: groq.AsyncGroq | None = None
+_lock = threading.Lock()
+
+
+def is_configured() -> bool:
+    return bool(settings.GROQ_API_KEY or settings.GROQ_BASE_URL)
+
+
+def _client_kwargs() -> dict:
+    return {
+        # A local Groq-compatible server needs no key, but the SDK insists on one.
+        "api_key": settings.GROQ_API_KEY or "unused-local-key",
+        "base_url": settings.GROQ_BASE_URL or None,
+        "max_retries": 0,  # retries are ours, bounded by the webhook deadline
+        "timeout": httpx.Timeout(settings.LLM_TIMEOUT_SECONDS, connect=2.0),
+    }
+
+
+def get_client() -> groq.Groq:
+    """The process-wide Groq client (its connection pool is reused across calls)."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = groq.Groq(**_client_kwargs())
+    return _client
+
+
+def get_async_client() -> groq.AsyncGroq:
+    """The process-wide async client, for code running on the event loop."""
+    global _async_client
+    if _async_client is None:
+        _async_client = groq.AsyncGroq(**_client_kwargs())
+    return _async_client
+
+
+def reset_clients() -> None:
+    """Forget the clients (settings changed, e.g. in tests)."""
+    global _client, _async_client
+    _client = _async_client = None
+
+
+def classify(exc: Exception) -> LLMError:
+    """Turn an SDK exception into an LLMError saying whether a retry can help."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, groq.APITimeoutError):
+        return LLMError("timeout")
+    if isinstance(exc, groq.APIConnectionError):
+        return LLMError(f"connection error: {exc}")
+    if isinstance(exc, groq.APIStatusError):
+        status = exc.status_code
+        retry_after = None
+        header = exc.response.headers.get("retry-after") if exc.response is not None else None
+        if header:
+            try:
+                retry_after = float(header)
+            except ValueError:
+                retry_after = None
+        retryable = status in (408, 409, 429) or status >= 500
+        return LLMError(f"HTTP {status}", permanent=not retryable, retry_after=retry_after)
+    return LLMError(f"{type(exc).__name__}: {exc}")
+
+
+def _attempt(
+    *, model: str, messages: list[dict], temperature: float, max_tokens: int, timeout: float,
+    result: LLMResult,
+) -> Iterator[str]:  # fmt: skip
+    client = get_client().with_options(timeout=httpx.Timeout(timeout, connect=min(2.0, timeout)))
+    stream = client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        temperature=temperature,
+        max_completion_tokens=max_tokens,
+        stream=True,
+    )
+    finished = False
+    try:
+        for chunk in stream:
+            usage = getattr(chunk, "usage", None) or (chunk.x_groq.usage if chunk.x_groq else None)
+            if usage is not None:
+                result.tokens_in = usage.prompt_tokens
+                result.tokens_out = usage.completion_tokens
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.delta and choice.delta.content:
+                if result.first_token_at is None:
+                    result.first_token_at = time.monotonic()
+                yield choice.delta.content
+            if choice.finish_reason:
+                finished = True
+    finally:
+        stream.close()
+    if not finished:
+        raise LLMError("stream ended before the answer was finished")
+
+
+def stream_reply(
+    *, model: str, fallback_model: str, messages: list[dict], temperature: float,
+    max_tokens: int, deadline: float, result: LLMResult,
+) -> Iterator[str]:  # fmt: skip
+    """Yield the answer's text deltas, trying `model` then `fallback_model` before `deadline`.
+
+    `deadline` is a `time.monotonic()` value. 429/5xx/timeouts are retried with backoff
+    (honouring Retry-After) while time remains; permanent errors move on to the fallback model.
+    Once text has been yielded, a failure ends the answer there (`result.truncated`).
+    """
+    if not is_configured():
+        result.failed = result.not_configured = True
+        result.errors.append(str(LLMNotConfigured()))
+        return
+    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    yielded = False
+    for index, current in enumerate(models):
+        if index:
+            result.fallbacks.append(f"fallback_model:{current}")
+        for attempt in range(settings.LLM_MAX_ATTEMPTS):
+            remaining = deadline - time.monotonic()
+            if remaining < 0.2:
+                break
+            timeout = min(remaining, settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS)
+            result.model_used = current
+            try:
+                for delta in _attempt(
+                    model=current, messages=messages, temperature=temperature,
+                    max_tokens=max_tokens, timeout=timeout, result=result,
+                ):  # fmt: skip
+                    yielded = True
+                    yield delta
+                    if time.monotonic() > deadline:
+                        result.truncated = True
+                        result.errors.append("deadline reached while streaming")
+                        result.done_at = time.monotonic()
+                        return
+                result.done_at = time.monotonic()
+                return
+            except Exception as exc:  # noqa: BLE001 - every provider failure is classified
+                error = classify(exc)
+                result.errors.append(f"{current}: {error}")
+                logger.warning(
+                    "llm attempt failed",
+                    extra={"model": current, "attempt": attempt + 1, "error": str(error)},
+                )
+                if yielded:
+                    result.truncated = True
+                    result.done_at = time.monotonic()
+                    return
+                if error.permanent:
+                    break
+                backoff = error.retry_after
+                if backoff is None:
+                    backoff = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
+                if time.monotonic() + backoff > deadline - 0.5:
+                    break
+                result.fallbacks.append(f"retry:{current}")
+                time.sleep(backoff)
+    result.failed = True
+    result.done_at = time.monotonic()

@@ -1,0 +1,118 @@
+"""Gather mode's answer: LLM sentences sent to TTS as they complete, played where ready in time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from assistants.speech import speech_prepare, speech_url
+from django.conf import settings
+
+from assistants.models import SpeechAudio
+from assistants.responder import Reply, respond
+from calls import services
+from calls.models import Call, Turn
+from calls.twiml import Utterance
+from tenants import ratelimits
+
+logger = logging.getLogger(__name__)
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class Spoken:
+    sentence: str
+    audio: SpeechAudio | None = None
+    error: str = ""
+
+
+def prepare_speech(*, call: Call, config: dict, text: str) -> Spoken:
+    """Queue speech for `text` with the assistant's engine; a failure means Twilio's <Say>."""
+    try:
+        audio = speech_prepare(
+            tenant=call.tenant,
+            engine=config.get("tts_engine", "say"),
+            voice=config.get("tts_voice", ""),
+            language=config.get("language", "en-US"),
+            text=text,
+        )
+    except Exception as exc:  # speech is best effort: <Say> still answers the caller
+        logger.warning("could not queue speech", exc_info=True)
+        return Spoken(sentence=text, error=f"tts: {type(exc).__name__}")
+    return Spoken(sentence=text, audio=audio)
+
+
+def wait_for_audio(spoken: list[Spoken], *, until: float) -> tuple[dict[str, str], float | None]:
+    """Wait (until `until`) for the queued audio; return {audio id: url} and when the first
+    sentence's audio was ready (monotonic), if it was."""
+    pending = {str(s.audio.id) for s in spoken if s.audio is not None}
+    first_id = str(spoken[0].audio.id) if spoken and spoken[0].audio is not None else None
+    urls: dict[str, str] = {}
+    first_ready_at = None
+    while True:
+        if pending:
+            rows = SpeechAudio.objects.filter(id__in=pending).values("id", "file", "error")
+            for row in rows:
+                key = str(row["id"])
+                if row["file"]:
+                    urls[key] = speech_url(SpeechAudio(file=row["file"]))
+                if row["file"] or row["error"]:
+                    pending.discard(key)
+        if first_id and first_id in urls and first_ready_at is None:
+            first_ready_at = time.monotonic()
+        if not pending or time.monotonic() >= until:
+            return urls, first_ready_at
+        time.sleep(POLL_SECONDS)
+
+
+def gather_answer(*, call: Call, utterance: str, started_at: float) -> tuple[list[Utterance], Turn]:
+    """Answer the caller's `utterance` and store the assistant's turn with its timings."""
+    config = call.config_snapshot
+    deadline = started_at + settings.WEBHOOK_DEADLINE_SECONDS
+    reply = Reply(started_at=started_at)
+    spoken: list[Spoken] = []
+    first_sentence_at = None
+    history = services.call_history(call=call)[:-1]  # without the caller turn just stored
+    for sentence in respond(
+        tenant_id=call.tenant_id, config=config, history=history, utterance=utterance,
+        deadline=deadline - 1.5, reply=reply,
+    ):  # fmt: skip
+        first_sentence_at = first_sentence_at or time.monotonic()
+        spoken.append(prepare_speech(call=call, config=config, text=sentence))
+    answered_at = time.monotonic()
+
+    wait_until = min(answered_at + settings.TTS_WAIT_SECONDS, deadline - 0.3)
+    urls, first_audio_at = wait_for_audio(spoken, until=wait_until)
+    utterances = [
+        Utterance(text=s.sentence, audio_url=urls.get(str(s.audio.id), "") if s.audio else "")
+        for s in spoken
+    ]
+    fallbacks = list(reply.llm.fallbacks)
+    if any(
+        s.audio is not None and not u.audio_url for s, u in zip(spoken, utterances, strict=True)
+    ):
+        fallbacks.append("tts:say")
+    errors = list(reply.llm.errors) + [s.error for s in spoken if s.error]
+    tokens = (reply.llm.tokens_in or 0) + (reply.llm.tokens_out or 0)
+    if tokens:
+        ratelimits.tokens_spend(tenant=call.tenant, tokens=tokens)
+
+    turn = services.turn_add(
+        call=call,
+        role=Turn.Role.ASSISTANT,
+        text=reply.text,
+        source=reply.source,
+        cache_hit=reply.cache_hit,
+        model_used=reply.llm.model_used if reply.source == "llm" else "",
+        tokens_in=reply.llm.tokens_in,
+        tokens_out=reply.llm.tokens_out,
+        llm_first_token_ms=reply.ms_since_start(reply.llm.first_token_at or first_sentence_at),
+        llm_done_ms=reply.ms_since_start(answered_at),
+        first_audio_ms=reply.ms_since_start(first_audio_at),
+        response_sent_ms=reply.ms_since_start(time.monotonic()),
+        fallbacks=fallbacks,
+        audio_urls=[u.audio_url for u in utterances if u.audio_url],
+        error="; ".join(errors)[:2000],
+    )
+    return utterances, turn

@@ -1,0 +1,201 @@
+"""Writes for calls and turns. Callers enter the tenant scope before calling these."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from calls import events
+from calls.models import Call, Turn
+from tenants import ratelimits
+from tenants.models import PhoneNumber, Tenant
+
+logger = logging.getLogger(__name__)
+
+_OUTCOME_FOR_STATUS = {
+    Call.Status.BUSY: Call.Outcome.FAILED,
+    Call.Status.NO_ANSWER: Call.Outcome.FAILED,
+    Call.Status.FAILED: Call.Outcome.FAILED,
+    Call.Status.CANCELED: Call.Outcome.CALLER_HUNG_UP,
+}
+
+
+def call_start(
+    *, phone_number: PhoneNumber, call_sid: str, from_number: str, to_number: str,
+    direction: str = "inbound", mode: str = Call.Mode.GATHER,
+) -> tuple[Call, bool]:  # fmt: skip
+    """Create the Call for an incoming call (or return the existing one on a webhook retry)."""
+    assistant = phone_number.assistant
+    try:
+        with transaction.atomic():
+            call = Call.objects.create(
+                tenant=phone_number.tenant,
+                phone_number=phone_number,
+                assistant=assistant,
+                config_snapshot=assistant.snapshot() if assistant else {},
+                call_sid=call_sid,
+                from_number=from_number[:64],
+                to_number=to_number[:64],
+                direction=direction[:32],
+                status=Call.Status.IN_PROGRESS,
+                mode=mode,
+                started_at=timezone.now(),
+                answered_at=timezone.now(),
+            )
+    except IntegrityError:
+        return Call.objects.get(call_sid=call_sid, tenant=phone_number.tenant), False
+    events.publish(
+        "started",
+        call=call,
+        from_number=call.from_number,
+        to_number=call.to_number,
+        assistant=assistant.name if assistant else "",
+        mode=call.mode,
+    )
+    return call, True
+
+
+def call_reject(
+    *, tenant: Tenant | None, phone_number: PhoneNumber | None, call_sid: str,
+    from_number: str, to_number: str, outcome: str, reason: str = "",
+) -> Call:  # fmt: skip
+    """Record a call we refused (unknown number, inactive, rate limit). Idempotent per CallSid."""
+    now = timezone.now()
+    # An unknown number has no tenant yet, so this record is written outside any tenant scope.
+    with scopes_disabled():
+        call, created = Call.objects.get_or_create(
+            call_sid=call_sid,
+            defaults={
+                "tenant": tenant,
+                "phone_number": phone_number,
+                "assistant": phone_number.assistant if phone_number else None,
+                "from_number": from_number[:64],
+                "to_number": to_number[:64],
+                "status": Call.Status.REJECTED,
+                "outcome": outcome,
+                "error": reason,
+                "started_at": now,
+                "ended_at": now,
+                "duration_seconds": 0,
+            },
+        )
+    if created:
+        events.publish("rejected", call=call, outcome=outcome, reason=reason)
+    return call
+
+
+@transaction.atomic
+def call_status_update(
+    *, call: Call, status: str, sequence: int | None, duration: int | None,
+    timestamp: datetime | None = None,
+) -> bool:  # fmt: skip
+    """Apply a Twilio status callback once. Repeats and late arrivals change nothing.
+
+    Returns whether anything changed.
+    """
+    call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+    if call.status in Call.FINAL_STATUSES:
+        return False
+    if sequence is not None and sequence <= call.status_sequence:
+        return False
+    if status not in Call.Status.values or status == Call.Status.REJECTED:
+        return False
+    if sequence is not None:
+        call.status_sequence = sequence
+    call.status = status
+    final = status in Call.FINAL_STATUSES
+    if final:
+        call.ended_at = timestamp or timezone.now()
+        if duration is not None:
+            call.duration_seconds = max(duration, 0)
+        elif call.answered_at:
+            call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
+        if not call.outcome:
+            call.outcome = _OUTCOME_FOR_STATUS.get(status, Call.Outcome.COMPLETED)
+    call.save()
+    if final:
+        tenant_id, call_sid = call.tenant_id, call.call_sid
+        transaction.on_commit(
+            lambda: ratelimits.call_release(tenant_id=tenant_id, call_sid=call_sid)
+        )
+        transaction.on_commit(
+            lambda: events.publish(
+                "ended",
+                call=call,
+                status=call.status,
+                outcome=call.outcome,
+                duration=call.duration_seconds,
+            )  # fmt: skip
+        )
+    return True
+
+
+def call_set_outcome(*, call: Call, outcome: str, error: str = "") -> None:
+    """Note how the call is ending (the final status callback closes it)."""
+    fields = {"outcome": outcome}
+    if error:
+        fields["error"] = error[:2000]
+    Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(**fields)
+
+
+def call_count_silence(*, call: Call, silent: bool) -> int:
+    """Count a re-prompt for silence (or reset the count when the caller spoke)."""
+    with transaction.atomic():
+        locked = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+        locked.silent_prompts = locked.silent_prompts + 1 if silent else 0
+        locked.save(update_fields=["silent_prompts"])
+    call.silent_prompts = locked.silent_prompts
+    return locked.silent_prompts
+
+
+def turn_add(*, call: Call, role: str, text: str, **fields: object) -> Turn:
+    """Append a turn to the call (sequence numbers are assigned under the call's row lock)."""
+    with transaction.atomic():
+        Call.objects.select_for_update().only("pk").get(pk=call.pk, tenant_id=call.tenant_id)
+        last = Turn.objects.filter(call=call).aggregate(last=Max("sequence"))["last"]
+        turn = Turn.objects.create(
+            tenant_id=call.tenant_id,
+            call=call,
+            sequence=(last or 0) + 1,
+            role=role,
+            text=text,
+            created_at=timezone.now(),
+            **fields,
+        )
+    events.publish("turn", call=call, turn=turn_as_event(turn))
+    return turn
+
+
+def turn_as_event(turn: Turn) -> dict:
+    return {
+        "id": str(turn.id),
+        "sequence": turn.sequence,
+        "role": turn.role,
+        "text": turn.text[:2000],
+        "interrupted": turn.interrupted,
+        "heard_text": turn.heard_text[:2000],
+        "llm_first_token_ms": turn.llm_first_token_ms,
+        "llm_done_ms": turn.llm_done_ms,
+        "first_audio_ms": turn.first_audio_ms,
+        "response_sent_ms": turn.response_sent_ms,
+        "last_token_sent_ms": turn.last_token_sent_ms,
+        "source": turn.source,
+        "cache_hit": turn.cache_hit,
+        "model": turn.model_used,
+        "fallbacks": turn.fallbacks,
+        "error": turn.error[:500],
+    }
+
+
+def call_history(*, call: Call) -> list[tuple[str, str]]:
+    """(role, text) of the call's turns in order; for an interrupted answer, what was heard."""
+    rows = Turn.objects.filter(call=call).order_by("sequence")
+    return [
+        (t.role, t.heard_text if t.interrupted else t.text)
+        for t in rows.only("role", "text", "heard_text", "interrupted")
+    ]

@@ -1,0 +1,79 @@
+"""TwiML answers, built with the twilio library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpResponse
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+GOODBYE = "Thank you for calling. Goodbye."
+SORRY_ERROR = "We're sorry, something went wrong on our side. Please call again later. Goodbye."
+UNKNOWN_NUMBER = "Sorry, the number you have called is not in service. Goodbye."
+NOT_AVAILABLE = "Sorry, this line is not available at the moment. Please try again later. Goodbye."
+REPROMPT = "Sorry, I didn't catch that. Could you say it again?"
+
+
+@dataclass
+class Utterance:
+    """One thing to say: a ready audio URL to <Play>, or text for Twilio's <Say>."""
+
+    text: str
+    audio_url: str = ""
+
+
+def twiml_response(response: VoiceResponse, status: int = 200) -> HttpResponse:
+    return HttpResponse(str(response), content_type="text/xml", status=status)
+
+
+def say(container: VoiceResponse | Gather, text: str, *, config: dict) -> None:
+    kwargs = {"language": config.get("language", "en-US")}
+    if config.get("tts_engine") == "say" and config.get("tts_voice"):
+        kwargs["voice"] = config["tts_voice"]
+    container.say(text, **kwargs)
+
+
+def speak(container: VoiceResponse | Gather, utterances: list[Utterance], *, config: dict) -> None:
+    for utterance in utterances:
+        if utterance.audio_url:
+            container.play(utterance.audio_url)
+        else:
+            say(container, utterance.text, config=config)
+
+
+def hang_up_with(text: str, *, config: dict | None = None) -> VoiceResponse:
+    response = VoiceResponse()
+    say(response, text, config=config or {})
+    response.hangup()
+    return response
+
+
+def reject() -> VoiceResponse:
+    response = VoiceResponse()
+    response.reject(reason="busy")
+    return response
+
+
+def speak_and_listen(
+    utterances: list[Utterance], *, config: dict, action_url: str
+) -> VoiceResponse:
+    """Say the utterances, then listen for the caller's next words.
+
+    When the assistant is interruptible the speech sits inside <Gather>, so the caller can
+    talk over it; otherwise it is played first and the gather starts after it.
+    """
+    response = VoiceResponse()
+    gather = Gather(
+        input="speech",
+        action=action_url,
+        method="POST",
+        language=config.get("language", "en-US"),
+        speech_timeout=config.get("speech_timeout", "auto"),
+        action_on_empty_result=True,
+    )
+    if config.get("interruptible", True):
+        speak(gather, utterances, config=config)
+    else:
+        speak(response, utterances, config=config)
+    response.append(gather)
+    return response

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from calls import webhooks
+
+urlpatterns = [
+    path("twilio/voice", webhooks.voice, name="twilio-voice"),
+    path("twilio/gather", webhooks.gather, name="twilio-gather"),
+    path("twilio/status", webhooks.status, name="twilio-status"),
+    path("twilio/fallback", webhooks.fallback, name="twilio-fallback"),
+]

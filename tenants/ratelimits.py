@@ -1,0 +1,223 @@
+"""Rate limits from the RateLimit table, enforced atomically in Redis.
+
+Counters live in Redis (Lua scripts, so several server instances share them exactly). Without
+Redis (embedded mode), or while Redis is unreachable, a process-local fallback applies the same
+limits per process. Limits are read from the database on every check, so edits made in the admin
+apply to the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from tenants.models import RateLimit, Tenant
+
+logger = logging.getLogger(__name__)
+
+# A call that never sent its final status callback stops counting as active after this long.
+STALE_CALL_SECONDS = 4 * 3600
+
+DEFAULT_MESSAGES = {
+    RateLimit.Kind.CONCURRENT_CALLS: (
+        "Sorry, all of our lines are busy right now. Please call again in a few minutes. Goodbye."
+    ),
+    RateLimit.Kind.CALLS_PER_CALLER: (
+        "Sorry, we have received too many calls from your number. Please try again later. Goodbye."
+    ),
+    RateLimit.Kind.TURNS_PER_CALL: "Let's slow down a little. Please wait a moment before asking again.",
+    RateLimit.Kind.LLM_TOKENS_PER_DAY: (
+        "Sorry, I can't answer more questions today. Please call again tomorrow."
+    ),
+}
+
+_ADMIT_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+_INCR_SCRIPT = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: RateLimit | None = None
+
+    @property
+    def message(self) -> str:
+        if self.limit is None:
+            return ""
+        return self.limit.message or DEFAULT_MESSAGES[RateLimit.Kind(self.limit.kind)]
+
+    @property
+    def action(self) -> str:
+        return self.limit.action if self.limit else ""
+
+
+ALLOWED = Verdict(allowed=True)
+
+
+def effective_limits(tenant: Tenant) -> dict[str, RateLimit]:
+    """The tenant's limits: its own rows, else the platform defaults (rows without a tenant)."""
+    limits: dict[str, RateLimit] = {}
+    for row in RateLimit.objects.filter(tenant__isnull=True):
+        limits[row.kind] = row
+    for row in RateLimit.objects.filter(tenant=tenant):
+        limits[row.kind] = row
+    return limits
+
+
+class _Local:
+    """Process-local counters: the embedded mode, and the fallback while Redis is down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sets: dict[str, dict[str, float]] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
+
+    def admit(self, key: str, member: str, limit: int, now: float) -> bool:
+        with self._lock:
+            members = self._sets.setdefault(key, {})
+            for old in [m for m, t in members.items() if t < now - STALE_CALL_SECONDS]:
+                del members[old]
+            if member in members:
+                return True
+            if len(members) >= limit:
+                return False
+            members[member] = now
+            return True
+
+    def release(self, key: str, member: str) -> None:
+        with self._lock:
+            self._sets.get(key, {}).pop(member, None)
+
+    def incr(self, key: str, amount: int, ttl: int, now: float) -> int:
+        with self._lock:
+            value, expires = self._counters.get(key, (0, 0.0))
+            if expires < now:
+                value = 0
+                expires = now + ttl
+            value += amount
+            self._counters[key] = (value, expires)
+            return value
+
+    def get(self, key: str, now: float) -> int:
+        with self._lock:
+            value, expires = self._counters.get(key, (0, 0.0))
+            return value if expires >= now else 0
+
+
+_local = _Local()
+
+
+def _redis():
+    if not settings.REDIS_URL:
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _with_fallback(redis_op, local_op):
+    client = _redis()
+    if client is not None:
+        try:
+            return redis_op(client)
+        except Exception:  # Redis down or restarting: degrade to per-process limits
+            logger.warning("rate limiter: redis unavailable, using local counters", exc_info=True)
+    return local_op()
+
+
+def _window_key(name: str, window: int, now: float) -> str:
+    return f"rl:{name}:{int(now // window)}"
+
+
+def _over(limit: RateLimit, key: str, amount: int, now: float) -> bool:
+    ttl = limit.window_seconds + 5
+    count = _with_fallback(
+        lambda r: int(r.eval(_INCR_SCRIPT, 1, key, amount, ttl)),
+        lambda: _local.incr(key, amount, ttl, now),
+    )
+    return count > limit.limit
+
+
+def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
+    """Count a new call against the concurrent-calls and per-caller limits."""
+    limits = effective_limits(tenant)
+    now = time.time()
+    if per_caller := limits.get(RateLimit.Kind.CALLS_PER_CALLER):
+        key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
+        if _over(per_caller, key, 1, now):
+            return Verdict(allowed=False, limit=per_caller)
+    if concurrent := limits.get(RateLimit.Kind.CONCURRENT_CALLS):
+        key = f"rl:active:{tenant.id}"
+        admitted = _with_fallback(
+            lambda r: bool(
+                r.eval(
+                    _ADMIT_SCRIPT,
+                    1,
+                    key,
+                    now,
+                    now - STALE_CALL_SECONDS,
+                    concurrent.limit,
+                    call_sid,
+                    STALE_CALL_SECONDS,
+                )  # fmt: skip
+            ),
+            lambda: _local.admit(key, call_sid, concurrent.limit, now),
+        )
+        if not admitted:
+            return Verdict(allowed=False, limit=concurrent)
+    return ALLOWED
+
+
+def call_release(*, tenant_id: object, call_sid: str) -> None:
+    """The call ended: it no longer counts against the concurrent-calls limit."""
+    key = f"rl:active:{tenant_id}"
+    _with_fallback(lambda r: r.zrem(key, call_sid), lambda: _local.release(key, call_sid))
+
+
+def turn_admit(*, tenant: Tenant, call_sid: str) -> Verdict:
+    limit = effective_limits(tenant).get(RateLimit.Kind.TURNS_PER_CALL)
+    if limit is None:
+        return ALLOWED
+    now = time.time()
+    key = _window_key(f"turns:{call_sid}", limit.window_seconds, now)
+    return Verdict(allowed=False, limit=limit) if _over(limit, key, 1, now) else ALLOWED
+
+
+def _tokens_key(tenant_id: object, window: int, now: float) -> str:
+    return _window_key(f"tokens:{tenant_id}", window, now)
+
+
+def tokens_admit(*, tenant: Tenant) -> Verdict:
+    """Whether the tenant still has LLM tokens left in its budget for the period."""
+    limit = effective_limits(tenant).get(RateLimit.Kind.LLM_TOKENS_PER_DAY)
+    if limit is None:
+        return ALLOWED
+    now = time.time()
+    key = _tokens_key(tenant.id, limit.window_seconds, now)
+    used = _with_fallback(lambda r: int(r.get(key) or 0), lambda: _local.get(key, now))
+    return Verdict(allowed=False, limit=limit) if used >= limit.limit else ALLOWED
+
+
+def tokens_spend(*, tenant: Tenant, tokens: int) -> None:
+    if tokens <= 0:
+        return
+    limit = effective_limits(tenant).get(RateLimit.Kind.LLM_TOKENS_PER_DAY)
+    if limit is None:
+        return
+    now = time.time()
+    _over(limit, _tokens_key(tenant.id, limit.window_seconds, now), tokens, now)
