@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from calls.models import Call, Turn
+from tenants.access import is_platform_staff
 from tenants.admin_base import TenantScopedAdmin
 
 
@@ -32,6 +33,13 @@ class TurnInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A tenant's members have no model permissions: whoever may read the call reads its
+        # turns (platform staff still need `view_turn`).
+        if is_platform_staff(request.user):
+            return super().has_view_permission(request, obj)
+        return self.admin_site._registry[Call].has_view_permission(request, obj)
 
 
 @admin.register(Call)

@@ -1,4 +1,8 @@
-"""/healthz (the process answers) and /readyz (database, cache and broker answer)."""
+"""/healthz (the process answers) and /readyz (database, cache and broker answer).
+
+A readiness probe must answer quickly when a dependency hangs (accepts connections, never
+replies), so every check carries its own short timeout instead of the drivers' defaults.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,20 @@ from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
+CHECK_TIMEOUT_SECONDS = 2
+
 
 def _check_database() -> None:
-    with connections["default"].cursor() as cursor:
+    connection = connections["default"]
+    if connection.vendor == "postgresql":
+        # libpq waits for a silent server for as long as TCP allows unless told otherwise; probe
+        # with a connection of our own that gives up in time (and closes straight away).
+        params = connection.get_connection_params()
+        params.setdefault("connect_timeout", CHECK_TIMEOUT_SECONDS)
+        with connection.Database.connect(**params) as probe:
+            probe.execute("SELECT 1")
+        return
+    with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
 
@@ -31,8 +46,13 @@ def _check_cache() -> None:
 
 
 def _check_broker() -> None:
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+    # Socket timeouts are understood by the Redis transport and ignored by the filesystem one.
+    timeouts = {
+        "socket_timeout": CHECK_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CHECK_TIMEOUT_SECONDS,
+    }
+    with celery_app.connection_for_write(transport_options=timeouts) as conn:
+        conn.ensure_connection(max_retries=0, timeout=CHECK_TIMEOUT_SECONDS)
 
 
 CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}

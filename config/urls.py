@@ -14,7 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    # path("", include("calls.urls")),
+    path("", include("calls.urls")),
 ]
 
 if settings.SERVE_MEDIA:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.http import Http404
 
@@ -47,7 +48,8 @@ def get_tenant_for_user(user: AbstractBaseUser | AnonymousUser, tenant_id: objec
         qs = Tenant.objects.filter(id__in=member_tenant_ids(user))
     try:
         return qs.get(id=tenant_id)
-    except (Tenant.DoesNotExist, ValueError, TypeError) as exc:
+    except (Tenant.DoesNotExist, ValidationError, ValueError, TypeError) as exc:
+        # A malformed id (ValidationError for a UUID field) is answered like an unknown one.
         raise Http404("No such tenant.") from exc
 
 
@@ -55,5 +57,5 @@ def get_owned_or_404(model: type[M], *, tenant: Tenant, pk: object) -> M:
     """An object of `model` belonging to `tenant`, else 404."""
     try:
         return model.objects.get(tenant=tenant, pk=pk)  # type: ignore[attr-defined]
-    except (model.DoesNotExist, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
+    except (model.DoesNotExist, ValidationError, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
         raise Http404("Not found.") from exc

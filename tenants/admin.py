@@ -66,6 +66,12 @@ class TenantAdmin(admin.ModelAdmin):
             return []
         return ["slug", "active"]
 
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Tenant | None = None):
+        # A read-only slug is not a form field: prepopulating it would break the page.
+        if is_platform_staff(request.user):
+            return super().get_prepopulated_fields(request, obj)
+        return {}
+
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
         obj = super().get_object(request, object_id, from_field)
         if obj is None and not is_platform_staff(request.user):
@@ -137,7 +143,13 @@ class PhoneNumberForm(forms.ModelForm):
         field_classes = {"assistant": SafeModelChoiceField}
 
     def clean_number(self) -> str:
-        return normalize_e164(self.cleaned_data["number"])
+        number = normalize_e164(self.cleaned_data["number"])
+        # The model's unique check runs in the request's tenant scope and cannot see a number
+        # another tenant holds; the database would then refuse the row with an error page.
+        taken = PhoneNumber._base_manager.filter(number=number).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("This number is already in use.", code="unique")
+        return number
 
 
 @admin.register(PhoneNumber)

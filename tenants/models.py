@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
-from django_scopes import ScopedManager
+from django_scopes import ScopedManager, scopes_disabled
 
 from tenants import crypto
 from tenants.phone import normalize_e164, validate_e164
@@ -117,6 +117,12 @@ class PhoneNumber(models.Model):
                 raise ValidationError({"number": exc.messages}) from exc
         if self.assistant_id and self.tenant_id and self.assistant.tenant_id != self.tenant_id:
             raise ValidationError({"assistant": "Choose an assistant of this number's tenant."})
+
+    def validate_unique(self, exclude=None) -> None:
+        # A number is unique across all tenants, so the check must see every tenant's numbers
+        # (the scoped manager would hide them). It reveals only that the number is taken.
+        with scopes_disabled():
+            super().validate_unique(exclude=exclude)
 
 
 class RateLimit(models.Model):

@@ -21,6 +21,9 @@ def normalize_e164(value: str) -> str:
         parsed = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:
         raise ValidationError("Enter a valid phone number in E.164 format.", code="e164") from exc
+    if parsed.extension:
+        # E.164 has no extensions; dropping one silently would dial a different line.
+        raise ValidationError("Enter the number without an extension.", code="e164")
     if not phonenumbers.is_possible_number(parsed):
         raise ValidationError("This phone number has an impossible length.", code="e164")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -12,6 +12,7 @@ from django.db import transaction
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, FAQEntry
+from assistants.services import assistant_prepare_greeting
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
 DEMO_NUMBER = "+15005550006"
@@ -62,15 +63,23 @@ class Command(BaseCommand):
                     "transfer_number": "+15005550001",
                 },
             )
+            assistant_prepare_greeting(assistant=assistant)
             if not assistant.faq_entries.exists():
                 for patterns, answer in DEMO_FAQ:
                     FAQEntry.objects.create(
                         tenant=tenant, assistant=assistant, patterns=patterns, answer=answer
                     )
-            PhoneNumber.objects.get_or_create(
+            number, _ = PhoneNumber.objects.get_or_create(
                 number=DEMO_NUMBER,
                 defaults={"tenant": tenant, "assistant": assistant, "label": "Demo line"},
             )
+            # Refresh the demo line; a number that another tenant holds is not ours to change.
+            if number.tenant_id != tenant.pk:
+                self.stderr.write(f"{DEMO_NUMBER} belongs to another tenant; left unchanged.")
+            elif number.assistant_id != assistant.pk or not number.active:
+                number.assistant = assistant
+                number.active = True
+                number.save(update_fields=["assistant", "active"])
 
         admin, _ = User.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com"}

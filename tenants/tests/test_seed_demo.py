@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django_scopes import scopes_disabled
+
+from assistants.models import AssistantConfig, FAQEntry
+from tenants.models import Membership, PhoneNumber, Role, Tenant
+
+pytestmark = pytest.mark.django_db
+
+DEMO_PASSWORD = "demo password for tests"
+
+
+@pytest.fixture
+def seeded(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD)
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def logged_in(username: str) -> Client:
+    client = Client()
+    response = client.post(
+        reverse("admin:login"),
+        {"username": username, "password": DEMO_PASSWORD, "next": "/admin/"},
+    )
+    assert response.status_code == 302, response.content.decode()
+    assert response["Location"] == "/admin/"
+    return client
+
+
+def test_it_creates_the_demo_tenant_number_assistant_and_faq(seeded: str) -> None:
+    tenant = Tenant.objects.get(slug="demo")
+    with scopes_disabled():
+        number = PhoneNumber.objects.get(number="+15005550006")
+        assistant = AssistantConfig.objects.get(tenant=tenant)
+        faq = list(FAQEntry.objects.filter(assistant=assistant))
+        assistant.full_clean()
+        number.full_clean()
+    assert number.tenant == tenant
+    assert number.assistant == assistant
+    assert number.active
+    assert len(faq) == 2
+    assert all(entry.tenant == tenant for entry in faq)
+    assert "+15005550006" in seeded
+    assert DEMO_PASSWORD in seeded
+
+
+def test_it_creates_a_superuser_and_a_staff_owner_of_the_demo_tenant(seeded: str) -> None:
+    users = get_user_model().objects
+    admin = users.get(username="admin")
+    owner = users.get(username="demo-owner")
+    assert admin.is_superuser and admin.is_staff
+    assert owner.is_staff and not owner.is_superuser
+    assert Membership.objects.get(user=owner).tenant.slug == "demo"
+    assert Membership.objects.get(user=owner).role == Role.OWNER
+
+
+def test_running_it_twice_changes_nothing(seeded: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    call_command("seed_demo", stdout=StringIO())
+    assert Tenant.objects.filter(slug="demo").count() == 1
+    assert get_user_model().objects.filter(username__in=["admin", "demo-owner"]).count() == 2
+    assert Membership.objects.filter(user__username="demo-owner").count() == 1
+    with scopes_disabled():
+        assert AssistantConfig.objects.filter(tenant__slug="demo").count() == 1
+        assert FAQEntry.objects.filter(tenant__slug="demo").count() == 2
+        assert PhoneNumber.objects.filter(number="+15005550006").count() == 1
+
+
+def test_the_superuser_can_log_in_and_sees_every_tenant(seeded: str, tenant_a: Tenant) -> None:
+    client = logged_in("admin")
+    response = client.get(reverse("admin:tenants_tenant_changelist"))
+    assert response.status_code == 200
+    assert "Demo Dental Clinic" in response.content.decode()
+    assert "Acme Plumbing" in response.content.decode()
+
+
+def test_the_demo_owner_can_log_in_and_sees_only_the_demo_tenant(
+    seeded: str, number_a: PhoneNumber
+) -> None:
+    client = logged_in("demo-owner")
+    pages = {
+        "admin:tenants_tenant_changelist": "Demo Dental Clinic",
+        "admin:tenants_phonenumber_changelist": "+15005550006",
+        "admin:assistants_assistantconfig_changelist": "Reception",
+    }
+    for name, expected in pages.items():
+        response = client.get(reverse(name))
+        assert response.status_code == 200
+        content = response.content.decode()
+        assert expected in content
+        assert "Acme" not in content
+        assert number_a.number not in content
+    demo = Tenant.objects.get(slug="demo")
+    assert client.get(reverse("admin:tenants_tenant_change", args=[demo.pk])).status_code == 200
+    acme = number_a.tenant
+    assert client.get(reverse("admin:tenants_tenant_change", args=[acme.pk])).status_code == 404
+
+
+def test_a_wrong_password_does_not_log_in(seeded: str) -> None:
+    client = Client()
+    response = client.post(
+        reverse("admin:login"), {"username": "demo-owner", "password": "wrong", "next": "/admin/"}
+    )
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("admin:index")).status_code == 302
+
+
+def test_running_it_again_points_the_demo_number_back_at_the_assistant(seeded: str) -> None:
+    with scopes_disabled():
+        PhoneNumber.objects.filter(number="+15005550006").update(assistant=None, active=False)
+    call_command("seed_demo", stdout=StringIO())
+    with scopes_disabled():
+        number = PhoneNumber.objects.get(number="+15005550006")
+    assert number.assistant is not None and number.assistant.name == "Reception"
+    assert number.active
+
+
+def test_it_leaves_the_demo_number_alone_when_another_tenant_owns_it(
+    monkeypatch: pytest.MonkeyPatch, assistant_b: AssistantConfig
+) -> None:
+    with scopes_disabled():
+        PhoneNumber.objects.create(
+            tenant=assistant_b.tenant, number="+15005550006", assistant=assistant_b
+        )
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD)
+    errors = StringIO()
+    call_command("seed_demo", stdout=StringIO(), stderr=errors)
+    with scopes_disabled():
+        number = PhoneNumber.objects.get(number="+15005550006")
+    assert (number.tenant, number.assistant) == (assistant_b.tenant, assistant_b)
+    assert "belongs to another tenant" in errors.getvalue()
