@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from assistants.models import AssistantConfig, FAQEntry
+from assistants.services import assistant_prepare_greeting
 from tenants.admin_base import TenantScopedAdmin
 
 
@@ -24,6 +25,10 @@ class AssistantConfigAdmin(TenantScopedAdmin):
         }),
         ("Transfer to a human", {"fields": ["transfer_number", "transfer_digit"]}),
     ]  # fmt: skip
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        assistant_prepare_greeting(assistant=obj)
 
 
 @admin.register(FAQEntry)
