@@ -6,11 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from assistants.speech import speech_prepare, speech_url
 from django.conf import settings
 
 from assistants.models import SpeechAudio
 from assistants.responder import Reply, respond
+from assistants.speech import speech_prepare, speech_url
 from calls import services
 from calls.models import Call, Turn
 from calls.twiml import Utterance
@@ -43,7 +43,9 @@ def prepare_speech(*, call: Call, config: dict, text: str) -> Spoken:
     return Spoken(sentence=text, audio=audio)
 
 
-def wait_for_audio(spoken: list[Spoken], *, until: float) -> tuple[dict[str, str], float | None]:
+def wait_for_audio(
+    spoken: list[Spoken], *, until: float, base_url: str = ""
+) -> tuple[dict[str, str], float | None]:
     """Wait (until `until`) for the queued audio; return {audio id: url} and when the first
     sentence's audio was ready (monotonic), if it was."""
     pending = {str(s.audio.id) for s in spoken if s.audio is not None}
@@ -56,7 +58,7 @@ def wait_for_audio(spoken: list[Spoken], *, until: float) -> tuple[dict[str, str
             for row in rows:
                 key = str(row["id"])
                 if row["file"]:
-                    urls[key] = speech_url(SpeechAudio(file=row["file"]))
+                    urls[key] = speech_url(SpeechAudio(file=row["file"]), base_url=base_url)
                 if row["file"] or row["error"]:
                     pending.discard(key)
         if first_id and first_id in urls and first_ready_at is None:
@@ -66,8 +68,12 @@ def wait_for_audio(spoken: list[Spoken], *, until: float) -> tuple[dict[str, str
         time.sleep(POLL_SECONDS)
 
 
-def gather_answer(*, call: Call, utterance: str, started_at: float) -> tuple[list[Utterance], Turn]:
-    """Answer the caller's `utterance` and store the assistant's turn with its timings."""
+def gather_answer(
+    *, call: Call, utterance: str, started_at: float, base_url: str = ""
+) -> tuple[list[Utterance], Turn]:
+    """Answer the caller's `utterance` and store the assistant's turn with its timings.
+
+    `base_url` makes audio URLs absolute when PUBLIC_BASE_URL is not set."""
     config = call.config_snapshot
     deadline = started_at + settings.WEBHOOK_DEADLINE_SECONDS
     reply = Reply(started_at=started_at)
@@ -83,7 +89,7 @@ def gather_answer(*, call: Call, utterance: str, started_at: float) -> tuple[lis
     answered_at = time.monotonic()
 
     wait_until = min(answered_at + settings.TTS_WAIT_SECONDS, deadline - 0.3)
-    urls, first_audio_at = wait_for_audio(spoken, until=wait_until)
+    urls, first_audio_at = wait_for_audio(spoken, until=wait_until, base_url=base_url)
     utterances = [
         Utterance(text=s.sentence, audio_url=urls.get(str(s.audio.id), "") if s.audio else "")
         for s in spoken

@@ -89,49 +89,42 @@ def call_reject(
     return call
 
 
-@transaction.atomic
 def call_status_update(
     *, call: Call, status: str, sequence: int | None, duration: int | None,
     timestamp: datetime | None = None,
 ) -> bool:  # fmt: skip
     """Apply a Twilio status callback once. Repeats and late arrivals change nothing.
 
-    Returns whether anything changed.
+    Returns whether anything changed. A final status frees the call's line at once and tells
+    the dashboard.
     """
-    call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
-    if call.status in Call.FINAL_STATUSES:
-        return False
-    if sequence is not None and sequence <= call.status_sequence:
-        return False
-    if status not in Call.Status.values or status == Call.Status.REJECTED:
-        return False
-    if sequence is not None:
-        call.status_sequence = sequence
-    call.status = status
-    final = status in Call.FINAL_STATUSES
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+        if call.status in Call.FINAL_STATUSES:
+            return False
+        if sequence is not None and sequence <= call.status_sequence:
+            return False
+        if status not in Call.Status.values or status == Call.Status.REJECTED:
+            return False
+        if sequence is not None:
+            call.status_sequence = sequence
+        call.status = status
+        final = status in Call.FINAL_STATUSES
+        if final:
+            call.ended_at = timestamp or timezone.now()
+            if duration is not None:
+                call.duration_seconds = max(duration, 0)
+            elif call.answered_at:
+                call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
+            if not call.outcome:
+                call.outcome = _OUTCOME_FOR_STATUS.get(status, Call.Outcome.COMPLETED)
+        call.save()
     if final:
-        call.ended_at = timestamp or timezone.now()
-        if duration is not None:
-            call.duration_seconds = max(duration, 0)
-        elif call.answered_at:
-            call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
-        if not call.outcome:
-            call.outcome = _OUTCOME_FOR_STATUS.get(status, Call.Outcome.COMPLETED)
-    call.save()
-    if final:
-        tenant_id, call_sid = call.tenant_id, call.call_sid
-        transaction.on_commit(
-            lambda: ratelimits.call_release(tenant_id=tenant_id, call_sid=call_sid)
-        )
-        transaction.on_commit(
-            lambda: events.publish(
-                "ended",
-                call=call,
-                status=call.status,
-                outcome=call.outcome,
-                duration=call.duration_seconds,
-            )  # fmt: skip
-        )
+        ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
+        events.publish(
+            "ended", call=call, status=call.status, outcome=call.outcome,
+            duration=call.duration_seconds,
+        )  # fmt: skip
     return True
 
 

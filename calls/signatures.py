@@ -27,6 +27,11 @@ def public_url(request: HttpRequest, path: str | None = None) -> str:
     return request.build_absolute_uri(path)
 
 
+def public_base_url(request: HttpRequest) -> str:
+    """Scheme and host Twilio reaches us on, without a trailing slash."""
+    return public_url(request, "/").rstrip("/")
+
+
 def auth_token_for(tenant: Tenant | None) -> str:
     """The tenant's own Twilio auth token when it brings its account, else the platform's."""
     if tenant is not None and tenant.has_twilio_auth_token:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from assistants.speech import speech_prepare, speech_url
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -21,11 +20,12 @@ from django.views.decorators.http import require_POST
 from django_scopes import scope
 from twilio.twiml.voice_response import VoiceResponse
 
+from assistants.speech import speech_url
 from calls import services, twiml
 from calls.models import Call, Turn
-from calls.pipeline import gather_answer
+from calls.pipeline import gather_answer, prepare_speech
 from calls.selectors import unscoped_call_by_sid
-from calls.signatures import public_url, request_is_signed
+from calls.signatures import public_base_url, public_url, request_is_signed
 from config.logging import log_context
 from tenants import ratelimits
 from tenants.models import RateLimit, Tenant
@@ -57,6 +57,11 @@ def _forbidden() -> HttpResponse:
     return HttpResponseForbidden("Invalid Twilio signature.")
 
 
+def _field(request: HttpRequest, name: str) -> str:
+    """A POST field as text PostgreSQL can store (no NUL characters)."""
+    return request.POST.get(name, "").replace("\x00", "")
+
+
 def _int_or_none(value: str | None) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -84,8 +89,7 @@ def _refuse(verdict: ratelimits.Verdict, config: dict | None = None) -> VoiceRes
 @twilio_webhook
 def voice(request: HttpRequest) -> HttpResponse:
     """An incoming call: pick tenant and assistant by the dialled number, greet, listen."""
-    post = request.POST
-    call_sid, to, caller = post.get("CallSid", ""), post.get("To", ""), post.get("From", "")
+    call_sid, to, caller = _field(request, "CallSid"), _field(request, "To"), _field(request, "From")
     number = unscoped_phone_number_by_dialled(to)
     tenant: Tenant | None = number.tenant if number else None
     if not request_is_signed(request, tenant=tenant):
@@ -122,16 +126,13 @@ def voice(request: HttpRequest) -> HttpResponse:
 
         call, _ = services.call_start(
             phone_number=number, call_sid=call_sid, from_number=caller, to_number=to,
-            direction=post.get("Direction", "inbound"),
+            direction=_field(request, "Direction") or "inbound",
         )  # fmt: skip
         config = call.config_snapshot
         greeting = twiml.Utterance(text=config["greeting"])
-        audio = speech_prepare(
-            tenant=tenant, engine=config["tts_engine"], voice=config["tts_voice"],
-            language=config["language"], text=config["greeting"],
-        )  # fmt: skip
-        if audio is not None and audio.file:
-            greeting.audio_url = speech_url(audio)
+        spoken = prepare_speech(call=call, config=config, text=config["greeting"])
+        if spoken.audio is not None and spoken.audio.file:
+            greeting.audio_url = speech_url(spoken.audio, base_url=public_base_url(request))
         response = twiml.speak_and_listen(
             [greeting], config=config, action_url=_gather_url(request)
         )
@@ -143,10 +144,10 @@ def gather(request: HttpRequest) -> HttpResponse:
     """The caller said something (or nothing): answer and listen again."""
     started_at = time.monotonic()
     post = request.POST
-    call = unscoped_call_by_sid(post.get("CallSid", ""))
+    call = unscoped_call_by_sid(_field(request, "CallSid"))
     tenant = call.tenant if call else None
     if tenant is None:
-        number = unscoped_phone_number_by_dialled(post.get("To", ""))
+        number = unscoped_phone_number_by_dialled(_field(request, "To"))
         tenant = number.tenant if number else None
     if not request_is_signed(request, tenant=tenant):
         return _forbidden()
@@ -156,7 +157,7 @@ def gather(request: HttpRequest) -> HttpResponse:
     with scope(tenant=[call.tenant_id]), log_context(tenant=call.tenant.slug):
         config = call.config_snapshot
         action_url = _gather_url(request)
-        speech = post.get("SpeechResult", "").strip()
+        speech = _field(request, "SpeechResult").strip()
         if not speech:
             if services.call_count_silence(call=call, silent=True) > settings.MAX_SILENT_PROMPTS:
                 services.call_set_outcome(call=call, outcome=Call.Outcome.NO_INPUT)
@@ -179,7 +180,10 @@ def gather(request: HttpRequest) -> HttpResponse:
             if not verdict.allowed:
                 return twiml.twiml_response(_limited_turn(call, verdict, config, action_url))
 
-        utterances, _ = gather_answer(call=call, utterance=speech, started_at=started_at)
+        utterances, _ = gather_answer(
+            call=call, utterance=speech, started_at=started_at,
+            base_url=public_base_url(request),
+        )  # fmt: skip
         return twiml.twiml_response(
             twiml.speak_and_listen(utterances, config=config, action_url=action_url)
         )
@@ -204,10 +208,10 @@ def _limited_turn(
 def status(request: HttpRequest) -> HttpResponse:
     """Status callback: closes the call once, whatever order or how often callbacks arrive."""
     post = request.POST
-    call = unscoped_call_by_sid(post.get("CallSid", ""))
+    call = unscoped_call_by_sid(_field(request, "CallSid"))
     tenant = call.tenant if call else None
     if tenant is None:
-        number = unscoped_phone_number_by_dialled(post.get("To", ""))
+        number = unscoped_phone_number_by_dialled(_field(request, "To"))
         tenant = number.tenant if number else None
     if not request_is_signed(request, tenant=tenant):
         return _forbidden()
