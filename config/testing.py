@@ -198,3 +198,42 @@ def celery_worker_process(
         yield _celery_worker_session
     finally:
         app.conf.update({option: previous})
+
+
+# --- Groq, replaced at the wire ---------------------------------------------------------------
+
+FAKE_GROQ_KEY = "gsk_test_fake_groq_key"
+
+
+@pytest.fixture(scope="session")
+def _fake_groq_server() -> Iterator:
+    from assistants.fake_groq import FakeGroqServer
+
+    # Fast by default; a test that is about latency sets its own with `set_latency()`.
+    server = FakeGroqServer(ttft_ms=20, tokens_per_second=2000, answer_tokens=40)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_groq(_fake_groq_server, settings) -> Iterator:
+    """A Groq-compatible server on loopback that the real `groq` SDK talks to.
+
+    The platform is pointed at it through GROQ_BASE_URL / GROQ_API_KEY; requests, answers,
+    latency and faults are controlled through the returned `FakeGroqServer`.
+    """
+    from assistants import llm
+
+    _fake_groq_server.reset()
+    settings.GROQ_BASE_URL = _fake_groq_server.base_url
+    settings.GROQ_API_KEY = FAKE_GROQ_KEY
+    llm.reset_clients()
+    yield _fake_groq_server
+    llm.reset_clients()
+    _fake_groq_server.reset()
+
+
+def fake_groq_env(server) -> dict[str, str]:
+    """Environment for a subprocess (server, worker) that should use the fake Groq server."""
+    return {"GROQ_BASE_URL": server.base_url, "GROQ_API_KEY": FAKE_GROQ_KEY}
