@@ -24,10 +24,14 @@ logger = logging.getLogger(__name__)
 class LLMError(Exception):
     """A failed LLM attempt. `permanent` says whether retrying the same model can help."""
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None,
+        timeout: bool = False,
+    ):  # fmt: skip
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.timeout = timeout
 
 
 class LLMNotConfigured(LLMError):
@@ -96,8 +100,10 @@ def classify(exc: Exception) -> LLMError:
     """Turn an SDK exception into an LLMError saying whether a retry can help."""
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, groq.APITimeoutError):
-        return LLMError("timeout")
+    if isinstance(exc, groq.APITimeoutError | httpx.TimeoutException):
+        return LLMError("timeout", timeout=True)
+    if isinstance(exc, httpx.TransportError):  # e.g. the stream was cut mid-answer
+        return LLMError(f"stream broken: {type(exc).__name__}")
     if isinstance(exc, groq.APIConnectionError):
         return LLMError(f"connection error: {exc}")
     if isinstance(exc, groq.APIStatusError):
@@ -155,7 +161,8 @@ def stream_reply(
     """Yield the answer's text deltas, trying `model` then `fallback_model` before `deadline`.
 
     `deadline` is a `time.monotonic()` value. 429/5xx/timeouts are retried with backoff
-    (honouring Retry-After) while time remains; permanent errors move on to the fallback model.
+    (honouring Retry-After) while time remains; permanent errors and timeouts move on to the
+    fallback model.
     Once text has been yielded, a failure ends the answer there (`result.truncated`).
     """
     if not is_configured():
@@ -198,7 +205,9 @@ def stream_reply(
                     result.truncated = True
                     result.done_at = time.monotonic()
                     return
-                if error.permanent:
+                # A model that does not answer in time is likely overloaded: waiting for it
+                # again would spend the caller's time; the fallback model gets the rest.
+                if error.permanent or error.timeout:
                     break
                 backoff = error.retry_after
                 if backoff is None:

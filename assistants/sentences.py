@@ -8,8 +8,9 @@ _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx",
     "no", "mt", "ave", "inc", "ltd", "co", "a.m", "p.m",
 }  # fmt: skip
-# End of sentence: . ! ? (or …, or CJK full stops), optional closing quotes/brackets, then space.
-_END = re.compile(r"([.!?…。！？]+[\"'”’)\]]*)(\s+)")
+# End of sentence: . ! ? or … with optional closing quotes/brackets, then a space; or a CJK full
+# stop, which needs no space after it.
+_END = re.compile(r"([.!?…]+[\"'”’)\]]*)(?=\s)\s*|([。！？]+[」』”’）]*)\s*")
 
 
 class SentenceSplitter:
@@ -24,7 +25,7 @@ class SentenceSplitter:
         sentences: list[str] = []
         start = 0
         for match in _END.finditer(self._buffer):
-            end = match.end(1)
+            end = match.end(1) if match.group(1) else match.end(2)
             candidate = self._buffer[start:end].strip()
             if len(candidate) < self._min_chars or self._is_abbreviation(self._buffer[:end]):
                 continue

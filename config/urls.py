@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 from django.views.static import serve
@@ -17,12 +18,12 @@ urlpatterns = [
     path("", include("calls.urls")),
 ]
 
+
+def media(request: HttpRequest, path: str) -> HttpResponse:
+    """Generated speech audio (MEDIA_ROOT read per request). Production puts media on an object
+    store / CDN instead."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
 if settings.SERVE_MEDIA:
-    # Generated speech audio. Production puts media on an object store / CDN instead.
-    urlpatterns.append(
-        path(
-            f"{settings.MEDIA_URL.strip('/')}/<path:path>",
-            serve,
-            {"document_root": settings.MEDIA_ROOT},
-        )
-    )
+    urlpatterns.append(path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media))
