@@ -238,3 +238,19 @@ def test_an_faq_answer_never_calls_the_llm(twilio, number_a, fake_groq):
     _, [response] = _ask(twilio, number_a, "What are your opening hours?")
     assert response.said == "We are open from eight to six, Monday to Friday."
     assert fake_groq.requests == []
+
+
+def test_log_lines_of_a_call_carry_its_tenant_and_callsid(twilio, number_a, fake_groq, caplog):
+    fake_groq.queue_fault(503)
+    call_sid, _ = _ask(twilio, number_a, "Is the line working?")
+    # The JSON console handler's filter puts the log context on the record itself.
+    [failed] = [r for r in caplog.records if r.getMessage() == "llm attempt failed"]
+    assert (failed.call_sid, failed.tenant, failed.model) == (call_sid, "acme", MAIN)
+
+
+@pytest.mark.parametrize("speech", ["", "   "], ids=["empty", "blank"])
+def test_an_empty_speech_result_is_silence_not_a_question(twilio, number_a, fake_groq, speech):
+    call_sid, [response] = _ask(twilio, number_a, speech)
+    assert "didn't catch that" in response.said
+    assert response.has("Gather")
+    assert _turns(call_sid) == [] and fake_groq.requests == []
