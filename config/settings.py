@@ -269,6 +269,9 @@ TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
 # Re-prompts when the caller says nothing, before saying goodbye.
 MAX_SILENT_PROMPTS = env.int("MAX_SILENT_PROMPTS", default=2)
 GTTS_TIMEOUT = env.float("GTTS_TIMEOUT", default=4.0)
+# The "simulated" speech engine of benchmarks: cost of one sentence, like a network TTS.
+TTS_SIMULATED_BASE_MS = env.float("TTS_SIMULATED_BASE_MS", default=300.0)
+TTS_SIMULATED_PER_CHAR_MS = env.float("TTS_SIMULATED_PER_CHAR_MS", default=4.0)
 TTS_AUDIO_TTL_HOURS = env.int("TTS_AUDIO_TTL_HOURS", default=24)
 # Key for secrets stored in the database (tenants' Twilio auth tokens). Defaults to one derived
 # from SECRET_KEY; FIELD_ENCRYPTION_KEY_FALLBACKS keeps old keys readable during a rotation.

@@ -286,3 +286,17 @@ def test_every_engine_an_assistant_can_choose_exists():
 
     for name in AssistantConfig.TTSEngine.values:
         assert get_engine(name).name == name
+
+
+def test_the_simulated_network_engine_costs_time_by_length_and_makes_a_wav(settings):
+    import io
+    import time
+    import wave
+
+    settings.TTS_SIMULATED_BASE_MS, settings.TTS_SIMULATED_PER_CHAR_MS = 50, 2
+    started = time.monotonic()
+    audio = get_engine("simulated").synthesize("x" * 50, language="en-US", voice="")
+    assert time.monotonic() - started >= 0.15  # 50 ms + 50 x 2 ms
+    with wave.open(io.BytesIO(audio.data)) as wav:
+        assert wav.getnframes() > 0 and wav.getframerate() == 8000
+    assert (audio.content_type, audio.extension) == ("audio/wav", "wav")

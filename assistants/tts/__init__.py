@@ -15,6 +15,8 @@ ENGINES = {
     "gtts": "assistants.tts.gtts_engine.GTTSEngine",
     "espeak": "assistants.tts.espeak_engine.EspeakEngine",
     "say": "assistants.tts.say_engine.SayEngine",
+    # Not an assistant choice: a network-like engine for benchmarks and load tests.
+    "simulated": "assistants.tts.simulated_engine.SimulatedEngine",
 }
 
 

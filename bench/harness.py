@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmarks: a throwaway database, providers on loopback, a Celery worker,
+and tables of percentiles.
+
+Benchmarks run against PostgreSQL and Redis (`BENCH_DATABASE_URL`, `BENCH_REDIS_URL`; defaults on
+127.0.0.1) in a database of their own, so they never touch the platform's data.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/voiceplatform_bench"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def table(title: str, rows: dict[str, list[float]], *, unit: str = "ms", baseline: str = "") -> str:
+    """A Markdown table of p50/p90/p99 per row, with each row's p50 as a ratio of `baseline`."""
+    base = percentile(rows[baseline], 50) if baseline else None
+    lines = [
+        f"### {title}",
+        "",
+        f"| | n | p50 ({unit}) | p90 ({unit}) | p99 ({unit}) | mean ({unit}) |"
+        + (" p50 vs first row |" if base else ""),
+        "|---|---|---|---|---|---|" + ("---|" if base else ""),
+    ]
+    for name, values in rows.items():
+        p50 = percentile(values, 50)
+        cells = [
+            name,
+            str(len(values)),
+            f"{p50:.0f}",
+            f"{percentile(values, 90):.0f}",
+            f"{percentile(values, 99):.0f}",
+            f"{statistics.fmean(values):.0f}" if values else "-",
+        ]
+        if base:
+            cells.append(f"{p50 / base:.2f}×")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    import django
+
+    cores = os.cpu_count()
+    return (
+        f"{platform.system()} {platform.machine()}, {cores} cores, Python "
+        f"{platform.python_version()}, Django {django.get_version()}"
+    )
+
+
+def configure_environment(**extra: str) -> dict[str, str]:
+    """Point this process (and the subprocesses it starts) at the benchmark's own services."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "LOG_LEVEL": "WARNING",
+        "MEDIA_ROOT": tempfile.mkdtemp(prefix="bench-media-"),
+        "CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+        **extra,
+    }
+    os.environ.update(env)
+    return env
+
+
+def create_database() -> None:
+    """Create the benchmark database if needed and migrate it."""
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
+        dbname="postgres", autocommit=True,
+    ) as connection:  # fmt: skip
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
+        ).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], *, concurrency: int = 8) -> Iterator[subprocess.Popen]:
+    """A real worker process on the benchmark's queue, stopped afterwards."""
+    log = open(Path(env["MEDIA_ROOT"]) / "worker.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", env["CELERY_QUEUE"],
+            "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "WARNING",
+            "--without-heartbeat", "--without-gossip", "--without-mingle",
+        ],  # fmt: skip
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        from config.celery import app
+
+        result = app.send_task("celery.accumulate", args=("ready",), queue=env["CELERY_QUEUE"])
+        result.get(timeout=60)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def now() -> float:
+    return time.perf_counter()
