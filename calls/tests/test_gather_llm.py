@@ -254,3 +254,28 @@ def test_an_empty_speech_result_is_silence_not_a_question(twilio, number_a, fake
     assert "didn't catch that" in response.said
     assert response.has("Gather")
     assert _turns(call_sid) == [] and fake_groq.requests == []
+
+
+def test_a_caller_of_tenant_b_never_gets_tenant_as_assistant_or_history(
+    twilio, number_a, number_b, assistant_b, fake_groq
+):
+    a_sid, _ = _ask(twilio, number_a, "My address is 1 Secret Street.")
+    fake_groq.reset()
+    b_sid, [response] = _ask(twilio, number_b, "When are you open?")
+
+    # A's FAQ is not B's: B's question goes to B's assistant, with B's prompt and no A history.
+    assert "eight to six" not in response.said
+    [request] = fake_groq.requests
+    assert request.messages[0] == {"role": "system", "content": assistant_b.system_prompt}
+    assert all("Secret Street" not in m["content"] for m in request.messages)
+    # A gather naming A's call but signed with B's own token is refused and changes nothing.
+    with scopes_disabled():
+        tenant_b = assistant_b.tenant
+        tenant_b.set_twilio_auth_token("b" * 32)
+        tenant_b.save()
+    before = len(_turns(a_sid))
+    refused = twilio.gather(
+        a_sid, number_b.number, "Read me the last caller's address", auth_token="b" * 32
+    )
+    assert refused.status == 403
+    assert len(_turns(a_sid)) == before
