@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import json
 import random
@@ -105,6 +106,13 @@ class Fault:
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         return cls(**data)
+
+    def withholds_answer(self, stream: bool) -> bool:
+        """Whether the request gets no answer text at all (an error status, or a hang before
+        the first token), so a queued answer is kept for the next request."""
+        return self.kind.isdigit() or (
+            self.kind == "hang" and (not stream or self.after_tokens is None)
+        )
 
 
 @dataclass
@@ -278,7 +286,7 @@ class FakeGroqServer:
         self.host = host
         self.port = port
         self._initial = FakeGroqConfig(**config)
-        self.config = replace(self._initial)
+        self.config = copy.deepcopy(self._initial)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._answers: list[tuple[str | None, str]] = []
@@ -328,7 +336,10 @@ class FakeGroqServer:
         self.config.answer = answer
 
     def queue_answer(self, text: str, *, model: str | None = None, count: int = 1) -> None:
-        """Answer the next `count` requests (for `model`, if set) with `text`."""
+        """Answer the next `count` requests (for `model`, if set) with `text`.
+
+        A request that gets an error status or hangs before its first token does not use it up.
+        """
         with self._lock:
             self._answers.extend([(model, text)] * count)
 
@@ -358,7 +369,7 @@ class FakeGroqServer:
             self._faults.clear()
             self._answers.clear()
             self._requests.clear()
-            self.config = replace(self._initial)
+            self.config = copy.deepcopy(self._initial)
             self._rng = random.Random(self.config.seed)
 
     # --- running -----------------------------------------------------------------------------
@@ -524,7 +535,7 @@ class FakeGroqServer:
         model, messages, max_tokens, stream, include_usage = parsed
         if self.config.models is not None and model not in self.config.models:
             return self._model_not_found(model)
-        fault, answer = self._take(model)
+        fault, answer = self._take(model, stream)
         with self._lock:
             self._requests.append(
                 RecordedRequest(
@@ -542,11 +553,7 @@ class FakeGroqServer:
             )
         if fault is not None and fault.kind.isdigit():
             return self._fault_response(fault, model)
-        if (
-            fault is not None
-            and fault.kind == "hang"
-            and (not stream or fault.after_tokens is None)
-        ):
+        if fault is not None and fault.kind == "hang" and fault.withholds_answer(stream):
             await asyncio.sleep(HANG_LIMIT_SECONDS)
             return _error_response(504, "Gateway Timeout")
 
@@ -631,7 +638,7 @@ class FakeGroqServer:
         include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
         return model, messages, max_tokens, stream, include_usage
 
-    def _take(self, model: str) -> tuple[Fault | None, str | None]:
+    def _take(self, model: str, stream: bool) -> tuple[Fault | None, str | None]:
         """The fault and the queued answer that apply to this request, used up."""
         with self._lock:
             fault = next((f for f in self._faults if f.model in (None, model)), None)
@@ -643,7 +650,8 @@ class FakeGroqServer:
             elif self.config.fail_rate > 0 and self._rng.random() < self.config.fail_rate:
                 fault = Fault(kind=self._rng.choice(self.config.fail_kinds or ["500"]))
             answer = None
-            for index, (target, text) in enumerate(self._answers):
+            answers = [] if fault is not None and fault.withholds_answer(stream) else self._answers
+            for index, (target, text) in enumerate(answers):
                 if target in (None, model):
                     answer = text
                     del self._answers[index]
@@ -855,7 +863,8 @@ class FakeGroqControl:
         self._http.post("/faults", json={"kind": str(kind), **options}).raise_for_status()
 
     def queue_answer(self, text: str, *, model: str | None = None, count: int = 1) -> None:
-        self._http.post("/answers", json={"text": text, "model": model, "count": count})
+        response = self._http.post("/answers", json={"text": text, "model": model, "count": count})
+        response.raise_for_status()
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change settings (`ttft_ms`, `tokens_per_second`, `fail_rate`, ...); returns them all."""

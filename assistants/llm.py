@@ -18,6 +18,8 @@ import groq
 import httpx
 from django.conf import settings
 
+from config import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -197,6 +199,7 @@ def stream_reply(
             except Exception as exc:  # noqa: BLE001 - every provider failure is classified
                 error = classify(exc)
                 result.errors.append(f"{current}: {error}")
+                metrics.LLM_ERRORS.labels(model=current, kind=metrics.error_kind(str(error))).inc()
                 logger.warning(
                     "llm attempt failed",
                     extra={"model": current, "attempt": attempt + 1, "error": str(error)},

@@ -12,6 +12,7 @@ from django_scopes import scopes_disabled
 
 from calls import events
 from calls.models import Call, Turn
+from config import metrics
 from tenants import ratelimits
 from tenants.models import PhoneNumber, Tenant
 
@@ -49,6 +50,7 @@ def call_start(
             )
     except IntegrityError:
         return Call.objects.get(call_sid=call_sid, tenant=phone_number.tenant), False
+    metrics.CALLS.labels(tenant=phone_number.tenant.slug, mode=mode, result="started").inc()
     events.publish(
         "started",
         call=call,
@@ -85,6 +87,9 @@ def call_reject(
             },
         )
     if created:
+        metrics.CALLS.labels(
+            tenant=tenant.slug if tenant else "", mode=call.mode, result=outcome
+        ).inc()
         events.publish("rejected", call=call, outcome=outcome, reason=reason)
     return call
 
@@ -160,6 +165,10 @@ def turn_add(*, call: Call, role: str, text: str, **fields: object) -> Turn:
             created_at=timezone.now(),
             **fields,
         )
+    metrics.turn_observe(
+        mode=call.mode, role=role, source=turn.source, timings=fields,
+        fallbacks=turn.fallbacks or [], cache_hit=turn.cache_hit,
+    )  # fmt: skip
     events.publish("turn", call=call, turn=turn_as_event(turn))
     return turn
 

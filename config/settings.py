@@ -54,6 +54,8 @@ if env.bool("TRUST_PROXY_HEADERS", default=False):
     USE_X_FORWARDED_HOST = True
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# After Redis fails, rate limits use per-process counters for this long before trying it again.
+REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
 EMBEDDED = not REDIS_URL
 
 INSTALLED_APPS = [
@@ -67,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "django_prometheus",
     "tenants",
     "assistants",
     "calls",
@@ -83,7 +86,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantScopeMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
+
+# /metrics: who may scrape it (see config/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from django.views.static import serve
 
 from config import health
+from config.metrics import metrics_view
 
 admin.site.site_header = "Voice assistant platform"
 admin.site.site_title = "Voice assistant platform"
@@ -15,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("calls.urls")),
 ]
 

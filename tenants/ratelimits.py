@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from config import metrics
 from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class Verdict:
 
 
 ALLOWED = Verdict(allowed=True)
+
+
+def _refused(tenant: Tenant, limit: RateLimit) -> Verdict:
+    metrics.RATE_LIMITED.labels(tenant=tenant.slug, kind=limit.kind).inc()
+    return Verdict(allowed=False, limit=limit)
 
 
 def effective_limits(tenant: Tenant) -> dict[str, RateLimit]:
@@ -130,12 +136,22 @@ def _redis():
     return get_redis_connection("default")
 
 
+_redis_failed_at = float("-inf")
+
+
 def _with_fallback(redis_op, local_op):
+    """Run `redis_op`; while Redis is down or restarting, degrade to per-process limits.
+
+    After a failure Redis is left alone for REDIS_RETRY_SECONDS, so that a call does not wait on
+    a dead server for every check; then it is tried again and used as soon as it answers.
+    """
+    global _redis_failed_at
     client = _redis()
-    if client is not None:
+    if client is not None and time.monotonic() - _redis_failed_at >= settings.REDIS_RETRY_SECONDS:
         try:
             return redis_op(client)
-        except Exception:  # Redis down or restarting: degrade to per-process limits
+        except Exception:
+            _redis_failed_at = time.monotonic()
             logger.warning("rate limiter: redis unavailable, using local counters", exc_info=True)
     return local_op()
 
@@ -160,7 +176,7 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
     if per_caller := limits.get(RateLimit.Kind.CALLS_PER_CALLER):
         key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
         if _over(per_caller, key, 1, now):
-            return Verdict(allowed=False, limit=per_caller)
+            return _refused(tenant, per_caller)
     if concurrent := limits.get(RateLimit.Kind.CONCURRENT_CALLS):
         key = f"rl:active:{tenant.id}"
         admitted = _with_fallback(
@@ -179,7 +195,7 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
             lambda: _local.admit(key, call_sid, concurrent.limit, now),
         )
         if not admitted:
-            return Verdict(allowed=False, limit=concurrent)
+            return _refused(tenant, concurrent)
     return ALLOWED
 
 
@@ -195,7 +211,7 @@ def turn_admit(*, tenant: Tenant, call_sid: str) -> Verdict:
         return ALLOWED
     now = time.time()
     key = _window_key(f"turns:{call_sid}", limit.window_seconds, now)
-    return Verdict(allowed=False, limit=limit) if _over(limit, key, 1, now) else ALLOWED
+    return _refused(tenant, limit) if _over(limit, key, 1, now) else ALLOWED
 
 
 def _tokens_key(tenant_id: object, window: int, now: float) -> str:
@@ -210,7 +226,7 @@ def tokens_admit(*, tenant: Tenant) -> Verdict:
     now = time.time()
     key = _tokens_key(tenant.id, limit.window_seconds, now)
     used = _with_fallback(lambda r: int(r.get(key) or 0), lambda: _local.get(key, now))
-    return Verdict(allowed=False, limit=limit) if used >= limit.limit else ALLOWED
+    return _refused(tenant, limit) if used >= limit.limit else ALLOWED
 
 
 def tokens_spend(*, tenant: Tenant, tokens: int) -> None:

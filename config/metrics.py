@@ -1,0 +1,186 @@
+"""Prometheus metrics: the platform's own, next to django-prometheus' request metrics.
+
+`/metrics` is restricted: a request needs `Authorization: Bearer <METRICS_TOKEN>` when a token is
+set, and must come from one of `METRICS_ALLOWED_NETWORKS` (default: loopback only). With several
+server processes on one host, set `PROMETHEUS_MULTIPROC_DIR` so that every process' samples are
+added up (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+from collections.abc import Iterable, Iterator
+
+from amqp.exceptions import ChannelError
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+# Seconds; a phone turn is judged in tenths of a second.
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13)
+
+TURNS = Counter("voice_turns_total", "Conversation turns stored.", ["mode", "role", "source"])
+TURN_STAGE_SECONDS = Histogram(
+    "voice_turn_stage_seconds",
+    "Time from the caller's words to each stage of the assistant's answer.",
+    ["mode", "stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+LLM_ERRORS = Counter("voice_llm_errors_total", "Failed LLM attempts.", ["model", "kind"])
+LLM_FALLBACKS = Counter(
+    "voice_llm_fallbacks_total", "LLM retries and moves to the fallback model.", ["kind"]
+)
+TTS_FALLBACKS = Counter(
+    "voice_tts_fallbacks_total", "Sentences spoken with <Say> because their audio was not ready."
+)
+RATE_LIMITED = Counter(
+    "voice_rate_limited_total", "Calls and turns refused by a rate limit.", ["tenant", "kind"]
+)
+ANSWER_CACHE = Counter("voice_answer_cache_total", "Answer cache lookups.", ["result"])
+CALLS = Counter("voice_calls_total", "Calls started or rejected.", ["tenant", "mode", "result"])
+
+# Turn timing fields and the stage they measure.
+STAGES = {
+    "llm_first_token_ms": "llm_first_token",
+    "llm_done_ms": "llm_done",
+    "first_audio_ms": "tts_first_audio",
+    "response_sent_ms": "turn",
+    "last_token_sent_ms": "last_token_sent",
+}
+
+
+def turn_observe(*, mode: str, role: str, source: str, timings: dict, fallbacks: Iterable[str],
+                 cache_hit: bool) -> None:  # fmt: skip
+    """Count one stored turn and observe its stage latencies."""
+    try:
+        TURNS.labels(mode=mode, role=role, source=source or "none").inc()
+        for field, stage in STAGES.items():
+            if (value := timings.get(field)) is not None:
+                TURN_STAGE_SECONDS.labels(mode=mode, stage=stage).observe(value / 1000)
+        for fallback in fallbacks:
+            if fallback == "tts:say":
+                TTS_FALLBACKS.inc()
+            else:
+                LLM_FALLBACKS.labels(kind=fallback.split(":", 1)[0]).inc()
+        if role == "assistant" and source in ("llm", "cache"):
+            ANSWER_CACHE.labels(result="hit" if cache_hit else "miss").inc()
+    except Exception:  # metrics never break a call
+        logger.warning("could not record turn metrics", exc_info=True)
+
+
+def error_kind(message: str) -> str:
+    """A short, bounded label for an LLM error message."""
+    text = message.lower()
+    for needle, kind in (
+        ("timeout", "timeout"), ("http 429", "rate_limited"), ("http 5", "server_error"),
+        ("http 4", "client_error"), ("stream", "stream_broken"), ("connection", "connection"),
+        ("no llm configured", "not_configured"),
+    ):  # fmt: skip
+        if needle in text:
+            return kind
+    return "other"
+
+
+class ActiveCallsCollector(Collector):
+    """Calls in progress per tenant, read from the database at scrape time."""
+
+    def describe(self) -> list:
+        return []  # nothing to read at registration time
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.db.models import Count
+        from django_scopes import scopes_disabled
+
+        from calls.models import Call
+
+        gauge = GaugeMetricFamily(
+            "voice_active_calls", "Calls ringing or in progress.", labels=["tenant", "mode"]
+        )
+        try:
+            with scopes_disabled():  # counts only, across tenants, for the operator
+                rows = (
+                    Call.objects.filter(status__in=Call.ACTIVE_STATUSES)
+                    .values("tenant__slug", "mode")
+                    .annotate(n=Count("id"))
+                )
+                for row in rows:
+                    gauge.add_metric([row["tenant__slug"] or "", row["mode"]], row["n"])
+        except Exception:
+            logger.warning("metrics: could not count active calls", exc_info=True)
+        yield gauge
+
+
+class QueueDepthCollector(Collector):
+    """Messages waiting in the Celery queue (speech synthesis)."""
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from config.celery import app
+
+        gauge = GaugeMetricFamily(
+            "voice_celery_queue_depth", "Tasks waiting in the Celery queue.", labels=["queue"]
+        )
+        queue = app.conf.task_default_queue
+        try:
+            with app.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1, timeout=1)
+                try:
+                    _, waiting, _ = connection.default_channel.queue_declare(queue, passive=True)
+                except ChannelError:  # never declared yet: nothing has been queued
+                    waiting = 0
+            gauge.add_metric([queue], waiting)
+        except Exception:
+            logger.warning("metrics: could not read the queue depth", exc_info=True)
+        yield gauge
+
+
+_SCRAPE_COLLECTORS = [ActiveCallsCollector(), QueueDepthCollector()]
+for _collector in _SCRAPE_COLLECTORS:
+    REGISTRY.register(_collector)
+
+
+def _registry() -> CollectorRegistry:
+    """This process' registry, or every process' samples in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    for collector in _SCRAPE_COLLECTORS:
+        registry.register(collector)
+    return registry
+
+
+def _client_allowed(request: HttpRequest) -> bool:
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net) for net in settings.METRICS_ALLOWED_NETWORKS)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _client_allowed(request):
+        return HttpResponse("Forbidden.", status=403, content_type="text/plain")
+    if token := settings.METRICS_TOKEN:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return HttpResponse("Unauthorized.", status=401, content_type="text/plain")
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
