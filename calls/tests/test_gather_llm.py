@@ -279,3 +279,22 @@ def test_a_caller_of_tenant_b_never_gets_tenant_as_assistant_or_history(
     )
     assert refused.status == 403
     assert len(_turns(a_sid)) == before
+
+
+def test_secrets_never_reach_the_logs(twilio, number_a, tenant_a, fake_groq, caplog, capfd, settings):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    own_token = "tenant-own-twilio-token-7f3a9c"
+    with scopes_disabled():
+        tenant_a.set_twilio_auth_token(own_token)
+        tenant_a.save()
+    fake_groq.queue_fault(401)  # an auth failure is logged; the key must not be
+    call_sid, _ = twilio.voice(number_a.number, auth_token=own_token)
+    twilio.gather(call_sid, number_a.number, "Hello?", auth_token=own_token)
+    twilio.gather(call_sid, number_a.number, "Hello?", auth_token="wrong-token")
+
+    logged = caplog.text + capfd.readouterr().err
+    assert "llm attempt failed" in logged  # things were logged
+    for secret in (own_token, settings.GROQ_API_KEY, settings.SECRET_KEY):
+        assert secret not in logged
