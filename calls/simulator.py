@@ -136,8 +136,9 @@ class TwilioSimulator:
 
     def run(
         self, *, to: str, from_: str, utterances: list[str], account_sid: str = "",
-        on_step: Callable[[Step], None] | None = None,
+        on_step: Callable[[Step], None] | None = None, pause: float = 0.0,
     ) -> SimulatedCall:  # fmt: skip
+        """Play one call; `pause` seconds pass between an answer and the caller's next words."""
         call_sid = "CA" + uuid.uuid4().hex
         base = {
             "CallSid": call_sid,
@@ -156,6 +157,8 @@ class TwilioSimulator:
         for text in utterances:
             if step.ended:
                 break
+            if pause:
+                time.sleep(pause)
             params = {
                 **base,
                 "CallStatus": "in-progress",

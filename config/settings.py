@@ -255,7 +255,15 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 # Serve MEDIA_URL from this process (fine for one server; use an object store + CDN at scale).
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=True)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Speech audio. At scale, an object store behind a CDN, e.g. with django-storages:
+    # MEDIA_STORAGE_BACKEND=storages.backends.s3.S3Storage
+    # MEDIA_STORAGE_OPTIONS={"bucket_name": "voice-audio", "custom_domain": "cdn.example.com"}
+    "default": {
+        "BACKEND": env.str(
+            "MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        ),
+        "OPTIONS": env.json("MEDIA_STORAGE_OPTIONS", default={}),
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 

@@ -210,3 +210,29 @@ def test_database_down_answers_fast_with_an_apology_and_leaves_no_half_state(
     again = twilio.gather(call_sid, number_a.number, FAQ_QUESTION)
     assert again.said == FAQ_ANSWER
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "trouble",
+    [{"fail_rate": 1.0, "fail_kinds": ["503"]}, {"fail_rate": 1.0, "fail_kinds": ["429"],
+     "retry_after": 0.3}, {"ttft_ms": 5000}],
+    ids=["failing", "rate-limited", "slow"],
+)
+def test_groq_in_trouble_for_a_whole_call_still_answers_every_turn_in_time(
+    twilio, number_a, fake_groq, settings, trouble
+):
+    from assistants.responder import APOLOGY
+
+    settings.WEBHOOK_DEADLINE_SECONDS = 3.0
+    settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 0.5
+    settings.LLM_BACKOFF_SECONDS = 0.05
+    fake_groq.configure(**trouble)
+    call_sid, _ = twilio.voice(number_a.number)
+    for question in ("Are you there?", "Hello, can you hear me?", "Is anyone answering?"):
+        started = time.monotonic()
+        response = twilio.gather(call_sid, number_a.number, question)
+        assert time.monotonic() - started < settings.WEBHOOK_DEADLINE_SECONDS + 0.5
+        assert response.status == 200 and response.said == APOLOGY
+        assert response.has("Gather")  # the call goes on
+    assert [t.source for t in _turns(call_sid)][1::2] == ["apology"] * 3
