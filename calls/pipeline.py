@@ -17,7 +17,9 @@ from calls.twiml import Utterance
 from tenants import ratelimits
 
 logger = logging.getLogger(__name__)
-POLL_SECONDS = 0.02
+# Polling for audio starts fast and slows down, so many calls waiting at once stay cheap.
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.1
 
 
 @dataclass
@@ -52,6 +54,7 @@ def wait_for_audio(
     first_id = str(spoken[0].audio.id) if spoken and spoken[0].audio is not None else None
     urls: dict[str, str] = {}
     first_ready_at = None
+    interval = POLL_FIRST_SECONDS
     while True:
         if pending:
             rows = SpeechAudio.objects.filter(id__in=pending).values("id", "file", "error")
@@ -65,7 +68,8 @@ def wait_for_audio(
             first_ready_at = time.monotonic()
         if not pending or time.monotonic() >= until:
             return urls, first_ready_at
-        time.sleep(POLL_SECONDS)
+        time.sleep(min(interval, max(0.0, until - time.monotonic())))
+        interval = min(interval * 1.5, POLL_MAX_SECONDS)
 
 
 def gather_answer(
