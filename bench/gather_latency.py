@@ -21,6 +21,7 @@ import argparse
 import uuid
 
 from harness import (
+    bench_tenant,
     celery_worker,
     configure_environment,
     create_database,
@@ -65,25 +66,14 @@ def main() -> None:
 
     from django.conf import settings
     from django.test import Client
-    from django_scopes import scopes_disabled
 
     from assistants import llm
-    from assistants.models import AssistantConfig
     from assistants.responder import build_messages
     from assistants.tts import get_engine
     from calls.signatures import sign
-    from tenants.models import PhoneNumber, Tenant
 
     run = uuid.uuid4().hex[:8]
-    with scopes_disabled():
-        tenant = Tenant.objects.create(name=f"Bench {run}", slug=f"bench-{run}")
-        assistant = AssistantConfig.objects.create(
-            tenant=tenant, name="Bench", tts_engine="simulated",
-            system_prompt="You are a plumber's receptionist.",
-        )  # fmt: skip
-        number = PhoneNumber.objects.create(
-            tenant=tenant, assistant=assistant, number=f"+1415{int(run, 16) % 10**7:07d}"
-        )
+    _, assistant, number = bench_tenant()
     config = {
         "system_prompt": assistant.system_prompt, "context_turns": 0,
     }  # fmt: skip

@@ -137,6 +137,34 @@ def celery_worker(env: dict[str, str], *, concurrency: int = 8) -> Iterator[subp
         log.close()
 
 
+def bench_tenant(*, mode: str = "gather", tts_engine: str = "simulated", generous_limits: bool = False):
+    """A fresh tenant with one assistant and one number; returns (tenant, assistant, number)."""
+    from django_scopes import scopes_disabled
+
+    from assistants.models import AssistantConfig
+    from tenants.models import PhoneNumber, RateLimit, Tenant
+
+    run = uuid.uuid4().hex[:8]
+    with scopes_disabled():
+        tenant = Tenant.objects.create(name=f"Bench {run}", slug=f"bench-{run}")
+        assistant = AssistantConfig.objects.create(
+            tenant=tenant, name="Bench", mode=mode, tts_engine=tts_engine,
+            system_prompt="You are a plumber's receptionist.",
+        )  # fmt: skip
+        number = PhoneNumber.objects.create(
+            tenant=tenant, assistant=assistant, number=f"+1415{int(run, 16) % 10**7:07d}"
+        )
+        if generous_limits:  # the benchmark measures the platform, not its limits
+            for kind, limit in (
+                (RateLimit.Kind.CONCURRENT_CALLS, 100_000),
+                (RateLimit.Kind.CALLS_PER_CALLER, 1_000_000),
+                (RateLimit.Kind.TURNS_PER_CALL, 1_000_000),
+                (RateLimit.Kind.LLM_TOKENS_PER_DAY, 2_000_000_000),
+            ):
+                RateLimit.objects.create(tenant=tenant, kind=kind, limit=limit)
+    return tenant, assistant, number
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000
 

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
 from harness import (
     ROOT,
+    bench_tenant,
     celery_worker,
     configure_environment,
     create_database,
@@ -123,27 +123,9 @@ def main() -> None:
     from django.conf import settings
     from django_scopes import scopes_disabled
 
-    from assistants.models import AssistantConfig
     from calls.models import Turn
-    from tenants.models import PhoneNumber, RateLimit, Tenant
 
-    run = uuid.uuid4().hex[:8]
-    with scopes_disabled():
-        tenant = Tenant.objects.create(name=f"Load {run}", slug=f"load-{run}")
-        assistant = AssistantConfig.objects.create(
-            tenant=tenant, name="Load", tts_engine="simulated",
-            system_prompt="You are a plumber's receptionist.",
-        )  # fmt: skip
-        number = PhoneNumber.objects.create(
-            tenant=tenant, assistant=assistant, number=f"+1415{int(run, 16) % 10**7:07d}"
-        )
-        for kind, limit in (
-            (RateLimit.Kind.CONCURRENT_CALLS, 10 * args.calls),
-            (RateLimit.Kind.CALLS_PER_CALLER, 10_000),
-            (RateLimit.Kind.TURNS_PER_CALL, 10_000),
-            (RateLimit.Kind.LLM_TOKENS_PER_DAY, 10**9),
-        ):
-            RateLimit.objects.create(tenant=tenant, kind=kind, limit=limit)
+    _, _, number = bench_tenant(generous_limits=True)
 
     server_log = open(os.path.join(env["MEDIA_ROOT"], "daphne.log"), "wb")  # noqa: SIM115
     server = subprocess.Popen(
