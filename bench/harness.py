@@ -165,6 +165,46 @@ def bench_tenant(*, mode: str = "gather", tts_engine: str = "simulated", generou
     return tenant, assistant, number
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
+    """The platform's ASGI server (one process) on 127.0.0.1:`port`, ready when yielded."""
+    import httpx
+
+    log = open(Path(env["MEDIA_ROOT"]) / f"daphne-{port}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "config.asgi:application"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start; see {log.name}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000
 

@@ -14,22 +14,19 @@ Needs PostgreSQL and Redis (see bench/harness.py); writes only to its own databa
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
 from harness import (
-    ROOT,
     bench_tenant,
     celery_worker,
     configure_environment,
     create_database,
+    daphne_server,
+    free_port,
     machine,
     percentile,
 )
@@ -54,12 +51,6 @@ class Results:
     errors: list[str] = field(default_factory=list)
     played: int = 0
     said: int = 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def caller(index: int, *, base: str, token: str, number: str, until: float, turns: int,
@@ -109,7 +100,7 @@ def main() -> None:
     from assistants.fake_groq import FakeGroqServer
 
     groq = FakeGroqServer(ttft_ms=150, tokens_per_second=280, answer_tokens=60).start()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = configure_environment(
         GROQ_BASE_URL=groq.base_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base,
@@ -127,21 +118,9 @@ def main() -> None:
 
     _, _, number = bench_tenant(generous_limits=True)
 
-    server_log = open(os.path.join(env["MEDIA_ROOT"], "daphne.log"), "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "config.asgi:application"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=server_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     results = Results()
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        with celery_worker(env, concurrency=32):
+        with celery_worker(env, concurrency=32), daphne_server(env, port):
             started = time.monotonic()
             until = started + args.minutes * 60
             threads = [
@@ -160,9 +139,6 @@ def main() -> None:
                 thread.join()
             elapsed = time.monotonic() - started
     finally:
-        server.terminate()
-        server.wait(timeout=15)
-        server_log.close()
         groq.stop()
 
     with scopes_disabled():

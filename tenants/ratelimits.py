@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q
 
 from config import metrics
 from tenants.models import RateLimit, Tenant
@@ -78,9 +79,9 @@ def _refused(tenant: Tenant, limit: RateLimit) -> Verdict:
 def effective_limits(tenant: Tenant) -> dict[str, RateLimit]:
     """The tenant's limits: its own rows, else the platform defaults (rows without a tenant)."""
     limits: dict[str, RateLimit] = {}
-    for row in RateLimit.objects.filter(tenant__isnull=True):
-        limits[row.kind] = row
-    for row in RateLimit.objects.filter(tenant=tenant):
+    rows = RateLimit.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+    # Platform defaults first, so that the tenant's own rows override them.
+    for row in sorted(rows, key=lambda r: r.tenant_id is not None):
         limits[row.kind] = row
     return limits
 

@@ -167,6 +167,9 @@ def database_down() -> Iterator[None]:
     """Make connections to the default database fail inside the block, as when it is down."""
     original = dict(connection.settings_dict)
     connection.close()
+    pooled = hasattr(connection, "close_pool")
+    if pooled:
+        connection.close_pool()  # a new pool is made from the changed settings
     if connection.vendor == "postgresql":
         connection.settings_dict["PORT"] = str(_free_port())  # nothing listens there
         connection.settings_dict["OPTIONS"] = {**original.get("OPTIONS", {}), "connect_timeout": 1}
@@ -176,6 +179,8 @@ def database_down() -> Iterator[None]:
         yield
     finally:
         connection.close()
+        if pooled:
+            connection.close_pool()
         connection.settings_dict.clear()
         connection.settings_dict.update(original)
 
