@@ -197,6 +197,9 @@ class RelaySession:
                 await asyncio.wait([answer.prepare])  # the caller's turn is stored first
             if answer.parts:
                 await asyncio.shield(self._store(answer))
+                if answer.turn is not None:
+                    turn = services.turn_as_event(answer.turn)
+                    await asyncio.shield(events.apublish("interrupted", call=self.call, turn=turn))
             raise
         except Exception as exc:
             logger.exception("relay: answering failed")
@@ -205,11 +208,17 @@ class RelaySession:
 
     async def _respond(self, answer: Answer) -> None:
         history = list(self.history)
+        # Limits and a ready answer are checked first; the caller's turn is stored meanwhile
+        # (and the LLM asked), off the path to the first token. It is stored before the answer.
+        check = database_sync_to_async(self._check)(utterance=answer.utterance, history=history)
+        checking = asyncio.ensure_future(check)
         answer.prepare = asyncio.ensure_future(
-            database_sync_to_async(self._prepare)(utterance=answer.utterance, history=history)
+            database_sync_to_async(services.turn_add)(
+                call=self.call, role=Turn.Role.CALLER, text=answer.utterance
+            )
         )
-        prepared: Prepared = await asyncio.shield(answer.prepare)
         self.history.append((Turn.Role.CALLER, answer.utterance))
+        prepared: Prepared = await checking
 
         if prepared.limited is not None:
             await self._limited(answer, prepared.limited)
@@ -281,6 +290,8 @@ class RelaySession:
 
     async def _store(self, answer: Answer, *, cache_key: str = "") -> None:
         answer.storing = True
+        if answer.prepare is not None:
+            await asyncio.wait([answer.prepare])  # the caller's turn comes first
         if answer.last_sent_at is None and answer.parts:
             answer.last_sent_at = time.monotonic()
         turn = await database_sync_to_async(self._store_sync)(answer=answer, cache_key=cache_key)
@@ -291,9 +302,8 @@ class RelaySession:
 
     # --- database work (runs in a worker thread, inside the session's tenant scope) ------------
 
-    def _prepare(self, *, utterance: str, history: list[tuple[str, str]]) -> Prepared:
+    def _check(self, *, utterance: str, history: list[tuple[str, str]]) -> Prepared:
         call = self.call
-        services.turn_add(call=call, role=Turn.Role.CALLER, text=utterance)
         for verdict in (
             ratelimits.turn_admit(tenant=call.tenant, call_sid=call.call_sid),
             ratelimits.tokens_admit(tenant=call.tenant),
