@@ -129,6 +129,8 @@ class RecordedRequest:
     received_monotonic: float  # time.monotonic(), comparable across processes on one machine
     fault: str | None
     body: dict
+    # The client closed the connection before the streamed answer was complete.
+    client_closed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -314,6 +316,11 @@ class FakeGroqServer:
         """The chat-completion requests received so far, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def active_streams(self) -> int:
+        """Streamed answers being written right now."""
+        return self._active_streams
 
     def queue_fault(self, kind: str | int, **options: Any) -> Fault:
         """Inject a fault into upcoming requests; see `Fault` for kinds and options."""
@@ -538,7 +545,7 @@ class FakeGroqServer:
         fault, answer = self._take(model, stream)
         with self._lock:
             self._requests.append(
-                RecordedRequest(
+                record := RecordedRequest(
                     model=model,
                     messages=messages,
                     temperature=body.get("temperature"),
@@ -589,6 +596,7 @@ class FakeGroqServer:
                 include_usage,
                 ids,
                 fault,
+                record,
             )
         await asyncio.sleep(max(0.0, started + ttft + _duration(len(tokens), tps) - loop.time()))
         if fault is not None and fault.kind == "cut":
@@ -683,6 +691,29 @@ class FakeGroqServer:
         return _error_response(status, message, headers=headers)
 
     async def _stream(
+        self,
+        request: web.Request,
+        first_at: float,
+        tps: float,
+        model: str,
+        tokens: list[str],
+        finish: str,
+        usage: dict[str, Any],
+        include_usage: bool,
+        ids: tuple[str, str, int],
+        fault: Fault | None,
+        record: RecordedRequest | None = None,
+    ) -> web.StreamResponse:
+        try:
+            return await self._stream_answer(
+                request, first_at, tps, model, tokens, finish, usage, include_usage, ids, fault
+            )
+        except (ConnectionError, asyncio.CancelledError):
+            if record is not None:
+                record.client_closed = True
+            raise
+
+    async def _stream_answer(
         self,
         request: web.Request,
         first_at: float,

@@ -7,11 +7,12 @@ trouble: when every attempt fails it ends with `result.failed = True` and the ca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import groq
@@ -57,6 +58,7 @@ class LLMResult:
 
 _client: groq.Groq | None = None
 _async_client: groq.AsyncGroq | None = None
+_async_client_loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
 
 
@@ -85,17 +87,23 @@ def get_client() -> groq.Groq:
 
 
 def get_async_client() -> groq.AsyncGroq:
-    """The process-wide async client, for code running on the event loop."""
-    global _async_client
-    if _async_client is None:
+    """The process-wide async client, for code running on the event loop.
+
+    Its connections belong to one event loop, so a new loop (another test, a management
+    command) gets a client of its own.
+    """
+    global _async_client, _async_client_loop
+    loop = asyncio.get_running_loop()
+    if _async_client is None or _async_client_loop is not loop:
         _async_client = groq.AsyncGroq(**_client_kwargs())
+        _async_client_loop = loop
     return _async_client
 
 
 def reset_clients() -> None:
     """Forget the clients (settings changed, e.g. in tests)."""
-    global _client, _async_client
-    _client = _async_client = None
+    global _client, _async_client, _async_client_loop
+    _client = _async_client = _async_client_loop = None
 
 
 def classify(exc: Exception) -> LLMError:
@@ -219,5 +227,110 @@ def stream_reply(
                     break
                 result.fallbacks.append(f"retry:{current}")
                 time.sleep(backoff)
+    result.failed = True
+    result.done_at = time.monotonic()
+
+
+def _read_chunk(chunk, result: LLMResult) -> tuple[str, bool]:
+    """(text delta, finished) of one streamed chunk; usage is recorded on `result`."""
+    usage = getattr(chunk, "usage", None) or (chunk.x_groq.usage if chunk.x_groq else None)
+    if usage is not None:
+        result.tokens_in = usage.prompt_tokens
+        result.tokens_out = usage.completion_tokens
+    if not chunk.choices:
+        return "", False
+    choice = chunk.choices[0]
+    return (choice.delta.content or "") if choice.delta else "", bool(choice.finish_reason)
+
+
+async def _aattempt(
+    *, model: str, messages: list[dict], temperature: float, max_tokens: int, timeout: float,
+    result: LLMResult,
+) -> AsyncIterator[str]:  # fmt: skip
+    client = get_async_client().with_options(
+        timeout=httpx.Timeout(timeout, connect=min(2.0, timeout))
+    )
+    stream = await client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        temperature=temperature,
+        max_completion_tokens=max_tokens,
+        stream=True,
+    )
+    finished = False
+    try:
+        async for chunk in stream:
+            delta, done = _read_chunk(chunk, result)
+            if delta:
+                if result.first_token_at is None:
+                    result.first_token_at = time.monotonic()
+                yield delta
+            finished = finished or done
+    finally:
+        # Also on cancellation (the caller interrupted): the HTTP stream to Groq is closed
+        # at once, so Groq stops generating.
+        await stream.close()
+    if not finished:
+        raise LLMError("stream ended before the answer was finished")
+
+
+async def astream_reply(
+    *, model: str, fallback_model: str, messages: list[dict], temperature: float,
+    max_tokens: int, deadline: float, result: LLMResult,
+) -> AsyncIterator[str]:  # fmt: skip
+    """`stream_reply()` for code on the event loop: the same retry, fallback and deadline
+    policy, through the async client. Cancelling the consuming task closes the Groq stream."""
+    if not is_configured():
+        result.failed = result.not_configured = True
+        result.errors.append(str(LLMNotConfigured()))
+        return
+    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    yielded = False
+    for index, current in enumerate(models):
+        if index:
+            result.fallbacks.append(f"fallback_model:{current}")
+        for attempt in range(settings.LLM_MAX_ATTEMPTS):
+            remaining = deadline - time.monotonic()
+            if remaining < 0.2:
+                break
+            timeout = min(remaining, settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS)
+            result.model_used = current
+            stream = _aattempt(
+                model=current, messages=messages, temperature=temperature,
+                max_tokens=max_tokens, timeout=timeout, result=result,
+            )  # fmt: skip
+            try:
+                async for delta in stream:
+                    yielded = True
+                    yield delta
+                    if time.monotonic() > deadline:
+                        result.truncated = True
+                        result.errors.append("deadline reached while streaming")
+                        result.done_at = time.monotonic()
+                        return
+                result.done_at = time.monotonic()
+                return
+            except Exception as exc:  # noqa: BLE001 - every provider failure is classified
+                error = classify(exc)
+                result.errors.append(f"{current}: {error}")
+                logger.warning(
+                    "llm attempt failed",
+                    extra={"model": current, "attempt": attempt + 1, "error": str(error)},
+                )
+                if yielded:
+                    result.truncated = True
+                    result.done_at = time.monotonic()
+                    return
+                if error.permanent or error.timeout:
+                    break
+                backoff = error.retry_after
+                if backoff is None:
+                    backoff = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
+                if time.monotonic() + backoff > deadline - 0.5:
+                    break
+                result.fallbacks.append(f"retry:{current}")
+                await asyncio.sleep(backoff)
+            finally:
+                await stream.aclose()
     result.failed = True
     result.done_at = time.monotonic()

@@ -83,6 +83,36 @@ def _cache_key(*, tenant_id: object, config: dict, utterance: str) -> str:
     return "answer:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass
+class ReadyAnswer:
+    """An answer found without the LLM (`source` faq or cache), or where to cache the LLM's."""
+
+    source: str = ""
+    text: str = ""
+    cache_key: str = ""  # set when the LLM's answer to this question may be cached
+
+
+def ready_answer(
+    *, tenant_id: object, config: dict, history: list[tuple[str, str]], utterance: str
+) -> ReadyAnswer:
+    """The FAQ answer, else the cached answer to the same first question, if any."""
+    if answer := faq_answer(assistant_id=config["id"], utterance=utterance):
+        return ReadyAnswer(source="faq", text=answer)
+    cacheable = settings.ANSWER_CACHE_SECONDS > 0 and not any(r == "caller" for r, _ in history)
+    if not cacheable:
+        return ReadyAnswer()
+    key = _cache_key(tenant_id=tenant_id, config=config, utterance=utterance)
+    if cached := _cache_get(key):
+        return ReadyAnswer(source="cache", text=cached)
+    return ReadyAnswer(cache_key=key)
+
+
+def remember_answer(*, cache_key: str, text: str) -> None:
+    """Keep a complete LLM answer for the next caller asking the same first question."""
+    if cache_key and text:
+        _cache_set(cache_key, text)
+
+
 def respond(
     *, tenant_id: object, config: dict, history: list[tuple[str, str]], utterance: str,
     deadline: float, reply: Reply,
@@ -92,17 +122,12 @@ def respond(
     FAQ first (no LLM call), then the answer cache for first questions, then the LLM stream,
     cut into sentences as it arrives. Always yields at least one sentence.
     """
-    if answer := faq_answer(assistant_id=config["id"], utterance=utterance):
-        reply.source = "faq"
-        yield from _record(reply, split_sentences(answer))
+    ready = ready_answer(tenant_id=tenant_id, config=config, history=history, utterance=utterance)
+    if ready.text:
+        reply.source, reply.cache_hit = ready.source, ready.source == "cache"
+        yield from _record(reply, split_sentences(ready.text))
         return
-
-    cacheable = settings.ANSWER_CACHE_SECONDS > 0 and not any(r == "caller" for r, _ in history)
-    key = _cache_key(tenant_id=tenant_id, config=config, utterance=utterance) if cacheable else ""
-    if cacheable and (cached := _cache_get(key)):
-        reply.source, reply.cache_hit = "cache", True
-        yield from _record(reply, split_sentences(cached))
-        return
+    cacheable, key = bool(ready.cache_key), ready.cache_key
 
     reply.source = "llm"
     splitter = SentenceSplitter()
@@ -119,7 +144,7 @@ def respond(
         reply.source = "not_configured" if reply.llm.not_configured else "apology"
         yield from _record(reply, [NOT_CONFIGURED if reply.llm.not_configured else APOLOGY])
     elif cacheable and not (reply.llm.failed or reply.llm.truncated):
-        _cache_set(key, reply.text)
+        remember_answer(cache_key=key, text=reply.text)
 
 
 def _record(reply: Reply, sentences: list[str]) -> Iterator[str]:

@@ -201,3 +201,37 @@ def call_history(*, call: Call) -> list[tuple[str, str]]:
         (t.role, t.heard_text if t.interrupted else t.text)
         for t in rows.only("role", "text", "heard_text", "interrupted")
     ]
+
+
+def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED) -> bool:
+    """Close a call we know has ended (a relay session over) before Twilio's status callback.
+
+    Idempotent: a call already closed is left as it is, and an outcome already noted (e.g.
+    transferred) is kept. Returns whether anything changed.
+    """
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+        if call.status in Call.FINAL_STATUSES:
+            return False
+        call.status = Call.Status.COMPLETED
+        call.ended_at = timezone.now()
+        if call.answered_at:
+            call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
+        call.outcome = call.outcome or outcome
+        call.save()
+    ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
+    events.publish(
+        "ended", call=call, status=call.status, outcome=call.outcome,
+        duration=call.duration_seconds,
+    )  # fmt: skip
+    return True
+
+
+def turn_mark_interrupted(*, turn: Turn, heard_text: str) -> Turn:
+    """The caller talked over an answer already sent: note what they actually heard."""
+    Turn.objects.filter(pk=turn.pk, tenant_id=turn.tenant_id).update(
+        interrupted=True, heard_text=heard_text
+    )
+    turn.interrupted, turn.heard_text = True, heard_text
+    events.publish("interrupted", call=turn.call, turn=turn_as_event(turn))
+    return turn

@@ -66,3 +66,50 @@ def request_is_signed(request: HttpRequest, *, tenant: Tenant | None) -> bool:
 def sign(*, url: str, params: Mapping[str, str], auth_token: str) -> str:
     """Sign like Twilio does (for the call simulator and tests)."""
     return RequestValidator(auth_token).compute_signature(url, dict(params))
+
+
+def websocket_url(http_url: str) -> str:
+    """The ws(s):// form of an http(s):// URL."""
+    if http_url.startswith("https://"):
+        return "wss://" + http_url[len("https://") :]
+    if http_url.startswith("http://"):
+        return "ws://" + http_url[len("http://") :]
+    return http_url
+
+
+def _header(scope: Mapping, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def websocket_public_url(scope: Mapping) -> str:
+    """The wss:// URL Twilio opened (and signed) for this ASGI websocket scope.
+
+    Same rules as `public_url()`: PUBLIC_BASE_URL wins; else the Host header and the
+    connection's scheme, or the proxy's X-Forwarded-* headers when TRUST_PROXY_HEADERS is on.
+    """
+    path = scope.get("path", "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    tail = path + (f"?{query}" if query else "")
+    if settings.PUBLIC_BASE_URL:
+        return websocket_url(settings.PUBLIC_BASE_URL) + tail
+    scheme = scope.get("scheme") or "ws"
+    host = _header(scope, b"host")
+    if getattr(settings, "USE_X_FORWARDED_HOST", False):
+        host = _header(scope, b"x-forwarded-host").split(",")[0].strip() or host
+        proto = _header(scope, b"x-forwarded-proto").split(",")[0].strip()
+        if proto:
+            scheme = "wss" if proto in ("https", "wss") else "ws"
+    return f"{scheme}://{host}{tail}"
+
+
+def websocket_is_signed(scope: Mapping, *, tenant: Tenant | None) -> bool:
+    """Twilio signs a WebSocket handshake over its full URL, with no parameters."""
+    return signature_is_valid(
+        url=websocket_public_url(scope),
+        params={},
+        signature=_header(scope, b"x-twilio-signature"),
+        auth_token=auth_token_for(tenant),
+    )

@@ -6,6 +6,8 @@ Each request is signed like Twilio signs it; the TwiML answers are read like Twi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import websockets
 
 from calls.signatures import sign
 
@@ -182,3 +185,155 @@ class TwilioSimulator:
         )
         call.status_code = status
         return call
+
+
+# --- relay mode: Twilio's side of a ConversationRelay WebSocket ---------------------------------
+
+
+@dataclass
+class RelayTurn:
+    caller: str
+    text: str = ""
+    frames: int = 0
+    first_token_ms: float | None = None  # prompt sent -> first `text` frame
+    last_token_ms: float | None = None  # prompt sent -> `last: true`
+
+
+@dataclass
+class SimulatedRelayCall:
+    call_sid: str
+    voice_status: int = 0
+    socket_url: str = ""
+    refused: str = ""
+    turns: list[RelayTurn] = field(default_factory=list)
+    handoff: dict | None = None
+    action_status: int = 0
+    action_said: list[Said] = field(default_factory=list)
+    dialled: str = ""
+    status_code: int = 0
+
+
+def parse_connect(body: bytes) -> tuple[str, str, dict[str, str]]:
+    """(socket URL, <Connect action> URL, <Parameter>s) of a ConversationRelay TwiML answer."""
+    root = ET.fromstring(body)
+    relay = next(root.iter("ConversationRelay"), None)
+    connect = next(root.iter("Connect"), None)
+    if relay is None or connect is None:
+        return "", "", {}
+    parameters = {p.get("name", ""): p.get("value", "") for p in relay.iter("Parameter")}
+    return relay.get("url", ""), connect.get("action", ""), parameters
+
+
+def _relay_call(
+    simulator: TwilioSimulator, *, to: str, from_: str, utterances: list[str], press: str,
+    account_sid: str, on_turn: Callable[[RelayTurn], None] | None, timeout: float,
+) -> SimulatedRelayCall:  # fmt: skip
+    call_sid = "CA" + uuid.uuid4().hex
+    base = {
+        "CallSid": call_sid,
+        "AccountSid": account_sid or "AC" + "0" * 32,
+        "From": from_,
+        "To": to,
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+    call = SimulatedRelayCall(call_sid=call_sid)
+    started = time.monotonic()
+    call.voice_status, body, _ = simulator.post("/twilio/voice", {**base, "CallStatus": "ringing"})
+    socket_url, action, parameters = (
+        parse_connect(body) if call.voice_status == 200 else ("", "", {})
+    )
+    call.socket_url = socket_url
+    if not socket_url:
+        call.refused = "the voice webhook did not connect a ConversationRelay session"
+        return call
+
+    async def converse() -> None:
+        signature = sign(url=socket_url, params={}, auth_token=simulator.auth_token)
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature},
+            open_timeout=timeout, max_size=None,
+        ) as socket:  # fmt: skip
+            setup = {
+                "type": "setup", "sessionId": "VX" + uuid.uuid4().hex, "callSid": call_sid,
+                "accountSid": base["AccountSid"], "from": from_, "to": to,
+                "direction": "inbound", "callStatus": "RINGING", "customParameters": parameters,
+            }  # fmt: skip
+            await socket.send(json.dumps(setup))
+            for text in utterances:
+                turn = RelayTurn(caller=text)
+                sent_at = time.perf_counter()
+                await socket.send(
+                    json.dumps({"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True})
+                )
+                while True:
+                    message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+                    if message.get("type") == "end":
+                        call.handoff = json.loads(message.get("handoffData") or "{}")
+                        break
+                    if message.get("type") != "text":
+                        continue
+                    elapsed = (time.perf_counter() - sent_at) * 1000
+                    if message.get("token"):
+                        turn.frames += 1
+                        turn.text += message["token"]
+                        if turn.first_token_ms is None:
+                            turn.first_token_ms = elapsed
+                    if message.get("last"):
+                        turn.last_token_ms = elapsed
+                        break
+                call.turns.append(turn)
+                if on_turn:
+                    on_turn(turn)
+                if call.handoff is not None:
+                    return
+            if press:
+                await socket.send(json.dumps({"type": "dtmf", "digit": press}))
+                while call.handoff is None:
+                    message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+                    if message.get("type") == "end":
+                        call.handoff = json.loads(message.get("handoffData") or "{}")
+
+    try:
+        asyncio.run(converse())
+    except websockets.InvalidStatus as exc:
+        call.refused = f"handshake refused: HTTP {exc.response.status_code}"
+        return call
+    action_params = {
+        **base,
+        "CallStatus": "in-progress",
+        "SessionId": "VX" + uuid.uuid4().hex,
+        "SessionStatus": "ended" if call.handoff is not None else "completed",
+        "SessionDuration": str(int(time.monotonic() - started)),
+    }
+    if call.handoff is not None:
+        action_params["HandoffData"] = json.dumps(call.handoff)
+    call.action_status, body, _ = simulator.post(action, action_params)
+    if call.action_status == 200:
+        call.action_said = parse_twiml(body)[0]
+        dial = next(ET.fromstring(body).iter("Dial"), None)
+        call.dialled = (dial.text or "").strip() if dial is not None else ""
+    call.status_code, _, _ = simulator.post(
+        "/twilio/status",
+        {
+            **base,
+            "CallStatus": "completed",
+            "CallDuration": str(int(time.monotonic() - started)),
+            "SequenceNumber": "3",
+            "CallbackSource": "call-progress-events",
+        },
+    )
+    return call
+
+
+def run_relay(
+    simulator: TwilioSimulator, *, to: str, from_: str, utterances: list[str], press: str = "",
+    account_sid: str = "", on_turn: Callable[[RelayTurn], None] | None = None,
+    timeout: float = 30.0,
+) -> SimulatedRelayCall:  # fmt: skip
+    """Play a relay-mode call: the voice webhook, then ConversationRelay's WebSocket side
+    (setup, a prompt per utterance, optionally a keypad digit), then the <Connect action>."""
+    return _relay_call(
+        simulator, to=to, from_=from_, utterances=utterances, press=press,
+        account_sid=account_sid, on_turn=on_turn, timeout=timeout,
+    )  # fmt: skip

@@ -77,3 +77,51 @@ def speak_and_listen(
         speak(response, utterances, config=config)
     response.append(gather)
     return response
+
+
+def _relay_voice(config: dict) -> dict:
+    """ConversationRelay's TTS provider and voice for the assistant's configured voice.
+
+    "Polly.Joanna-Neural" / "Google.en-US-Journey-O" name a provider; anything else is passed
+    as the voice of Twilio's default provider; empty means Twilio's default voice.
+    """
+    voice = config.get("tts_voice", "")
+    if not voice:
+        return {}
+    provider, _, name = voice.partition(".")
+    if name and provider in ("Polly", "Amazon"):
+        return {"tts_provider": "Amazon", "voice": name}
+    if name and provider == "Google":
+        return {"tts_provider": "Google", "voice": name}
+    return {"voice": voice}
+
+
+def conversation_relay(
+    *, config: dict, socket_url: str, action_url: str, parameters: dict[str, str]
+) -> VoiceResponse:
+    """<Connect action><ConversationRelay url ...><Parameter/>...</ConversationRelay></Connect>."""
+    response = VoiceResponse()
+    connect = response.connect(action=action_url, method="POST")
+    relay = connect.conversation_relay(
+        url=socket_url,
+        welcome_greeting=config.get("greeting") or None,
+        language=config.get("language", "en-US"),
+        interruptible="any" if config.get("interruptible", True) else "none",
+        dtmf_detection=True,
+        **_relay_voice(config),
+    )
+    for name, value in parameters.items():
+        relay.parameter(name=name, value=value)
+    return response
+
+
+def dial(number: str) -> VoiceResponse:
+    response = VoiceResponse()
+    response.dial(number)
+    return response
+
+
+def hang_up() -> VoiceResponse:
+    response = VoiceResponse()
+    response.hangup()
+    return response

@@ -7,11 +7,13 @@ gets TwiML back: a polite spoken message instead of an HTTP 429 or 500.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
@@ -20,12 +22,13 @@ from django.views.decorators.http import require_POST
 from django_scopes import scope
 from twilio.twiml.voice_response import VoiceResponse
 
+from assistants.models import AssistantConfig
 from assistants.speech import speech_url
 from calls import services, twiml
 from calls.models import Call, Turn
 from calls.pipeline import gather_answer, prepare_speech
 from calls.selectors import unscoped_call_by_sid
-from calls.signatures import public_base_url, public_url, request_is_signed
+from calls.signatures import public_base_url, public_url, request_is_signed, websocket_url
 from config.logging import log_context
 from tenants import ratelimits
 from tenants.models import RateLimit, Tenant
@@ -124,11 +127,15 @@ def voice(request: HttpRequest) -> HttpResponse:
         elif existing.status == Call.Status.REJECTED:
             return twiml.twiml_response(twiml.hang_up_with(twiml.NOT_AVAILABLE))
 
+        relay = number.assistant.mode == AssistantConfig.Mode.RELAY
         call, _ = services.call_start(
             phone_number=number, call_sid=call_sid, from_number=caller, to_number=to,
             direction=_field(request, "Direction") or "inbound",
+            mode=Call.Mode.RELAY if relay else Call.Mode.GATHER,
         )  # fmt: skip
         config = call.config_snapshot
+        if call.mode == Call.Mode.RELAY:
+            return twiml.twiml_response(_relay_answer(request, call))
         greeting = twiml.Utterance(text=config["greeting"])
         spoken = prepare_speech(call=call, config=config, text=config["greeting"])
         if spoken.audio is not None and spoken.audio.file:
@@ -137,6 +144,59 @@ def voice(request: HttpRequest) -> HttpResponse:
             [greeting], config=config, action_url=_gather_url(request)
         )
         return twiml.twiml_response(response)
+
+
+def _relay_answer(request: HttpRequest, call: Call) -> VoiceResponse:
+    """Connect the call to our ConversationRelay socket. The call id sits in the socket URL,
+    which Twilio signs on the handshake, so the socket can trust it."""
+    socket_url = websocket_url(public_url(request, f"/twilio/relay?{urlencode({'call': call.id})}"))
+    return twiml.conversation_relay(
+        config=call.config_snapshot,
+        socket_url=socket_url,
+        action_url=public_url(request, "/twilio/relay-action"),
+        parameters={"call": str(call.id), "tenant": call.tenant.slug},
+    )
+
+
+@twilio_webhook
+def relay_action(request: HttpRequest) -> HttpResponse:
+    """The relay session ended: transfer to a human when it asked for it, else hang up.
+
+    Closes the Call (once; Twilio may retry, and the socket's disconnect may have closed it).
+    """
+    call = unscoped_call_by_sid(_field(request, "CallSid"))
+    tenant = call.tenant if call else None
+    if tenant is None:
+        number = unscoped_phone_number_by_dialled(_field(request, "To"))
+        tenant = number.tenant if number else None
+    if not request_is_signed(request, tenant=tenant):
+        return _forbidden()
+    if call is None or call.tenant is None:
+        return twiml.twiml_response(twiml.hang_up())
+    handoff = _handoff_data(_field(request, "HandoffData"))
+    with scope(tenant=[call.tenant_id]), log_context(tenant=call.tenant.slug):
+        config = call.config_snapshot
+        number = config.get("transfer_number", "")
+        if handoff.get("transfer") is True and number:
+            services.call_set_outcome(call=call, outcome=Call.Outcome.TRANSFERRED)
+            services.call_finish(call=call, outcome=Call.Outcome.TRANSFERRED)
+            return twiml.twiml_response(twiml.dial(number))
+        services.call_finish(call=call)
+        message = handoff.get("message")
+        if isinstance(message, str) and message.strip():
+            return twiml.twiml_response(twiml.hang_up_with(message[:1000], config=config))
+        return twiml.twiml_response(twiml.hang_up())
+
+
+def _handoff_data(raw: str) -> dict:
+    """ConversationRelay's HandoffData (the JSON string our `end` message carried), or {}."""
+    if not raw or len(raw) > 10000:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @twilio_webhook

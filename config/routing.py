@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from calls.consumers import ConversationRelayConsumer
+
+websocket_urlpatterns: list = [
+    path("twilio/relay", ConversationRelayConsumer.as_asgi(), name="twilio-relay"),
+]

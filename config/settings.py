@@ -317,6 +317,11 @@ MAX_UTTERANCE_CHARS = env.int("MAX_UTTERANCE_CHARS", default=2000)
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=9.0)
 # How long a gather reply waits for speech audio after the answer is complete, before <Say>.
 TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
+# Relay mode (ConversationRelay): how long one streamed answer may take in all, how often the
+# dashboard gets the words streamed so far, and the largest WebSocket frame read.
+RELAY_ANSWER_SECONDS = env.float("RELAY_ANSWER_SECONDS", default=20.0)
+RELAY_PARTIAL_EVENT_SECONDS = env.float("RELAY_PARTIAL_EVENT_SECONDS", default=0.25)
+RELAY_MAX_FRAME_CHARS = env.int("RELAY_MAX_FRAME_CHARS", default=65536)
 # Re-prompts when the caller says nothing, before saying goodbye.
 MAX_SILENT_PROMPTS = env.int("MAX_SILENT_PROMPTS", default=2)
 GTTS_TIMEOUT = env.float("GTTS_TIMEOUT", default=4.0)

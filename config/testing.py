@@ -237,3 +237,99 @@ def fake_groq(_fake_groq_server, settings) -> Iterator:
 def fake_groq_env(server) -> dict[str, str]:
     """Environment for a subprocess (server, worker) that should use the fake Groq server."""
     return {"GROQ_BASE_URL": server.base_url, "GROQ_API_KEY": FAKE_GROQ_KEY}
+
+
+# --- a real ASGI server ---------------------------------------------------------------------------
+
+SERVER_START_TIMEOUT = 60.0
+
+
+@dataclass
+class DaphneServer:
+    """A running daphne process serving the platform (HTTP and websockets) on loopback."""
+
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_daphne(*, env: dict[str, str], log_path: Path) -> DaphneServer:
+    """Start `daphne config.asgi:application` on a free loopback port; wait until it answers."""
+    import httpx
+
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        "--application-close-timeout", "10", "config.asgi:application",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = DaphneServer(base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited at start:\n{server.log()}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_daphne(server)
+    raise RuntimeError(f"daphne was not ready in {SERVER_START_TIMEOUT} s:\n{server.log()}")
+
+
+def stop_daphne(server: DaphneServer) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def _daphne_session(
+    django_db_setup, _fake_groq_server, _shared_media_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[DaphneServer]:  # fmt: skip
+    from django.conf import settings
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "REDIS_URL": settings.REDIS_URL,
+        "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
+        "PUBLIC_BASE_URL": "",
+        "MEDIA_ROOT": str(_shared_media_root),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **fake_groq_env(_fake_groq_server),
+    }
+    server = start_daphne(env=env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
+    try:
+        yield server
+    finally:
+        stop_daphne(server)
+
+
+@pytest.fixture
+def daphne_server(_daphne_session: DaphneServer, transactional_db, fake_groq) -> DaphneServer:
+    """The platform served by a real daphne process on the test database, its LLM the fake
+    Groq server (`fake_groq`). Use with `@pytest.mark.django_db(transaction=True)`."""
+    return _daphne_session

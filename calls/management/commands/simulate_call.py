@@ -1,4 +1,4 @@
-"""python manage.py simulate_call --to +15005550006 --say "..." --say "..."."""
+"""python manage.py simulate_call --to +15005550006 --say "..." --say "..." [--relay]."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django_scopes import scope
 
 from calls.models import Call
 from calls.signatures import auth_token_for
-from calls.simulator import Step, TwilioSimulator
+from calls.simulator import RelayTurn, Step, TwilioSimulator, run_relay
 from tenants.selectors import unscoped_phone_number_by_dialled
 
 
@@ -31,10 +31,25 @@ class Command(BaseCommand):
             help="Call the webhooks inside this process instead of over HTTP.",
         )
         parser.add_argument("--auth-token", default="", help="Twilio auth token to sign with.")
+        parser.add_argument(
+            "--relay",
+            action="store_true",
+            help="Relay mode: play ConversationRelay's WebSocket side (the assistant must be in "
+            "relay mode); prints each turn with its time to first token.",
+        )
+        parser.add_argument(
+            "--press", default="", help="Relay mode: a keypad digit to press after speaking."
+        )
 
     def handle(self, *args, **options) -> None:
         number = unscoped_phone_number_by_dialled(options["to"])
         token = options["auth_token"] or auth_token_for(number.tenant if number else None)
+        if options["relay"]:
+            if options["in_process"]:
+                raise CommandError("--relay needs a running server (no --in-process).")
+            self._relay(options, token)
+            self._print_stored_timings_for(options, number)
+            return
         if options["in_process"]:
             client = Client(SERVER_NAME="localhost")
 
@@ -66,6 +81,54 @@ class Command(BaseCommand):
             simulator.close()
         self.stdout.write(f"call {call.call_sid} ended (status callback: HTTP {call.status_code})")
         self._print_stored_timings(call.call_sid, number)
+
+    def _relay(self, options: dict, token: str) -> None:
+        base = options["url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+        simulator = TwilioSimulator(base_url=base, auth_token=token)
+        try:
+            call = run_relay(
+                simulator, to=options["to"], from_=options["from_"], utterances=options["say"],
+                press=options["press"][:1], on_turn=self._print_relay_turn,
+            )  # fmt: skip
+        except Exception as exc:
+            raise CommandError(f"could not reach the platform: {exc}") from exc
+        finally:
+            simulator.close()
+        self._call_sid = call.call_sid
+        if call.refused:
+            raise CommandError(f"call {call.call_sid}: {call.refused}")
+        if call.handoff is not None:
+            self.stdout.write(f"session ended by the platform: handoffData {call.handoff}")
+        outcome = f"dial {call.dialled}" if call.dialled else "hang up"
+        self.stdout.write(
+            f"call {call.call_sid}: action URL HTTP {call.action_status} ({outcome}); "
+            f"status callback HTTP {call.status_code}"
+        )
+
+    def _print_relay_turn(self, turn: RelayTurn) -> None:
+        self.stdout.write(f"caller:    {turn.caller}")
+        self.stdout.write(f"assistant: {turn.text}")
+        first = f"{turn.first_token_ms:.0f} ms" if turn.first_token_ms is not None else "-"
+        last = f"{turn.last_token_ms:.0f} ms" if turn.last_token_ms is not None else "-"
+        self.stdout.write(
+            f"           [first token {first}, last token {last}, {turn.frames} text frames]"
+        )
+
+    def _print_stored_timings_for(self, options: dict, number) -> None:
+        if number is None or not getattr(self, "_call_sid", ""):
+            return
+        with scope(tenant=[number.tenant_id]):
+            call = Call.objects.filter(call_sid=self._call_sid, tenant_id=number.tenant_id).first()
+            if call is None:
+                return
+            self.stdout.write(f"stored: status={call.status} outcome={call.outcome or '-'}")
+            for turn in call.turns.filter(role="assistant").order_by("sequence"):
+                self.stdout.write(
+                    f"  turn {turn.sequence}: source={turn.source or '-'} "
+                    f"first token sent {turn.response_sent_ms} ms, "
+                    f"last token sent {turn.last_token_sent_ms} ms"
+                    f"{', interrupted' if turn.interrupted else ''}"
+                )
 
     def _print_step(self, step: Step) -> None:
         if step.caller:
