@@ -16,6 +16,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("calls.urls")),
+    path("", include("assistants.urls")),
 ]
 
 
