@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from assistants.models import AssistantConfig, FAQEntry
 from assistants.services import assistant_prepare_greeting
@@ -9,7 +11,9 @@ from tenants.admin_base import TenantScopedAdmin
 
 @admin.register(AssistantConfig)
 class AssistantConfigAdmin(TenantScopedAdmin):
-    list_display = ["name", "tenant", "mode", "model", "language", "tts_engine", "updated_at"]
+    list_display = [
+        "name", "tenant", "mode", "model", "language", "tts_engine", "updated_at", "talk_link",
+    ]  # fmt: skip
     list_filter = ["mode", "tts_engine", "model"]
     search_fields = ["name"]
     list_select_related = ["tenant"]
@@ -25,6 +29,10 @@ class AssistantConfigAdmin(TenantScopedAdmin):
         }),
         ("Transfer to a human", {"fields": ["transfer_number", "transfer_digit"]}),
     ]  # fmt: skip
+
+    @admin.display(description="Try it")
+    def talk_link(self, obj: AssistantConfig) -> str:
+        return format_html('<a href="{}">Talk to it</a>', reverse("assistant-talk", args=[obj.id]))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

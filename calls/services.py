@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -15,6 +17,11 @@ from calls.models import Call, Turn
 from config import metrics
 from tenants import ratelimits
 from tenants.models import PhoneNumber, Tenant
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    from assistants.models import AssistantConfig
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,38 @@ def call_start(
         mode=call.mode,
     )
     return call, True
+
+
+def call_start_web(*, assistant: AssistantConfig, user: AbstractBaseUser) -> Call | ratelimits.Verdict:
+    """Start a conversation with `assistant` from the browser (a call of mode "web").
+
+    Counted against the tenant's concurrent-calls limit like a phone call; returns the limit's
+    verdict instead of a Call when it is refused.
+    """
+    tenant = assistant.tenant
+    call_sid = "WEB" + uuid.uuid4().hex
+    verdict = ratelimits.call_admit(tenant=tenant, call_sid=call_sid, caller=f"web:{user.pk}")
+    if not verdict.allowed:
+        return verdict
+    now = timezone.now()
+    call = Call.objects.create(
+        tenant=tenant,
+        assistant=assistant,
+        config_snapshot=assistant.snapshot(),
+        call_sid=call_sid,
+        from_number=f"web:{user.get_username()}"[:64],
+        to_number="",
+        direction="web",
+        status=Call.Status.IN_PROGRESS,
+        mode=Call.Mode.WEB,
+        started_at=now,
+        answered_at=now,
+    )
+    events.publish(
+        "started", call=call, from_number=call.from_number, to_number="",
+        assistant=assistant.name, mode=call.mode,
+    )  # fmt: skip
+    return call
 
 
 def call_reject(

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from calls.consumers import ConversationRelayConsumer
+from calls.consumers import ConversationRelayConsumer, TalkConsumer
 
 websocket_urlpatterns: list = [
     path("twilio/relay", ConversationRelayConsumer.as_asgi(), name="twilio-relay"),
+    # A browser page with session auth: only pages of our own hosts may open it.
+    path(
+        "ws/assistants/<uuid:assistant_id>/talk/",
+        AllowedHostsOriginValidator(TalkConsumer.as_asgi()),
+        name="assistant-talk-socket",
+    ),
 ]

@@ -321,6 +321,11 @@ def _daphne_session(
         "PYTHONUNBUFFERED": "1",
         **fake_groq_env(_fake_groq_server),
     }
+    # whitenoise serves what collectstatic gathered (the pages' JavaScript).
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=BASE_DIR, env=env, check=True,
+    )  # fmt: skip
     server = start_daphne(env=env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
     try:
         yield server

@@ -18,6 +18,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("calls.urls")),
+    path("", include("assistants.urls")),
 ]
 
 
