@@ -94,6 +94,7 @@ def call_start_web(*, assistant: AssistantConfig, user: AbstractBaseUser) -> Cal
         started_at=now,
         answered_at=now,
     )
+    metrics.CALLS.labels(tenant=tenant.slug, mode=Call.Mode.WEB, result="started").inc()
     events.publish(
         "started", call=call, from_number=call.from_number, to_number="",
         assistant=assistant.name, mode=call.mode,
