@@ -153,7 +153,8 @@ else:
     INSTALLED_APPS.append("channels_lite")
     DATABASES["channels"] = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "channels.sqlite3",
+        # A process started by a test (server, worker) is pointed at the test's file.
+        "NAME": env.str("CHANNELS_DATABASE_PATH", default=str(VAR_DIR / "channels.sqlite3")),
         "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;"},
         "TEST": {"NAME": str(VAR_DIR / "test_channels.sqlite3")},
     }

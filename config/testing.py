@@ -55,6 +55,16 @@ def database_url(database: dict) -> str:
     raise RuntimeError(f"no DATABASE_URL for database engine {engine}")
 
 
+def channels_database_env() -> dict[str, str]:
+    """With the embedded channel layer, the test's channels database for a subprocess, so
+    that the events it publishes reach the test (and the other way round)."""
+    from django.conf import settings
+
+    if "channels" not in settings.DATABASES:
+        return {}
+    return {"CHANNELS_DATABASE_PATH": str(settings.DATABASES["channels"]["NAME"])}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """With the embedded settings, call events travel through a second SQLite database
     ("channels"); let every database test use it, as the running platform does."""
@@ -156,6 +166,7 @@ def _celery_worker_session(
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": queue,
         "MEDIA_ROOT": str(_shared_media_root),
+        **channels_database_env(),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
