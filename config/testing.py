@@ -248,3 +248,101 @@ def fake_groq(_fake_groq_server, settings) -> Iterator:
 def fake_groq_env(server) -> dict[str, str]:
     """Environment for a subprocess (server, worker) that should use the fake Groq server."""
     return {"GROQ_BASE_URL": server.base_url, "GROQ_API_KEY": FAKE_GROQ_KEY}
+
+
+# --- daphne, a real ASGI server on the test database ------------------------------------------
+
+DAPHNE_START_TIMEOUT = 60.0
+
+
+@dataclass
+class DaphneServer:
+    """A running daphne process serving `config.asgi` (HTTP and websockets)."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def _daphne_session(
+    django_db_setup, _shared_media_root: Path, _fake_groq_server, tmp_path_factory
+) -> Iterator[DaphneServer]:
+    import socket
+    import urllib.request
+
+    from django.conf import settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
+        "MEDIA_ROOT": str(_shared_media_root),
+        **channels_database_env(),
+        **fake_groq_env(_fake_groq_server),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    # whitenoise serves what collectstatic gathered (the dashboard's JS and Chart.js).
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=BASE_DIR, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    command = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "config.asgi:application",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = DaphneServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        deadline = time.monotonic() + DAPHNE_START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"daphne exited at start:\n{server.log()}")
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"daphne was not ready in {DAPHNE_START_TIMEOUT} s:\n{server.log()}"
+                )
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+@pytest.fixture
+def daphne_server(_daphne_session: DaphneServer, transactional_db, fake_groq) -> DaphneServer:
+    """A real daphne server (HTTP + websockets) on the test database, the configured channel
+    layer and broker, and the fake Groq server. Use with `django_db(transaction=True)`: the
+    server only sees committed rows. Started once per session, on first use."""
+    return _daphne_session

@@ -59,9 +59,43 @@
     document.querySelectorAll(".charts canvas").forEach(function (c) { c.dataset.rendered = "true"; });
   }
 
-  function show(report) {
+  function dash(value) { return value === null || value === undefined ? "—" : String(value); }
+
+  function showAssistants(rows) {
+    const table = document.getElementById("assistants");
+    const withTenant = table.querySelectorAll("thead th").length === 14;
+    const body = table.querySelector("tbody");
+    body.replaceChildren();
+    rows.forEach(function (a) {
+      const cells = [a.name].concat(withTenant ? [a.tenant] : []).concat([
+        a.model, a.mode, a.calls, a.answered, dash(a.avg_duration), dash(a.turns_per_call),
+        dash(a.first_token_p50) + " / " + dash(a.first_token_p90),
+        dash(a.turn_p50) + " / " + dash(a.turn_p90),
+        dash(a.fallback_rate), dash(a.error_rate), dash(a.cache_hit_rate), a.tokens,
+      ]);
+      const tr = document.createElement("tr");
+      cells.forEach(function (value) {
+        const td = document.createElement("td");
+        td.textContent = String(value);
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 14;
+      td.className = "empty";
+      td.textContent = "No calls in this period.";
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+  }
+
+  function show(report, initial) {
     showFigures(report.figures);
     drawCharts(report.charts);
+    if (!initial) showAssistants(report.assistants);
   }
 
   let refreshTimer = null;
@@ -241,7 +275,7 @@
     };
   }
 
-  show(JSON.parse(document.getElementById("report-data").textContent));
+  show(JSON.parse(document.getElementById("report-data").textContent), true);
   tick();
   setInterval(tick, 1000);
   connect();
