@@ -7,22 +7,34 @@ Aggregates use the indexes (tenant, -started_at) on Call and (tenant, created_at
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import math
 import re
+import threading
+import time
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import Avg, Count, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
+from django_scopes import scope, scopes_disabled
 
 from analytics.aggregates import Percentile
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
 from tenants import ratelimits
 from tenants.models import RateLimit, Tenant
+
+logger = logging.getLogger(__name__)
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days"}
 DEFAULT_PERIOD = "today"
@@ -317,3 +329,83 @@ def turn_waterfall(turn: Turn) -> list[dict]:
         spans.append({"stage": label, "start": previous, "end": value})
         previous = max(previous, value)
     return spans
+
+
+@contextlib.contextmanager
+def heavy_reads() -> Iterator[None]:
+    """On PostgreSQL, give the aggregate queries memory to sort in (percentiles) and skip JIT
+    compilation (it costs more than it saves on these queries), for this transaction only."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.ANALYTICS_WORK_MEM])
+            cursor.execute("SELECT set_config('jit', 'off', true)")
+        yield
+
+
+def report(*, tenant_ids: list | None, period: Period, budget_tenant: Tenant | None = None) -> dict:
+    """Everything the dashboard shows for a period: figures, charts and per-assistant rows."""
+    with heavy_reads():
+        return {
+            "period": {"key": period.key, "label": period.label, "start": period.start.isoformat()},
+            "figures": figures(tenant_ids=tenant_ids, period=period, budget_tenant=budget_tenant),
+            "charts": charts(tenant_ids=tenant_ids, period=period),
+            "assistants": assistant_breakdown(tenant_ids=tenant_ids, period=period),
+        }
+
+
+def _report_key(tenant_ids: list | None, period: Period, budget_tenant: Tenant | None) -> str:
+    who = "all" if tenant_ids is None else ",".join(sorted(str(t) for t in tenant_ids))
+    budget = str(budget_tenant.id) if budget_tenant else "-"
+    digest = hashlib.sha256(f"{who}|{budget}|{period.key}|{period.tz}".encode()).hexdigest()
+    return f"analytics:report:{digest[:32]}"
+
+
+def _compute_and_store(key: str, **kwargs: Any) -> dict:
+    result = report(**kwargs)
+    cache.set(key, {"at": time.time(), "report": result}, settings.ANALYTICS_STALE_SECONDS)
+    return result
+
+
+def _refresh_in_background(key: str, **kwargs: Any) -> None:
+    """Recompute a stale report in a thread of this process (once at a time per report)."""
+    if not cache.add(f"{key}:lock", 1, 300):
+        return
+    tenant_ids = kwargs["tenant_ids"]
+
+    def run() -> None:
+        try:
+            # A new entry point: enter the scope of the tenants the report is about.
+            with scopes_disabled() if tenant_ids is None else scope(tenant=list(tenant_ids)):
+                _compute_and_store(key, **kwargs)
+        except Exception:
+            logger.exception("could not refresh dashboard figures")
+        finally:
+            cache.delete(f"{key}:lock")
+            connection.close()
+
+    threading.Thread(target=run, name="analytics-refresh", daemon=True).start()
+
+
+def cached_report(
+    *, tenant_ids: list | None, period: Period, budget_tenant: Tenant | None = None
+) -> dict:
+    """`report()` through the cache, per tenant set and period.
+
+    A report younger than ANALYTICS_CACHE_SECONDS is served as is; an older one (kept up to
+    ANALYTICS_STALE_SECONDS) is served at once while a background thread recomputes it, so
+    that the many viewers and the refresh after each live event cost one computation and no
+    viewer waits for the aggregates over a large history more than once.
+    """
+    kwargs = {"tenant_ids": tenant_ids, "period": period, "budget_tenant": budget_tenant}
+    if settings.ANALYTICS_CACHE_SECONDS <= 0:
+        return report(**kwargs)
+    key = _report_key(tenant_ids, period, budget_tenant)
+    entry = cache.get(key)
+    if entry is None:
+        return _compute_and_store(key, **kwargs)
+    if time.time() - entry["at"] > settings.ANALYTICS_CACHE_SECONDS:
+        _refresh_in_background(key, **kwargs)
+    return entry["report"]

@@ -24,14 +24,9 @@ def _period(request: HttpRequest, view: View) -> selectors.Period:
 
 
 def _report(view: View, period: selectors.Period) -> dict:
-    return {
-        "period": {"key": period.key, "label": period.label, "start": period.start.isoformat()},
-        "figures": selectors.figures(
-            tenant_ids=view.tenant_ids, period=period, budget_tenant=view.tenant
-        ),
-        "charts": selectors.charts(tenant_ids=view.tenant_ids, period=period),
-        "assistants": selectors.assistant_breakdown(tenant_ids=view.tenant_ids, period=period),
-    }
+    return selectors.cached_report(
+        tenant_ids=view.tenant_ids, period=period, budget_tenant=view.tenant
+    )
 
 
 @require_GET
@@ -55,6 +50,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "figures": report["figures"],
         "live_calls": live,
         "recent_calls": recent,
+        "cache_seconds": settings.ANALYTICS_CACHE_SECONDS,
     }
     return render(request, "analytics/dashboard.html", context)
 

@@ -289,6 +289,7 @@ def _daphne_session(
         "MEDIA_ROOT": str(_shared_media_root),
         **channels_database_env(),
         **fake_groq_env(_fake_groq_server),
+        "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

@@ -13,6 +13,12 @@ from assistants.models import AssistantConfig
 from calls.models import Call, Turn
 
 
+@pytest.fixture(autouse=True)
+def _fresh_figures(settings):
+    """Figures computed afresh in each test (test_views checks the cache on its own)."""
+    settings.ANALYTICS_CACHE_SECONDS = 0
+
+
 @dataclass
 class Book:
     now: datetime

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
+from django_scopes import scopes_disabled
 
 from conftest import PASSWORD
 
@@ -122,3 +125,33 @@ def test_hostile_text_is_escaped(book, alice):
     html = logged_in(alice).get("/dashboard/").content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_figures_are_cached_then_refreshed_in_the_background(book, alice, charlie, settings):
+    from django.core.cache import cache
+
+    from calls.models import Call
+
+    cache.clear()
+    settings.ANALYTICS_CACHE_SECONDS = 60
+    first = logged_in(alice).get("/dashboard/figures/?period=7d").json()
+    assert first["figures"]["calls"] == 5
+    with scopes_disabled():
+        Call.objects.filter(call_sid="CA1").delete()
+    assert logged_in(alice).get("/dashboard/figures/?period=7d").json() == first
+    # Another tenant never gets A's cached figures.
+    assert logged_in(charlie).get("/dashboard/figures/?period=7d").json()["figures"]["calls"] == 1
+
+    # Once stale, the old figures are served at once while a thread recomputes them.
+    settings.ANALYTICS_CACHE_SECONDS = 1
+    time.sleep(1.1)
+    assert logged_in(alice).get("/dashboard/figures/?period=7d").json() == first
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        figures = logged_in(alice).get("/dashboard/figures/?period=7d").json()["figures"]
+        if figures["calls"] == 4:
+            break
+        time.sleep(0.2)
+    assert figures["calls"] == 4
+    cache.clear()

@@ -98,17 +98,25 @@
     if (!initial) showAssistants(report.assistants);
   }
 
-  let refreshTimer = null;
+  function refresh() {
+    const params = new URLSearchParams({ period: config.period });
+    if (config.tenant) params.set("tenant", config.tenant);
+    fetch(config.figuresUrl + "?" + params.toString(), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (report) { if (report) show(report); })
+      .catch(function () {});
+  }
+
+  // After a burst of events: refresh soon, and once more when the server's cached figures
+  // (kept cacheSeconds) have expired, so the last event of a burst is always counted.
+  // (a stale report is recomputed in the background: the second follow-up picks it up).
+  let timers = [];
   function refreshSoon() {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(function () {
-      const params = new URLSearchParams({ period: config.period });
-      if (config.tenant) params.set("tenant", config.tenant);
-      fetch(config.figuresUrl + "?" + params.toString(), { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (report) { if (report) show(report); })
-        .catch(function () {});
-    }, 800);
+    timers.forEach(clearTimeout);
+    const later = (config.cacheSeconds + 1) * 1000;
+    timers = [800, 800 + later, 800 + 2 * later + 5000].map(function (ms) {
+      return setTimeout(refresh, ms);
+    });
   }
 
   // --- live calls -------------------------------------------------------------------------
