@@ -300,15 +300,9 @@ def _daphne_session(
     )  # fmt: skip
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     command = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
+        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
         "config.asgi:application",
-    ]
+    ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
