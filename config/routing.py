@@ -5,14 +5,20 @@ from __future__ import annotations
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from analytics.consumers import DashboardConsumer
 from calls.consumers import ConversationRelayConsumer, TalkConsumer
 
 websocket_urlpatterns: list = [
     path("twilio/relay", ConversationRelayConsumer.as_asgi(), name="twilio-relay"),
-    # A browser page with session auth: only pages of our own hosts may open it.
+    # Browser pages with session auth: only pages of our own hosts may open them.
     path(
         "ws/assistants/<uuid:assistant_id>/talk/",
         AllowedHostsOriginValidator(TalkConsumer.as_asgi()),
         name="assistant-talk-socket",
+    ),
+    path(
+        "ws/dashboard/",
+        AllowedHostsOriginValidator(DashboardConsumer.as_asgi()),
+        name="dashboard-socket",
     ),
 ]

@@ -196,7 +196,8 @@ else:
     INSTALLED_APPS.append("channels_lite")
     DATABASES["channels"] = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "channels.sqlite3",
+        # A process started by a test (server, worker) is pointed at the test's file.
+        "NAME": env.str("CHANNELS_DATABASE_PATH", default=str(VAR_DIR / "channels.sqlite3")),
         "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;"},
         "TEST": {"NAME": str(VAR_DIR / "test_channels.sqlite3")},
     }
@@ -333,6 +334,13 @@ TTS_AUDIO_TTL_HOURS = env.int("TTS_AUDIO_TTL_HOURS", default=24)
 # from SECRET_KEY; FIELD_ENCRYPTION_KEY_FALLBACKS keeps old keys readable during a rotation.
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 FIELD_ENCRYPTION_KEY_FALLBACKS = env.list("FIELD_ENCRYPTION_KEY_FALLBACKS", default=[])
+
+# Dashboard: a period's figures are served from the cache for ANALYTICS_CACHE_SECONDS (0: always
+# recomputed); older ones, up to ANALYTICS_STALE_SECONDS, are served while being recomputed in
+# the background. ANALYTICS_WORK_MEM: sort memory of the aggregate queries on PostgreSQL.
+ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=15)
+ANALYTICS_STALE_SECONDS = env.int("ANALYTICS_STALE_SECONDS", default=600)
+ANALYTICS_WORK_MEM = env.str("ANALYTICS_WORK_MEM", default="64MB")
 
 # --- Logging: JSON lines, tenant and CallSid attached while a call is handled ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -55,6 +55,16 @@ def database_url(database: dict) -> str:
     raise RuntimeError(f"no DATABASE_URL for database engine {engine}")
 
 
+def channels_database_env() -> dict[str, str]:
+    """With the embedded channel layer, the test's channels database for a subprocess, so
+    that the events it publishes reach the test (and the other way round)."""
+    from django.conf import settings
+
+    if "channels" not in settings.DATABASES:
+        return {}
+    return {"CHANNELS_DATABASE_PATH": str(settings.DATABASES["channels"]["NAME"])}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """With the embedded settings, call events travel through a second SQLite database
     ("channels"); let every database test use it, as the running platform does."""
@@ -156,6 +166,7 @@ def _celery_worker_session(
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": queue,
         "MEDIA_ROOT": str(_shared_media_root),
+        **channels_database_env(),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -314,17 +325,20 @@ def _daphne_session(
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
         "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
         "PUBLIC_BASE_URL": "",
         "MEDIA_ROOT": str(_shared_media_root),
+        **channels_database_env(),
+        **fake_groq_env(_fake_groq_server),
+        "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
-        **fake_groq_env(_fake_groq_server),
     }
-    # whitenoise serves what collectstatic gathered (the pages' JavaScript).
+    # whitenoise serves what collectstatic gathered (the pages' JavaScript, Chart.js).
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=BASE_DIR, env=env, check=True,
+        cwd=BASE_DIR, env=env, check=True, timeout=120,
     )  # fmt: skip
     server = start_daphne(env=env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
     try:
@@ -335,6 +349,7 @@ def _daphne_session(
 
 @pytest.fixture
 def daphne_server(_daphne_session: DaphneServer, transactional_db, fake_groq) -> DaphneServer:
-    """The platform served by a real daphne process on the test database, its LLM the fake
-    Groq server (`fake_groq`). Use with `@pytest.mark.django_db(transaction=True)`."""
+    """The platform served by a real daphne process (HTTP and websockets) on the test database,
+    the configured channel layer and broker, its LLM the fake Groq server (`fake_groq`). Use with
+    `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows."""
     return _daphne_session

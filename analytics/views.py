@@ -1,0 +1,92 @@
+"""The dashboard pages: overview (`/dashboard/`), figures as JSON, and one call's page."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from analytics import selectors
+from analytics.access import View, dashboard_view
+from calls.models import Call
+
+LOGIN_URL = "analytics:login"
+
+
+def _period(request: HttpRequest, view: View) -> selectors.Period:
+    tz_name = view.tenant.timezone if view.tenant else settings.TIME_ZONE
+    return selectors.period_for(request.GET.get("period", ""), tz_name=tz_name)
+
+
+def _report(view: View, period: selectors.Period) -> dict:
+    return selectors.cached_report(
+        tenant_ids=view.tenant_ids, period=period, budget_tenant=view.tenant
+    )
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    view = dashboard_view(request.user, request.GET.get("tenant"))
+    period = _period(request, view)
+    report = _report(view, period)
+    live = selectors.live_calls(tenant_ids=view.tenant_ids)
+    for call in live:
+        call.masked_from = selectors.mask_number(call.from_number)
+    recent = selectors.recent_calls(tenant_ids=view.tenant_ids)
+    for call in recent:
+        call.masked_from = selectors.mask_number(call.from_number)
+    context = {
+        "view": view,
+        "selected_tenant": str(view.tenant.id) if view.tenant and request.GET.get("tenant") else "",
+        "period": period,
+        "periods": selectors.PERIODS,
+        "report": report,
+        "figures": report["figures"],
+        "live_calls": live,
+        "recent_calls": recent,
+        "cache_seconds": settings.ANALYTICS_CACHE_SECONDS,
+    }
+    return render(request, "analytics/dashboard.html", context)
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def figures(request: HttpRequest) -> JsonResponse:
+    view = dashboard_view(request.user, request.GET.get("tenant"))
+    return JsonResponse(_report(view, _period(request, view)))
+
+
+def _call_for_view(view: View, call_id: object) -> Call:
+    qs = Call.objects.select_related("assistant", "tenant", "phone_number")
+    if view.tenant_ids is not None:
+        qs = qs.filter(tenant_id__in=view.tenant_ids)
+    try:
+        return qs.get(pk=call_id)
+    except (Call.DoesNotExist, ValidationError, ValueError) as exc:
+        raise Http404("No such call.") from exc
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def call_detail(request: HttpRequest, call_id) -> HttpResponse:
+    view = dashboard_view(request.user, None)
+    call = _call_for_view(view, call_id)
+    turns = selectors.call_turns(call=call)
+    for turn in turns:
+        turn.waterfall = selectors.turn_waterfall(turn)
+    waterfall = [{"label": f"#{t.sequence}", "spans": t.waterfall} for t in turns if t.waterfall]
+    context = {
+        "call": call,
+        "masked_from": selectors.mask_number(call.from_number),
+        "turns": turns,
+        "waterfall": waterfall,
+        "stages": [label for _, label in selectors.WATERFALL_STAGES],
+        "snapshot": json.dumps(call.config_snapshot, indent=2, sort_keys=True),
+    }
+    return render(request, "analytics/call.html", context)

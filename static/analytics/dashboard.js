@@ -1,0 +1,290 @@
+// The live dashboard: charts (Chart.js), figures refreshed from /dashboard/figures/, and the
+// live feed from /ws/dashboard/ (calls appear, transcripts grow, calls move to "ended").
+(function () {
+  "use strict";
+  const config = JSON.parse(document.getElementById("dashboard-config").textContent);
+  const liveCalls = document.getElementById("live-calls");
+  const endedCalls = document.getElementById("ended-calls");
+  const statusBadge = document.getElementById("live-status");
+  const charts = {};
+
+  // --- figures and charts -----------------------------------------------------------------
+  function formatFigure(el, value) {
+    if (value === null || value === undefined) {
+      el.textContent = el.dataset.figure === "token_budget" ? "no limit" : "—";
+      return;
+    }
+    const unit = el.dataset.unit;
+    if (unit === "%") el.textContent = (Math.round(value * 1000) / 10) + " %";
+    else if (unit) el.textContent = value + " " + unit;
+    else el.textContent = String(value);
+  }
+
+  function showFigures(figures) {
+    document.querySelectorAll("[data-figure]").forEach(function (el) {
+      formatFigure(el, figures[el.dataset.figure]);
+    });
+  }
+
+  function drawCharts(data) {
+    if (typeof Chart === "undefined") return;
+    const common = { animation: false, maintainAspectRatio: false, responsive: true };
+    if (!charts.calls) {
+      charts.calls = new Chart(document.getElementById("calls-chart"), {
+        type: "bar",
+        data: { labels: [], datasets: [{ label: "Calls", data: [], backgroundColor: "#4e79a7" }] },
+        options: Object.assign({ scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }, common),
+      });
+      charts.latency = new Chart(document.getElementById("latency-chart"), {
+        type: "line",
+        data: {
+          labels: [],
+          datasets: [
+            { label: "LLM first token p50", data: [], borderColor: "#f28e2b", spanGaps: true },
+            { label: "Whole turn p50", data: [], borderColor: "#59a14f", spanGaps: true },
+            { label: "Whole turn p90", data: [], borderColor: "#e15759", spanGaps: true },
+          ],
+        },
+        options: Object.assign({ scales: { y: { beginAtZero: true } } }, common),
+      });
+    }
+    charts.calls.data.labels = data.labels;
+    charts.calls.data.datasets[0].data = data.calls;
+    charts.latency.data.labels = data.labels;
+    charts.latency.data.datasets[0].data = data.first_token_p50;
+    charts.latency.data.datasets[1].data = data.turn_p50;
+    charts.latency.data.datasets[2].data = data.turn_p90;
+    charts.calls.update();
+    charts.latency.update();
+    document.querySelectorAll(".charts canvas").forEach(function (c) { c.dataset.rendered = "true"; });
+  }
+
+  function dash(value) { return value === null || value === undefined ? "—" : String(value); }
+
+  function showAssistants(rows) {
+    const table = document.getElementById("assistants");
+    const withTenant = table.querySelectorAll("thead th").length === 14;
+    const body = table.querySelector("tbody");
+    body.replaceChildren();
+    rows.forEach(function (a) {
+      const cells = [a.name].concat(withTenant ? [a.tenant] : []).concat([
+        a.model, a.mode, a.calls, a.answered, dash(a.avg_duration), dash(a.turns_per_call),
+        dash(a.first_token_p50) + " / " + dash(a.first_token_p90),
+        dash(a.turn_p50) + " / " + dash(a.turn_p90),
+        dash(a.fallback_rate), dash(a.error_rate), dash(a.cache_hit_rate), a.tokens,
+      ]);
+      const tr = document.createElement("tr");
+      cells.forEach(function (value) {
+        const td = document.createElement("td");
+        td.textContent = String(value);
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 14;
+      td.className = "empty";
+      td.textContent = "No calls in this period.";
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+  }
+
+  function show(report, initial) {
+    showFigures(report.figures);
+    drawCharts(report.charts);
+    if (!initial) showAssistants(report.assistants);
+  }
+
+  function refresh() {
+    const params = new URLSearchParams({ period: config.period });
+    if (config.tenant) params.set("tenant", config.tenant);
+    fetch(config.figuresUrl + "?" + params.toString(), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (report) { if (report) show(report); })
+      .catch(function () {});
+  }
+
+  // After a burst of events: refresh soon, and once more when the server's cached figures
+  // (kept cacheSeconds) have expired, so the last event of a burst is always counted.
+  // (a stale report is recomputed in the background: the second follow-up picks it up).
+  let timers = [];
+  function refreshSoon() {
+    timers.forEach(clearTimeout);
+    const later = (config.cacheSeconds + 1) * 1000;
+    timers = [800, 800 + later, 800 + 2 * later + 5000].map(function (ms) {
+      return setTimeout(refresh, ms);
+    });
+  }
+
+  // --- live calls -------------------------------------------------------------------------
+  function callCard(id, data) {
+    let card = liveCalls.querySelector('[data-call="' + CSS.escape(id) + '"]');
+    if (card) return card;
+    const template = document.getElementById("call-template");
+    card = template.content.firstElementChild.cloneNode(true);
+    card.dataset.call = id;
+    card.dataset.started = (data && data.at) || new Date().toISOString();
+    card.querySelector(".details").href = config.callUrl.replace("00000000-0000-0000-0000-000000000000", id);
+    liveCalls.appendChild(card);
+    updateLiveCount();
+    return card;
+  }
+
+  function fillHeader(card, data) {
+    if (data.to_number) card.querySelector(".to").textContent = data.to_number;
+    if (data.from_number !== undefined) card.querySelector(".from").textContent = data.from_number;
+    if (data.assistant) card.querySelector(".assistant").textContent = data.assistant;
+    if (data.mode) card.querySelector(".mode").textContent = data.mode;
+  }
+
+  function updateLiveCount() {
+    const n = liveCalls.querySelectorAll(".live-call").length;
+    document.getElementById("live-count").textContent = String(n);
+    document.getElementById("live-empty").hidden = n > 0;
+  }
+
+  function roleLabel(role) { return role === "caller" ? "Caller" : "Assistant"; }
+
+  function addTurn(card, turn) {
+    const transcript = card.querySelector(".transcript");
+    const partial = transcript.querySelector(".partial");
+    if (partial && turn.role === "assistant") partial.remove();
+    if (transcript.querySelector('[data-sequence="' + turn.sequence + '"]')) return;
+    const li = document.createElement("li");
+    li.className = "turn " + (turn.role === "caller" ? "caller" : "assistant");
+    li.dataset.sequence = turn.sequence;
+    const role = document.createElement("span");
+    role.className = "role";
+    role.textContent = roleLabel(turn.role);
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = turn.interrupted ? turn.heard_text : turn.text;
+    li.append(role, " ", text);
+    if (turn.response_sent_ms !== null && turn.response_sent_ms !== undefined) {
+      const ms = document.createElement("span");
+      ms.className = "ms";
+      ms.textContent = turn.response_sent_ms + " ms";
+      li.append(" ", ms);
+    }
+    // A partial line stays last: the finished turn goes before it.
+    const stillPartial = transcript.querySelector(".partial");
+    transcript.insertBefore(li, stillPartial);
+  }
+
+  function showPartial(card, text) {
+    const transcript = card.querySelector(".transcript");
+    let li = transcript.querySelector(".partial");
+    if (!li) {
+      li = document.createElement("li");
+      li.className = "turn assistant partial";
+      const role = document.createElement("span");
+      role.className = "role";
+      role.textContent = "Assistant";
+      const span = document.createElement("span");
+      span.className = "text";
+      li.append(role, " ", span);
+      transcript.appendChild(li);
+    }
+    li.querySelector(".text").textContent = text;
+  }
+
+  function endCall(id, event) {
+    const card = liveCalls.querySelector('[data-call="' + CSS.escape(id) + '"]');
+    const data = event.data || {};
+    const row = document.createElement("tr");
+    row.dataset.call = id;
+    const cells = [
+      new Date(card ? card.dataset.started : event.at).toLocaleString(),
+      card ? card.querySelector(".to").textContent : (data.to_number || ""),
+      card ? card.querySelector(".from").textContent : (data.from_number || ""),
+      card ? card.querySelector(".assistant").textContent : "",
+      card ? card.querySelector(".mode").textContent : "",
+      data.status || event.event,
+      data.outcome || "",
+      data.duration !== undefined && data.duration !== null ? data.duration + " s" : "—",
+    ];
+    cells.forEach(function (value, i) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      if (i === 5) td.className = "status";
+      row.appendChild(td);
+    });
+    const link = document.createElement("a");
+    link.href = config.callUrl.replace("00000000-0000-0000-0000-000000000000", id);
+    link.textContent = "details";
+    const td = document.createElement("td");
+    td.appendChild(link);
+    row.appendChild(td);
+    const old = endedCalls.querySelector('[data-call="' + CSS.escape(id) + '"]');
+    if (old) old.remove();
+    endedCalls.insertBefore(row, endedCalls.firstChild);
+    if (card) {
+      card.classList.remove("live-call");
+      card.classList.add("ended");
+      card.querySelector(".status").textContent = "ended";
+      setTimeout(function () { card.remove(); updateLiveCount(); }, 5000);
+    }
+    updateLiveCount();
+  }
+
+  function handle(event) {
+    if (!event.call) return;
+    const data = event.data || {};
+    switch (event.event) {
+      case "started":
+        fillHeader(callCard(event.call, event), data);
+        refreshSoon();
+        break;
+      case "turn":
+        if (data.turn) addTurn(callCard(event.call, event), data.turn);
+        refreshSoon();
+        break;
+      case "partial":
+        if (typeof data.text === "string") showPartial(callCard(event.call, event), data.text);
+        break;
+      case "ended":
+      case "rejected":
+        endCall(event.call, event);
+        refreshSoon();
+        break;
+    }
+  }
+
+  function tick() {
+    const now = Date.now();
+    liveCalls.querySelectorAll(".live-call").forEach(function (card) {
+      const seconds = Math.max(0, Math.floor((now - Date.parse(card.dataset.started)) / 1000));
+      const m = Math.floor(seconds / 60), s = seconds % 60;
+      card.querySelector(".duration").textContent = m + ":" + (s < 10 ? "0" : "") + s;
+    });
+  }
+
+  let retry = 500;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const query = config.tenant ? "?tenant=" + encodeURIComponent(config.tenant) : "";
+    const socket = new WebSocket(scheme + location.host + "/ws/dashboard/" + query);
+    socket.onopen = function () {
+      retry = 500;
+      statusBadge.dataset.state = "live";
+      statusBadge.textContent = "live";
+    };
+    socket.onmessage = function (message) {
+      try { handle(JSON.parse(message.data)); } catch (e) { /* a bad frame is skipped */ }
+    };
+    socket.onclose = function () {
+      statusBadge.dataset.state = "offline";
+      statusBadge.textContent = "reconnecting…";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    };
+  }
+
+  show(JSON.parse(document.getElementById("report-data").textContent), true);
+  tick();
+  setInterval(tick, 1000);
+  connect();
+})();
