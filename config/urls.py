@@ -12,6 +12,8 @@ admin.site.site_title = "Voice assistant platform"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/", include("config.api_urls")),
+    path("", include("tenants.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("calls.urls")),
