@@ -78,7 +78,10 @@ class RateLimitView(TenantAPIView):
 
     serializer_class = RateLimitSerializer
 
-    @extend_schema(summary="Read the tenant's effective rate limits")
+    @extend_schema(
+        summary="Read the tenant's effective rate limits",
+        responses=RateLimitSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         rows = effective_rate_limits(tenant=self.tenant)
         return Response(RateLimitSerializer(rows, many=True).data)

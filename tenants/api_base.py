@@ -263,22 +263,17 @@ class TenantAutoSchema(AutoSchema):
             )
         return params
 
-    def get_response_serializers(self):
-        responses = super().get_response_serializers()
+    def _get_response_bodies(self, direction="response"):
+        # Hooked here rather than in get_response_serializers(), which @extend_schema replaces.
+        responses = super()._get_response_bodies(direction)
         if not isinstance(self.view, _TenantScoped):
             return responses
-        if not isinstance(responses, dict):
-            if self.method == "DELETE":
-                responses = {204: None}
-            elif self._is_create_operation():
-                responses = {201: responses}
-            else:
-                responses = {200: responses}
-        responses = dict(responses)
         codes = ["400", "401", "404", "429"]
         if self.method not in SAFE_METHODS:
             codes.append("403")
         for code in codes:
-            if code not in {str(c) for c in responses}:
-                responses[int(code)] = _error_response(code)
-        return responses
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    _error_response(code), code, direction=direction
+                )
+        return dict(sorted(responses.items()))
