@@ -71,14 +71,15 @@ def call_figures(calls: QuerySet[Call]) -> dict[str, Any]:
         total_duration_seconds=Sum("duration_seconds"),
         avg_duration_seconds=Avg("duration_seconds"),
     )
-    turns = Turn.objects.filter(call__in=calls.values("id"))
-    turn_count = turns.count()
-    rows = list(
-        turns.filter(role=Turn.Role.ASSISTANT).values_list(
-            "llm_first_token_ms", "response_sent_ms", "fallbacks", "error", "cache_hit",
+    # One pass over the period's turns (a separate COUNT may get a poor plan on fresh tables).
+    all_turns = list(
+        Turn.objects.filter(call__in=calls.values("id")).values_list(
+            "role", "llm_first_token_ms", "response_sent_ms", "fallbacks", "error", "cache_hit",
             "tokens_in", "tokens_out",
         )
     )  # fmt: skip
+    turn_count = len(all_turns)
+    rows = [r[1:] for r in all_turns if r[0] == Turn.Role.ASSISTANT]
     first_token = [r[0] for r in rows if r[0] is not None]
     sent = [r[1] for r in rows if r[1] is not None]
     replies = len(rows)
