@@ -64,6 +64,8 @@ def resolve_tenant(request: Request) -> TenantAccess:
         return TenantAccess(tenant=tenant, role=request.auth.role)
 
     user = request.user
+    if not (user and user.is_authenticated and user.is_active):
+        raise exceptions.NotAuthenticated()
     if is_platform_staff(user):
         if not named:
             raise exceptions.ValidationError(
@@ -134,7 +136,8 @@ class _TenantScoped:
     def dispatch(self, request, *args, **kwargs):
         # Until the tenant is known, the scope is empty: any tenant-owned query finds nothing.
         self._scopes = contextlib.ExitStack()
-        with self._scopes, scope(tenant=[]):
+        # The tenant's scope (entered in initial()) is left first, then the empty one.
+        with scope(tenant=[]), self._scopes:
             return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
     def initial(self, request, *args, **kwargs):

@@ -148,3 +148,11 @@ def test_api_key_create_rejects_an_empty_name(tenant_a):
 
     with scopes_disabled(), pytest.raises(ValidationError):
         api_key_create(tenant=tenant_a, name="  ")
+
+
+def test_the_scope_is_left_as_it_was_after_a_request(api, key_a):
+    from django_scopes.state import get_scope
+
+    before = dict(get_scope())
+    api(key=key_a).get(URL)
+    assert dict(get_scope()) == before
