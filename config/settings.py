@@ -92,6 +92,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_prometheus",
     "tenants",
@@ -365,6 +368,38 @@ LOGGING = {
     },
 }
 
+# --- REST API (/api/v1/) ----------------------------------------------------------------------
+# Requests per API key (or signed-in user), e.g. "600/min", "20/s"; empty turns throttling off.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="600/min")
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.api_auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "tenants.api_base.TenantAutoSchema",
+    "EXCEPTION_HANDLER": "tenants.api_base.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voice assistant platform API",
+    "DESCRIPTION": (
+        "Manage a tenant's assistants, FAQ entries and phone numbers; read calls, turns, "
+        "analytics and rate limits. Authenticate with `Authorization: Bearer vpk_...` (a tenant "
+        "API key) or a browser session. Viewers and read-only keys can read; owners, admins "
+        "and read-and-write keys can change. Another tenant's objects answer 404."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "AssistantModeEnum": "assistants.models.AssistantConfig.Mode",
+        "CallModeEnum": "calls.models.Call.Mode",
+    },
 }

@@ -3,15 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django_scopes.forms import SafeModelChoiceField
 
 from tenants.access import is_platform_staff, member_tenant_ids
 from tenants.admin_base import TenantScopedAdmin
-from tenants.models import Membership, PhoneNumber, RateLimit, Role, Tenant
+from tenants.models import ApiKey, Membership, PhoneNumber, RateLimit, Role, Tenant
 from tenants.phone import normalize_e164
+from tenants.services import api_key_create, api_key_revoke
 
 
 class TenantForm(forms.ModelForm):
@@ -159,3 +160,74 @@ class PhoneNumberAdmin(TenantScopedAdmin):
     list_filter = ["active"]
     search_fields = ["number", "label"]
     list_select_related = ["tenant", "assistant"]
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "name", "role"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantScopedAdmin):
+    """Tenant owners create and revoke keys; the full key is shown once, on creation."""
+
+    form = ApiKeyForm
+    list_display = ["name", "display_prefix", "tenant", "role", "created_by", "created_at",
+                    "last_used_at", "revoked_at"]  # fmt: skip
+    list_filter = ["role"]
+    search_fields = ["name", "prefix"]
+    list_select_related = ["tenant", "created_by"]
+    actions = ["revoke"]
+
+    def _tenant_ids(self, request: HttpRequest, *, write: bool = False) -> list:
+        if not write:
+            return super()._tenant_ids(request)
+        if not hasattr(request, "_api_key_owner_ids"):
+            request._api_key_owner_ids = member_tenant_ids(request.user, roles=[Role.OWNER])
+        return request._api_key_owner_ids
+
+    @admin.display(description="Key")
+    def display_prefix(self, obj: ApiKey) -> str:
+        return f"vpk_{obj.prefix}…"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        if obj is None:
+            return ["display_prefix"]
+        return ["tenant", "name", "role", "display_prefix", "created_by", "created_at",
+                "last_used_at", "revoked_at"]  # fmt: skip
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+        if obj is None:
+            return ["tenant", "name", "role"]
+        return self.get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False  # revoke instead: the row keeps the history of who used what
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return
+        if not is_platform_staff(request.user) and obj.tenant_id not in self._tenant_ids(
+            request, write=True
+        ):
+            raise Http404("Not found.")
+        created, key = api_key_create(
+            tenant=obj.tenant, name=obj.name, role=obj.role, created_by=request.user
+        )
+        obj.pk, obj.prefix, obj.created_at = created.pk, created.prefix, created.created_at
+        obj._state.adding = False
+        messages.warning(
+            request,
+            f"Your new API key (copy it now: it is shown only once): {key}",
+        )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        allowed = self._tenant_ids(request, write=True)
+        count = 0
+        for api_key in queryset:
+            if is_platform_staff(request.user) or api_key.tenant_id in allowed:
+                api_key_revoke(api_key=api_key)
+                count += 1
+        messages.success(request, f"Revoked {count} key(s).")

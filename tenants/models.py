@@ -181,3 +181,43 @@ class RateLimit(models.Model):
     def __str__(self) -> str:
         who = self.tenant.name if self.tenant_id else "default"
         return f"{self.get_kind_display()} = {self.limit} ({who})"
+
+
+class ApiKey(models.Model):
+    """A tenant's key for the REST API. Only a sha256 of the secret is stored.
+
+    The full key reads `vpk_<prefix>.<secret>`; the prefix is shown in lists to tell keys apart.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, e.g. 'CRM sync'.")
+    role = models.CharField(
+        max_length=16,
+        choices=[(Role.ADMIN, "Read and write"), (Role.VIEWER, "Read only")],
+        default=Role.ADMIN,
+        help_text="Read-only keys can list and read; read-and-write keys can also change.",
+    )
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", editable=False,
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def __str__(self) -> str:
+        return f"{self.name} (vpk_{self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,159 @@
+"""/api/v1/assistants/ and their FAQ entries."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from assistants import services
+from assistants.models import AssistantConfig, FAQEntry
+from assistants.serializers import AssistantSerializer, FAQEntrySerializer
+from tenants.access import get_owned_or_404
+from tenants.api_base import ErrorSerializer, TenantCursorPagination, TenantViewSet
+
+ASSISTANT_EXAMPLE = OpenApiExample(
+    "Front desk",
+    value={
+        "name": "Front desk",
+        "model": "llama-3.3-70b-versatile",
+        "temperature": 0.7,
+        "system_prompt": "You are Acme Plumbing's receptionist. Answer in one or two sentences.",
+        "greeting": "Acme Plumbing, how can I help?",
+        "language": "en-US",
+        "tts_engine": "gtts",
+    },
+    request_only=True,
+)
+
+
+class _ByName(TenantCursorPagination):
+    ordering = "name"
+
+
+class _ByCreation(TenantCursorPagination):
+    ordering = "created_at"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List assistants"),
+    create=extend_schema(summary="Create an assistant", examples=[ASSISTANT_EXAMPLE]),
+    retrieve=extend_schema(summary="Read an assistant"),
+    update=extend_schema(summary="Replace an assistant's settings"),
+    partial_update=extend_schema(summary="Change some of an assistant's settings"),
+    destroy=extend_schema(
+        summary="Delete an assistant",
+        description="Refused with 409 while a phone number points at it. Its FAQ entries go "
+        "with it; past calls keep a snapshot of its settings.",
+        responses={
+            204: None,
+            409: OpenApiResponse(ErrorSerializer, description="A number still uses it."),
+        },
+    ),
+)
+class AssistantViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantViewSet,
+):
+    """A tenant's assistants: how each listens, thinks (Groq model, prompt) and speaks."""
+
+    model = AssistantConfig
+    serializer_class = AssistantSerializer
+    pagination_class = _ByName
+
+    def scope_queryset(self, queryset):
+        return queryset.prefetch_related("phone_numbers")
+
+    def perform_create(self, serializer: AssistantSerializer) -> None:
+        serializer.instance = services.assistant_create(
+            tenant=self.tenant, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer: AssistantSerializer) -> None:
+        serializer.instance = services.assistant_update(
+            assistant=serializer.instance, **serializer.validated_data
+        )
+
+    def destroy(self, request: Request, *args, **kwargs) -> Response:
+        try:
+            services.assistant_delete(assistant=self.get_object())
+        except services.AssistantInUse as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List an assistant's FAQ entries"),
+    create=extend_schema(
+        summary="Add an FAQ entry",
+        examples=[
+            OpenApiExample(
+                "Opening hours",
+                value={
+                    "patterns": "what are your opening hours\nwhen are you open",
+                    "answer": "We are open from eight to six, Monday to Friday.",
+                },
+                request_only=True,
+            )
+        ],
+    ),
+    retrieve=extend_schema(summary="Read an FAQ entry"),
+    update=extend_schema(summary="Replace an FAQ entry"),
+    partial_update=extend_schema(summary="Change an FAQ entry"),
+    destroy=extend_schema(summary="Delete an FAQ entry"),
+)
+@extend_schema(
+    parameters=[
+        OpenApiParameter("assistant_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                         description="The assistant's id.")
+    ]
+)  # fmt: skip
+class FAQEntryViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantViewSet,
+):
+    """Canned answers: when a caller says one of the patterns, the assistant answers without
+    the LLM."""
+
+    model = FAQEntry
+    serializer_class = FAQEntrySerializer
+    pagination_class = _ByCreation
+
+    def assistant(self) -> AssistantConfig:
+        if not hasattr(self, "_assistant"):
+            self._assistant = get_owned_or_404(
+                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
+            )
+        return self._assistant
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(assistant=self.assistant())
+
+    def perform_create(self, serializer: FAQEntrySerializer) -> None:
+        serializer.instance = services.faq_entry_create(
+            assistant=self.assistant(), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer: FAQEntrySerializer) -> None:
+        serializer.instance = services.faq_entry_update(
+            entry=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: FAQEntry) -> None:
+        services.faq_entry_delete(entry=instance)

@@ -1,0 +1,49 @@
+"""The REST API: /api/v1/..., its OpenAPI schema and interactive docs."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import Resolver404, include, path, re_path, resolve
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from assistants.api import AssistantViewSet, FAQEntryViewSet
+from calls.api import AnalyticsView, CallViewSet
+from tenants.api import PhoneNumberViewSet, RateLimitView
+
+router = SimpleRouter()
+router.register("assistants", AssistantViewSet, basename="assistant")
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/faq", FAQEntryViewSet, basename="assistant-faq"
+)
+router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
+router.register("calls", CallViewSet, basename="call")
+
+v1 = [
+    *router.urls,
+    path("analytics/", AnalyticsView.as_view(), name="analytics"),
+    path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+]
+
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Unknown /api/ addresses answer in JSON like the rest of the API, not with an HTML page."""
+    detail = "Not found."
+    if not request.path.endswith("/"):
+        try:
+            resolve(request.path + "/")
+            detail = f"Not found. Did you mean {request.path}/ ?"
+        except Resolver404:
+            pass
+    return JsonResponse({"detail": detail}, status=404)
+
+
+urlpatterns = [
+    path("v1/", include((v1, "api"), namespace="v1")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^(?P<rest>.*)$", not_found),
+]
