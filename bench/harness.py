@@ -205,6 +205,47 @@ def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
         log.close()
 
 
+@contextmanager
+def fake_groq_process(*, ttft_ms: float = 150.0, tps: float = 280.0, answer_tokens: int = 60):
+    """The fake Groq server in a process of its own (in this one it would compete with the
+    measuring client for the interpreter lock); yields (base URL, FakeGroqControl)."""
+    from assistants.fake_groq import FakeGroqControl
+
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "fake_groq", "--port", "0", "--ttft-ms", str(ttft_ms),
+         "--tps", str(tps), "--answer-tokens", str(answer_tokens)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )  # fmt: skip
+    try:
+        url = ""
+        for line in process.stdout:
+            if line.startswith("GROQ_BASE_URL="):
+                url = line.strip().split("=", 1)[1]
+                break
+        if not url:
+            raise RuntimeError("the fake Groq server did not start")
+        control = FakeGroqControl(url)
+        yield url, control
+        control.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000
 

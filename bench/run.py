@@ -2,17 +2,19 @@
 
     .venv/bin/python bench/run.py                  # everything; writes docs/benchmarks.md
     .venv/bin/python bench/run.py --quick          # a small run that checks it all works
-    .venv/bin/python bench/run.py --only gather    # some scenarios
+    .venv/bin/python bench/run.py --only capacity  # some scenarios (latency, overhead,
+                                                   # capacity, throughput)
 
 It starts what it measures: one daphne process (the platform), a Celery worker, PostgreSQL and
-Redis databases of its own (bench/harness.py), the fake Groq server (default 150 ms to first
-token, 280 tokens/s, ~60-token answers) and the network-like "simulated" speech engine (300 ms +
-4 ms per character). Nothing here asserts timings: it reports them.
+Redis databases of its own (bench/harness.py), the fake Groq server in its own process (default
+150 ms to first token, 280 tokens/s, ~60-token answers) and the network-like "simulated" speech
+engine (300 ms + 4 ms per character). Nothing here asserts timings: it reports them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -24,9 +26,12 @@ from harness import (
     configure_environment,
     create_database,
     daphne_server,
+    fake_groq_process,
     free_port,
     machine,
     percentile,
+    process_cpu_seconds,
+    process_rss_mb,
     table,
 )
 
@@ -35,6 +40,7 @@ FIXED_ANSWER = (
     "Yes, we can repair it this week. A plumber can come on Thursday morning. "
     "Shall I book that for you?"
 )
+SCENARIOS = ["latency", "overhead", "capacity", "throughput"]
 
 
 def versions() -> str:
@@ -47,44 +53,57 @@ def versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few samples: checks it works")
-    parser.add_argument("--only", action="append", choices=["latency", "overhead", "throughput"])
+    parser.add_argument("--only", action="append", choices=SCENARIOS)
     parser.add_argument("--ttft-ms", type=float, default=150.0)
     parser.add_argument("--tps", type=float, default=280.0)
+    parser.add_argument("--capacity", type=int, action="append", help="relay sessions (repeat)")
+    parser.add_argument("--capacity-seconds", type=float, default=60.0)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    wanted = set(args.only or ["latency", "overhead", "throughput"])
+    wanted = set(args.only or SCENARIOS)
     samples = 3 if args.quick else 30
     levels = [1, 5] if args.quick else [1, 10, 50]
-    throughput_levels = [5] if args.quick else [10, 25, 50, 100]
-
-    from assistants.fake_groq import FakeGroqServer
-
-    groq = FakeGroqServer(ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer_tokens=60)
-    groq.start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = configure_environment(
-        GROQ_BASE_URL=groq.base_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base,
-        ANSWER_CACHE_SECONDS="0", TTS_WAIT_SECONDS="5", WEBHOOK_DEADLINE_SECONDS="12",
-    )  # fmt: skip
-
-    import django
-
-    django.setup()
-    create_database()
-    from django.conf import settings
-    from gather import Caller, concurrent_turns, pipelined_first_audio, sequential_first_audio
-
-    _, assistant, number = bench_tenant(generous_limits=True)
-    token = settings.TWILIO_AUTH_TOKEN
-
-    def make_caller() -> Caller:
-        return Caller(base=base, token=token, number=number.number)
+    throughput_levels = [5] if args.quick else [10, 25, 50]
+    capacity_levels = args.capacity or ([10] if args.quick else [50, 200, 500, 1000])
+    capacity_seconds = 15.0 if args.quick else args.capacity_seconds
+    pause = 10.0
 
     sections: list[str] = []
     started = time.monotonic()
-    try:
-        with celery_worker(env, concurrency=32), daphne_server(env, port):
+    with fake_groq_process(ttft_ms=args.ttft_ms, tps=args.tps) as (groq_url, groq):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = configure_environment(
+            GROQ_BASE_URL=groq_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base,
+            ANSWER_CACHE_SECONDS="0", TTS_WAIT_SECONDS="5", WEBHOOK_DEADLINE_SECONDS="12",
+        )  # fmt: skip
+
+        import django
+
+        django.setup()
+        create_database()
+        from django.conf import settings
+        from gather import Caller, concurrent_turns, pipelined_first_audio, sequential_first_audio
+        from relay import RelayStats, run_sessions
+
+        _, assistant, number = bench_tenant(generous_limits=True)
+        _, _, relay_number = bench_tenant(mode="relay", tts_engine="say", generous_limits=True)
+        token = settings.TWILIO_AUTH_TOKEN
+
+        def make_caller() -> Caller:
+            return Caller(base=base, token=token, number=number.number)
+
+        def relay(sessions: int, prompts: int, pause: float) -> RelayStats:
+            stats = RelayStats()
+            asyncio.run(
+                run_sessions(
+                    base=base, token=token, number=relay_number.number, sessions=sessions,
+                    prompts=prompts, pause=pause, stats=stats,
+                )  # fmt: skip
+            )
+            return stats
+
+        with celery_worker(env, concurrency=32), daphne_server(env, port) as server:
             if "latency" in wanted:
                 sequential, pipelined = [], []
                 played = said = 0
@@ -97,44 +116,61 @@ def main() -> None:
                     pipelined.append(elapsed)
                     played, said = played + p, said + s
                 caller.close()
+                streamed = relay(1, samples, 0.2)
                 sections.append(
                     table(
                         "1. Time to first audio, one caller turn (~60-token answer)",
                         {"a. sequential: whole answer, then TTS, then respond": sequential,
-                         "b. gather mode: sentences to TTS while the LLM streams": pipelined},
+                         "b. gather mode: sentences to TTS while the LLM streams": pipelined,
+                         "c. relay mode: prompt to first text frame": streamed.first_ms},
                         baseline="a. sequential: whole answer, then TTS, then respond",
                     )  # fmt: skip
                     + f"\nGather replies: {played} sentences played as audio, {said} said by "
-                    "`<Say>` (audio not ready in time).\n"
+                    "`<Say>` (audio not ready in time). In relay mode Twilio speaks the text as "
+                    "it arrives; relay errors: "
+                    f"{len(streamed.errors)}.\n"
                 )
-
-            # Instant providers and a speech-cache hit: what is left is the platform itself.
-            groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
-            warm = make_caller()
-            call = warm.start()
-            for _ in range(2):  # the first turn makes the audio, the second finds it cached
-                warm.say(call, QUESTION)
-            warm.end(call)
-            warm.close()
 
             if "overhead" in wanted:
                 rows, notes = {}, []
+                for level in levels:
+                    stats = relay(level, max(3, samples // level + 2), 0.5)
+                    rows[f"relay, {level} concurrent call(s)"] = [
+                        value - args.ttft_ms for value in stats.first_ms
+                    ]
+                    notes.append(f"relay {level}: {len(stats.errors)} errors")
+                # Instant LLM and a speech-cache hit: what is left is the platform itself.
+                groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
+                _warm_speech_cache(make_caller)
                 for level in levels:
                     latencies, errors, _ = concurrent_turns(
                         make_caller, concurrency=level, turns_each=max(3, samples // level + 2),
                         question=QUESTION,
                     )  # fmt: skip
-                    rows[f"{level} concurrent call(s)"] = latencies
-                    notes.append(f"{level}: {errors} failed turns")
+                    rows[f"gather, {level} concurrent call(s)"] = latencies
+                    notes.append(f"gather {level}: {errors} failed turns")
+                groq.configure(ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer=None)
                 sections.append(
                     table(
-                        "2. Platform overhead: gather response with instant LLM and cached speech",
-                        rows, baseline=f"{levels[0]} concurrent call(s)",
+                        "2. Platform overhead (relay: first text frame minus the LLM's time to "
+                        "first token; gather: response time with an instant LLM and cached speech)",
+                        rows, baseline=f"relay, {levels[0]} concurrent call(s)",
                     )  # fmt: skip
-                    + "\nFailed turns per level: " + ", ".join(notes) + ".\n"
+                    + "\nErrors: " + ", ".join(notes) + ".\n"
+                )
+
+            if "capacity" in wanted:
+                sections.append(
+                    _capacity(
+                        server.pid, base=base, token=token, number=relay_number.number,
+                        levels=capacity_levels, seconds=capacity_seconds, pause=pause,
+                        ttft_ms=args.ttft_ms,
+                    )  # fmt: skip
                 )
 
             if "throughput" in wanted:
+                groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
+                _warm_speech_cache(make_caller)
                 lines = [
                     "### 4. Gather throughput (instant LLM, cached speech, no pauses)",
                     "",
@@ -158,21 +194,21 @@ def main() -> None:
                 lines += ["", f"Best rate with no failed turn: **{best:.1f} turns/s** "
                           "(one daphne process).", ""]  # fmt: skip
                 sections.append("\n".join(lines))
-    finally:
-        groq.stop()
 
-    command = "`.venv/bin/python bench/run.py" + (" --quick" if args.quick else "") + "`"
+    flags = " --quick" if args.quick else ""
+    flags += "".join(f" --only {name}" for name in args.only or [])
     report = "\n".join(
         [
             "# Benchmarks",
             "",
-            f"Command: {command} ({time.monotonic() - started:.0f} s). Machine: {machine()}.",
+            f"Command: `.venv/bin/python bench/run.py{flags}` "
+            f"({time.monotonic() - started:.0f} s). Machine: {machine()}.",
             f"Versions: {versions()}.",
             f"Providers on loopback: fake Groq {args.ttft_ms:g} ms to first token, "
-            f"{args.tps:g} tokens/s, ~60-token answers; speech "
+            f"{args.tps:g} tokens/s, ~60-token answers (its own process); speech "
             f"{settings.TTS_SIMULATED_BASE_MS:g} ms + {settings.TTS_SIMULATED_PER_CHAR_MS:g} ms "
             "per character. One daphne process, one Celery worker (32 threads), PostgreSQL and "
-            "Redis on the same machine.",
+            "Redis on the same machine; the measuring client runs there too.",
             "",
             *sections,
         ]
@@ -181,6 +217,66 @@ def main() -> None:
     if not args.quick:
         Path(args.output).write_text(report + "\n")
     sys.exit(0)
+
+
+def _warm_speech_cache(make_caller) -> None:
+    warm = make_caller()
+    call = warm.start()
+    for _ in range(2):  # the first turn makes the audio, the second finds it cached
+        warm.say(call, QUESTION)
+    warm.end(call)
+    warm.close()
+
+
+def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int],
+              seconds: float, pause: float, ttft_ms: float) -> str:  # fmt: skip
+    from relay import RelayStats, close_all, drive, open_sessions
+
+    lines = [
+        f"### 3. Capacity of one server process in relay mode ({seconds:g} s per level, a "
+        f"prompt every {pause:g} s per session after the whole answer)",
+        "",
+        "| sessions | answers/s | tokens/s | overhead p50 (ms) | overhead p99 (ms) | errors | "
+        "CPU s per answer | RSS per session (KB) | CPU ms per connection set-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    best = 0
+    for level in levels:
+        stats = RelayStats()
+        rss_before, cpu_before = process_rss_mb(pid), process_cpu_seconds(pid)
+
+        async def phase(level: int, stats: RelayStats) -> tuple[float, float, float]:
+            sockets = await open_sessions(
+                base=base, token=token, number=number, count=level, stats=stats
+            )
+            cpu_open = process_cpu_seconds(pid)
+            rss_open = process_rss_mb(pid)
+            started = time.monotonic()
+            await drive(sockets, until=started + seconds, pause=pause, stats=stats)
+            elapsed = time.monotonic() - started
+            await close_all(sockets)
+            return cpu_open, rss_open, elapsed
+
+        cpu_open, rss_open, elapsed = asyncio.run(phase(level, stats))
+        cpu_after = process_cpu_seconds(pid)
+        overhead = [value - ttft_ms for value in stats.first_ms]
+        p99 = percentile(overhead, 99)
+        if not stats.errors and p99 <= 50:
+            best = max(best, level)
+        lines.append(
+            f"| {level} | {stats.answers / elapsed:.1f} | {stats.tokens / elapsed:.0f} | "
+            f"{percentile(overhead, 50):.1f} | {p99:.1f} | {len(stats.errors)} | "
+            f"{(cpu_after - cpu_open) / max(1, stats.answers):.4f} | "
+            f"{(rss_open - rss_before) * 1024 / level:.0f} | "
+            f"{(cpu_open - cpu_before) * 1000 / level:.1f} |"
+        )
+        time.sleep(2)  # let the server finish closing the calls
+    lines += [
+        "",
+        f"Largest level with zero errors and overhead p99 ≤ 50 ms: **{best or 'none'}**.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

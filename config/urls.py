@@ -12,7 +12,7 @@ admin.site.site_header = "Voice assistant platform"
 admin.site.site_title = "Voice assistant platform"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/dashboard/", permanent=False)),
     path("admin/", admin.site.urls),
     path("dashboard/", include("analytics.urls")),
     path("api/", include("config.api_urls")),
