@@ -13,13 +13,13 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
 from analytics.access import dashboard_view
 from analytics.selectors import mask_number
 from calls.events import STAFF_GROUP, tenant_group
+from config.asyncdb import database_async
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         tenant_id = (query.get("tenant") or [""])[0][:64] or None
         try:
-            groups = await database_sync_to_async(_groups_for)(user, tenant_id)
+            groups = await database_async(_groups_for)(user, tenant_id)
         except Http404:
             await self.close(code=REFUSED)
             return

@@ -21,6 +21,7 @@ from calls.serializers import (
     CallDetailSerializer,
     CallSerializer,
     TurnAudioSerializer,
+    as_utc,
 )
 from tenants.api_base import TenantAPIView, TenantCursorPagination, TenantViewSet
 from tenants.phone import normalize_e164
@@ -33,11 +34,16 @@ def _e164_or_raw(value: str) -> str:
         return value
 
 
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    def filter(self, qs, value):
+        return super().filter(qs, as_utc(value) if value is not None else value)
+
+
 class CallFilter(django_filters.FilterSet):
-    started_after = django_filters.IsoDateTimeFilter(
+    started_after = UTCDateTimeFilter(
         field_name="started_at", lookup_expr="gte", label="Calls that started at or after this."
     )
-    started_before = django_filters.IsoDateTimeFilter(
+    started_before = UTCDateTimeFilter(
         field_name="started_at", lookup_expr="lt", label="Calls that started before this."
     )
     status = django_filters.MultipleChoiceFilter(
@@ -50,9 +56,7 @@ class CallFilter(django_filters.FilterSet):
     number = django_filters.CharFilter(
         method="filter_number", label="The dialled number (E.164), e.g. +14155550100."
     )
-    caller = django_filters.CharFilter(
-        method="filter_caller", label="The caller's number (E.164)."
-    )
+    caller = django_filters.CharFilter(method="filter_caller", label="The caller's number (E.164).")
 
     class Meta:
         model = Call

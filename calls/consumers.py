@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django_scopes import scope, scopes_disabled
@@ -29,6 +28,7 @@ from calls import services
 from calls.models import Call
 from calls.relay import RelaySession
 from calls.signatures import websocket_is_signed
+from config.asyncdb import database_async
 from config.logging import log_context
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class ConversationRelayConsumer(SessionConsumer):
     BEFORE_SESSION = frozenset({"setup"})
 
     async def connect(self) -> None:
-        self.call = await database_sync_to_async(relay_call_for_handshake)(self.scope)
+        self.call = await database_async(relay_call_for_handshake)(self.scope)
         if self.call is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
@@ -242,7 +242,7 @@ class TalkConsumer(SessionConsumer):
             await self.close()  # before accept: refused (HTTP 403)
             return
         assistant_id = self.scope["url_route"]["kwargs"]["assistant_id"]
-        call, refusal = await database_sync_to_async(web_call_start)(
+        call, refusal = await database_async(web_call_start)(
             user=user, assistant_id=assistant_id
         )
         if refusal == "not-found":

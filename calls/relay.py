@@ -4,7 +4,7 @@ The engine knows nothing of Twilio's framing: it speaks to an `Output` (send a p
 end the session with handoff data). `calls.consumers.ConversationRelayConsumer` adapts it to
 Twilio ConversationRelay messages; another transport (a browser page) can adapt it to its own.
 
-Everything here runs on the event loop: database work goes through `database_sync_to_async`,
+Everything here runs on the event loop: database work goes through `config.asyncdb.database_async` (a thread pool),
 the LLM through the async Groq client. The caller's tenant scope and log context are entered
 by the entry point (the consumer) before the session starts; tasks started here inherit them.
 """
@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assistants import llm
@@ -31,6 +30,7 @@ from assistants.responder import (
 )
 from calls import events, services
 from calls.models import Call, Turn
+from config.asyncdb import database_async
 from tenants import ratelimits
 from tenants.models import RateLimit
 
@@ -107,7 +107,7 @@ class RelaySession:
         self._background: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.history = await database_sync_to_async(services.call_history)(call=self.call)
+        self.history = await database_async(services.call_history)(call=self.call)
 
     # --- what the caller does ------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class RelaySession:
             return
         turn = self._last_turn
         if turn is not None and not turn.interrupted:
-            await database_sync_to_async(services.turn_mark_interrupted)(
+            await database_async(services.turn_mark_interrupted)(
                 turn=turn, heard_text=heard_text
             )
             self._replace_history(turn.text, heard_text)
@@ -147,7 +147,7 @@ class RelaySession:
         if self.ended:
             return
         await self._stop_answer(heard=None)
-        await database_sync_to_async(services.call_set_outcome)(
+        await database_async(services.call_set_outcome)(
             call=self.call, outcome=Call.Outcome.TRANSFERRED
         )
         await self._end({"reason": TRANSFER_REASON, "transfer": True, "trigger": trigger})
@@ -163,7 +163,7 @@ class RelaySession:
         await self._stop_answer(heard=None)
         if self._background:
             await asyncio.wait(self._background, timeout=2)
-        await database_sync_to_async(services.call_finish)(call=self.call)
+        await database_async(services.call_finish)(call=self.call)
 
     # --- answering -----------------------------------------------------------------------------
 
@@ -210,10 +210,10 @@ class RelaySession:
         history = list(self.history)
         # Limits and a ready answer are checked first; the caller's turn is stored meanwhile
         # (and the LLM asked), off the path to the first token. It is stored before the answer.
-        check = database_sync_to_async(self._check)(utterance=answer.utterance, history=history)
+        check = database_async(self._check)(utterance=answer.utterance, history=history)
         checking = asyncio.ensure_future(check)
         answer.prepare = asyncio.ensure_future(
-            database_sync_to_async(services.turn_add)(
+            database_async(services.turn_add)(
                 call=self.call, role=Turn.Role.CALLER, text=answer.utterance
             )
         )
@@ -282,7 +282,7 @@ class RelaySession:
             return
         answer.parts.append(verdict.message)
         await self._store(answer)
-        await database_sync_to_async(services.call_set_outcome)(
+        await database_async(services.call_set_outcome)(
             call=self.call, outcome=Call.Outcome.REJECTED_RATE_LIMIT
         )
         # The action URL says the message and hangs up: TwiML speech is not cut off.
@@ -294,7 +294,7 @@ class RelaySession:
             await asyncio.wait([answer.prepare])  # the caller's turn comes first
         if answer.last_sent_at is None and answer.parts:
             answer.last_sent_at = time.monotonic()
-        turn = await database_sync_to_async(self._store_sync)(answer=answer, cache_key=cache_key)
+        turn = await database_async(self._store_sync)(answer=answer, cache_key=cache_key)
         answer.turn = self._last_turn = turn
         self.history.append(
             (Turn.Role.ASSISTANT, turn.heard_text if turn.interrupted else turn.text)

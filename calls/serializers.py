@@ -1,11 +1,21 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from rest_framework import serializers
 
 from calls.models import Call, Turn
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 and
+    Python allow up to ±23:59); the extremes of the calendar are clamped."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        extreme = datetime.max if value.year > 1 else datetime.min
+        return extreme.replace(tzinfo=UTC)
 
 
 class TurnSerializer(serializers.ModelSerializer):
@@ -65,8 +75,8 @@ class AnalyticsQuerySerializer(serializers.Serializer):
     )
 
     def validate(self, attrs: dict) -> dict:
-        end = attrs.get("end") or timezone.now()
-        start = attrs.get("start") or end - timedelta(days=7)
+        end = as_utc(attrs.get("end") or timezone.now())
+        start = as_utc(attrs.get("start") or end - timedelta(days=7))
         if start >= end:
             raise serializers.ValidationError({"start": "The start must come before the end."})
         if end - start > timedelta(days=366):

@@ -170,6 +170,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Threads for database work of WebSocket conversations (relay, talk, dashboard) per process.
+ASYNC_DB_THREADS = env.int("ASYNC_DB_THREADS", default=16)
+
 # --- Cache, channel layer, Celery: Redis when configured, embedded otherwise ----------------
 if REDIS_URL:
     CACHES = {

@@ -217,3 +217,16 @@ def test_the_outsider_sees_only_their_own_figures(api, charlie, calls_a, call_b,
     body = api(charlie).get(ANALYTICS, period(assistant=str(assistant_a.id))).json()
     assert body["assistants"] == []
     assert body["tenant"]["calls"] == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1510-02-19T04:29:51+23:45", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-23:00"],
+)
+def test_dates_with_any_utc_offset_are_answered_not_500(api, key_a, calls_a, value):
+    # ISO 8601 and Python allow offsets up to ±23:59; PostgreSQL refuses those beyond ±15:59.
+    client = api(key=key_a)
+    response = client.get(URL, {"started_before": value})
+    assert response.status_code == 200, response.content
+    response = client.get("/api/v1/analytics/", {"end": value})
+    assert response.status_code in (200, 400), response.content
