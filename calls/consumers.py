@@ -101,6 +101,10 @@ class ConversationRelayConsumer(AsyncWebsocketConsumer):
             yield
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        with self._call_context() if self.session is not None else nullcontext():
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
         if text_data is None:
             logger.warning("relay: binary frame ignored")
             return
@@ -121,8 +125,7 @@ class ConversationRelayConsumer(AsyncWebsocketConsumer):
             logger.warning("relay: message before setup ignored", extra={"kind": kind})
             return
         try:
-            with self._call_context() if self.session is not None else nullcontext():
-                await handler(message)
+            await handler(message)
         except Exception:
             logger.exception("relay: handling a message failed", extra={"kind": kind})
 

@@ -633,3 +633,66 @@ def test_fifty_concurrent_sessions_all_complete_with_every_turn_stored(
         assert Turn.objects.filter(call__call_sid__in=sids).count() == 200
         assert Turn.objects.filter(call__call_sid__in=sids, role="assistant", source="llm").count() == 100
         assert Call.objects.filter(call_sid__in=sids, status=Call.Status.COMPLETED).count() == 50
+
+
+def test_log_lines_of_a_session_carry_its_tenant_and_call_sid(twilio, relay_a, number_a):
+    import io
+    import logging
+
+    handler = next(h for h in logging.getLogger().handlers if h.name == "console")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.send_raw(text="{broken")
+        await client.send({"type": "error", "description": "Invalid message received"})
+        await client.nothing_more(0.2)
+        await client.close()
+
+    try:
+        run(conversation)
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    relay_lines = [line for line in lines if line["message"].startswith("relay:")]
+    assert {line["message"] for line in relay_lines} >= {
+        "relay: malformed JSON frame ignored", "relay: Twilio reported an error",
+    }  # fmt: skip
+    for line in relay_lines:
+        assert (line["tenant"], line["call_sid"]) == ("acme", call_sid)
+
+
+def test_an_interrupted_answer_is_announced_to_the_dashboard(
+    twilio, relay_a, number_a, tenant_a, fake_groq
+):
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=10)
+    fake_groq.configure(answer_tokens=60)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(tenant_group(tenant_a.id), channel)
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Explain your pricing in detail.")
+        first = await client.receive()
+        await client.send({"type": "interrupt", "utteranceUntilInterrupt": first["token"]})
+        await client.close()
+        received = []
+        while True:
+            try:
+                received.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+            except TimeoutError:
+                return first, received
+
+    first, received = run(conversation)
+    interrupted = [m for m in received if m["event"] == "interrupted"]
+    assert len(interrupted) == 1
+    turn = interrupted[0]["data"]["turn"]
+    assert turn["interrupted"] is True and turn["heard_text"] == first["token"].strip()
