@@ -696,3 +696,64 @@ def test_an_interrupted_answer_is_announced_to_the_dashboard(
     assert len(interrupted) == 1
     turn = interrupted[0]["data"]["turn"]
     assert turn["interrupted"] is True and turn["heard_text"] == first["token"].strip()
+
+
+def test_a_stream_cut_mid_answer_ends_the_talk_cycle_and_is_not_cached(
+    twilio, relay_a, number_a, fake_groq
+):
+    fake_groq.queue_fault("cut", after_tokens=5)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("What does a new boiler cost?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    frames = run(conversation)
+    assert frames[-1] == {"type": "text", "token": "", "last": True}
+    assert 1 <= len(frames) - 1 <= 5
+    turn = turns_of(call_sid)[-1]
+    assert turn.source == "llm" and "stream broken" in turn.error
+    assert turn.text == text_of(frames)
+
+    # The next caller asking the same first question gets a fresh LLM answer, not the cut one.
+    other_sid, other_socket, _ = start_call(twilio, number_a, from_="+15551230001")
+
+    async def again():
+        client = RelayClient(other_socket)
+        await client.connect()
+        await client.setup(other_sid)
+        await client.prompt("What does a new boiler cost?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    run(again)
+    assert turns_of(other_sid)[-1].source == "llm" and len(fake_groq.requests) == 2
+
+
+def test_a_model_that_hangs_moves_on_to_the_fallback_model(
+    twilio, relay_a, number_a, fake_groq, settings
+):
+    settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 0.5
+    fake_groq.queue_fault("hang", model="llama-3.3-70b-versatile")
+    fake_groq.queue_answer("The fallback model answers.", model="llama-3.1-8b-instant")
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Are you there?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    assert text_of(run(conversation)) == "The fallback model answers."
+    turn = turns_of(call_sid)[-1]
+    assert turn.model_used == "llama-3.1-8b-instant"
+    assert "fallback_model:llama-3.1-8b-instant" in turn.fallbacks and "timeout" in turn.error
