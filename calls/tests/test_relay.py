@@ -757,3 +757,23 @@ def test_a_model_that_hangs_moves_on_to_the_fallback_model(
     turn = turns_of(call_sid)[-1]
     assert turn.model_used == "llama-3.1-8b-instant"
     assert "fallback_model:llama-3.1-8b-instant" in turn.fallbacks and "timeout" in turn.error
+
+
+def test_the_signed_socket_url_is_rebuilt_behind_a_tls_proxy(settings):
+    from calls.signatures import websocket_public_url
+
+    ws_scope = {
+        "path": "/twilio/relay",
+        "query_string": b"call=abc",
+        "scheme": "ws",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"voice.example.com"),
+        ],
+    }
+    assert websocket_public_url(ws_scope) == "ws://127.0.0.1:8000/twilio/relay?call=abc"
+    settings.USE_X_FORWARDED_HOST = True  # TRUST_PROXY_HEADERS=true
+    assert websocket_public_url(ws_scope) == "wss://voice.example.com/twilio/relay?call=abc"
+    settings.PUBLIC_BASE_URL = "https://calls.example.org"
+    assert websocket_public_url(ws_scope) == "wss://calls.example.org/twilio/relay?call=abc"
