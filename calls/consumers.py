@@ -112,6 +112,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             yield
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        with self._call_context() if self.session is not None else nullcontext():
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
         if text_data is None:
             logger.warning("session: binary frame ignored")
             return
@@ -132,8 +136,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             logger.warning("session: message before the session ignored", extra={"kind": kind})
             return
         try:
-            with self._call_context() if self.session is not None else nullcontext():
-                await handler(message)
+            await handler(message)
         except Exception:
             logger.exception("session: handling a message failed", extra={"kind": kind})
 

@@ -204,7 +204,13 @@ class RelaySession:
         except Exception as exc:
             logger.exception("relay: answering failed")
             answer.error = f"{type(exc).__name__}: {exc}"[:500]
-            await self._store(answer)
+            try:
+                if answer.last_sent_at is None:  # the caller is waiting: close the talk cycle
+                    answer.source = answer.source or "apology"
+                    await self._send(answer, "" if answer.parts else APOLOGY, last=True)
+                await self._store(answer)
+            except Exception:
+                logger.exception("relay: could not store the answer")
 
     async def _respond(self, answer: Answer) -> None:
         history = list(self.history)

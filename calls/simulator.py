@@ -210,7 +210,11 @@ class SimulatedRelayCall:
     action_status: int = 0
     action_said: list[Said] = field(default_factory=list)
     dialled: str = ""
+    press_ignored: bool = False
     status_code: int = 0
+
+
+PRESS_WAIT_SECONDS = 5.0
 
 
 def parse_connect(body: bytes) -> tuple[str, str, dict[str, str]]:
@@ -289,10 +293,14 @@ def _relay_call(
                     return
             if press:
                 await socket.send(json.dumps({"type": "dtmf", "digit": press}))
-                while call.handoff is None:
-                    message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
-                    if message.get("type") == "end":
-                        call.handoff = json.loads(message.get("handoffData") or "{}")
+                try:
+                    async with asyncio.timeout(min(timeout, PRESS_WAIT_SECONDS)):
+                        while call.handoff is None:
+                            message = json.loads(await socket.recv())
+                            if message.get("type") == "end":
+                                call.handoff = json.loads(message.get("handoffData") or "{}")
+                except TimeoutError:
+                    call.press_ignored = True  # the digit did nothing: the caller hangs up
 
     try:
         asyncio.run(converse())

@@ -176,11 +176,11 @@ def relay_action(request: HttpRequest) -> HttpResponse:
     handoff = _handoff_data(_field(request, "HandoffData"))
     with scope(tenant=[call.tenant_id]), log_context(tenant=call.tenant.slug):
         config = call.config_snapshot
-        number = config.get("transfer_number", "")
-        if handoff.get("transfer") is True and number:
+        transfer_to = config.get("transfer_number", "")
+        if handoff.get("transfer") is True and transfer_to:
             services.call_set_outcome(call=call, outcome=Call.Outcome.TRANSFERRED)
             services.call_finish(call=call, outcome=Call.Outcome.TRANSFERRED)
-            return twiml.twiml_response(twiml.dial(number))
+            return twiml.twiml_response(twiml.dial(transfer_to))
         services.call_finish(call=call)
         message = handoff.get("message")
         if isinstance(message, str) and message.strip():

@@ -633,3 +633,147 @@ def test_fifty_concurrent_sessions_all_complete_with_every_turn_stored(
         assert Turn.objects.filter(call__call_sid__in=sids).count() == 200
         assert Turn.objects.filter(call__call_sid__in=sids, role="assistant", source="llm").count() == 100
         assert Call.objects.filter(call_sid__in=sids, status=Call.Status.COMPLETED).count() == 50
+
+
+def test_log_lines_of_a_session_carry_its_tenant_and_call_sid(twilio, relay_a, number_a):
+    import io
+    import logging
+
+    handler = next(h for h in logging.getLogger().handlers if h.name == "console")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.send_raw(text="{broken")
+        await client.send({"type": "error", "description": "Invalid message received"})
+        await client.nothing_more(0.2)
+        await client.close()
+
+    try:
+        run(conversation)
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    relay_lines = [line for line in lines if line["message"].startswith("relay:")]
+    assert {line["message"] for line in relay_lines} >= {
+        "relay: malformed JSON frame ignored", "relay: Twilio reported an error",
+    }  # fmt: skip
+    for line in relay_lines:
+        assert (line["tenant"], line["call_sid"]) == ("acme", call_sid)
+
+
+def test_an_interrupted_answer_is_announced_to_the_dashboard(
+    twilio, relay_a, number_a, tenant_a, fake_groq
+):
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=10)
+    fake_groq.configure(answer_tokens=60)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(tenant_group(tenant_a.id), channel)
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Explain your pricing in detail.")
+        first = await client.receive()
+        await client.send({"type": "interrupt", "utteranceUntilInterrupt": first["token"]})
+        await client.close()
+        received = []
+        while True:
+            try:
+                received.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+            except TimeoutError:
+                return first, received
+
+    first, received = run(conversation)
+    interrupted = [m for m in received if m["event"] == "interrupted"]
+    assert len(interrupted) == 1
+    turn = interrupted[0]["data"]["turn"]
+    assert turn["interrupted"] is True and turn["heard_text"] == first["token"].strip()
+
+
+def test_a_stream_cut_mid_answer_ends_the_talk_cycle_and_is_not_cached(
+    twilio, relay_a, number_a, fake_groq
+):
+    fake_groq.queue_fault("cut", after_tokens=5)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("What does a new boiler cost?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    frames = run(conversation)
+    assert frames[-1] == {"type": "text", "token": "", "last": True}
+    assert 1 <= len(frames) - 1 <= 5
+    turn = turns_of(call_sid)[-1]
+    assert turn.source == "llm" and "stream broken" in turn.error
+    assert turn.text == text_of(frames)
+
+    # The next caller asking the same first question gets a fresh LLM answer, not the cut one.
+    other_sid, other_socket, _ = start_call(twilio, number_a, from_="+15551230001")
+
+    async def again():
+        client = RelayClient(other_socket)
+        await client.connect()
+        await client.setup(other_sid)
+        await client.prompt("What does a new boiler cost?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    run(again)
+    assert turns_of(other_sid)[-1].source == "llm" and len(fake_groq.requests) == 2
+
+
+def test_a_model_that_hangs_moves_on_to_the_fallback_model(
+    twilio, relay_a, number_a, fake_groq, settings
+):
+    settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 0.5
+    fake_groq.queue_fault("hang", model="llama-3.3-70b-versatile")
+    fake_groq.queue_answer("The fallback model answers.", model="llama-3.1-8b-instant")
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Are you there?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    assert text_of(run(conversation)) == "The fallback model answers."
+    turn = turns_of(call_sid)[-1]
+    assert turn.model_used == "llama-3.1-8b-instant"
+    assert "fallback_model:llama-3.1-8b-instant" in turn.fallbacks and "timeout" in turn.error
+
+
+def test_the_signed_socket_url_is_rebuilt_behind_a_tls_proxy(settings):
+    from calls.signatures import websocket_public_url
+
+    ws_scope = {
+        "path": "/twilio/relay",
+        "query_string": b"call=abc",
+        "scheme": "ws",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"voice.example.com"),
+        ],
+    }
+    assert websocket_public_url(ws_scope) == "ws://127.0.0.1:8000/twilio/relay?call=abc"
+    settings.USE_X_FORWARDED_HOST = True  # TRUST_PROXY_HEADERS=true
+    assert websocket_public_url(ws_scope) == "wss://voice.example.com/twilio/relay?call=abc"
+    settings.PUBLIC_BASE_URL = "https://calls.example.org"
+    assert websocket_public_url(ws_scope) == "wss://calls.example.org/twilio/relay?call=abc"

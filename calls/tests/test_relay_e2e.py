@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import uuid
 
+import httpx
 import pytest
 import websockets
 from django.conf import settings
@@ -40,6 +42,15 @@ def stored(call_sid: str) -> tuple[Call, list[Turn]]:
         return call, list(call.turns.order_by("sequence"))
 
 
+def stored_once_closed(call_sid: str) -> tuple[Call, list[Turn]]:
+    """The call and its turns once the server has closed the session (the call is finalised
+    after the socket's last answer is stored)."""
+    deadline = time.monotonic() + 10
+    while stored(call_sid)[0].status != Call.Status.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stored(call_sid)
+
+
 def test_a_relay_call_through_daphne_ends_in_a_transfer(daphne_server, relay_a, number_a, fake_groq):
     fake_groq.queue_answer("Yes, we can fix a leaking tap today. Shall I send someone?")
     simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
@@ -60,7 +71,7 @@ def test_a_relay_call_through_daphne_ends_in_a_transfer(daphne_server, relay_a, 
     assert call.handoff["transfer"] is True
     assert call.action_status == 200 and call.dialled == "+15005550001"
 
-    record, turns = stored(call.call_sid)
+    record, turns = stored_once_closed(call.call_sid)
     assert (record.mode, record.status, record.outcome) == ("relay", "completed", "transferred")
     assert [t.role for t in turns] == ["caller", "assistant", "caller", "assistant"]
     assert turns[3].source == "llm" and turns[3].last_token_sent_ms is not None
@@ -108,3 +119,70 @@ def test_a_bad_handshake_is_refused_by_daphne(daphne_server, relay_a, number_a):
     assert asyncio.run(handshake("")) == 403
     right = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
     assert asyncio.run(handshake(right)) == 101
+
+
+def test_daphne_survives_a_one_megabyte_frame_and_keeps_the_session(
+    daphne_server, relay_a, number_a, fake_groq
+):
+    fake_groq.queue_answer("Still listening.")
+    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    call_sid = "CA" + uuid.uuid4().hex
+    params = {"CallSid": call_sid, "From": "+15551237777", "To": number_a.number}
+    try:
+        _, body, _ = simulator.post("/twilio/voice", params)
+    finally:
+        simulator.close()
+    socket_url, _, _ = parse_connect(body)
+
+    async def conversation() -> str:
+        signature = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature}, max_size=None
+        ) as socket:
+            await socket.send(json.dumps({"type": "setup", "callSid": call_sid}))
+            # 1 MB: under daphne's frame limit (1 MiB), ignored by the consumer (too large).
+            await socket.send(json.dumps({"type": "prompt", "voicePrompt": "x" * 999_000}))
+            await socket.send("{not json")
+            await socket.send(json.dumps({"type": "prompt", "voicePrompt": "Hello?", "last": True}))
+            text = ""
+            while True:
+                frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
+                text += frame.get("token", "")
+                if frame.get("last"):
+                    return text
+
+    assert asyncio.run(conversation()) == "Still listening."
+    _, turns = stored_once_closed(call_sid)
+    assert [(t.role, t.text) for t in turns] == [("caller", "Hello?"), ("assistant", "Still listening.")]
+
+
+def test_a_frame_over_daphnes_limit_closes_only_that_session_and_the_call_is_finalised(
+    daphne_server, relay_a, number_a, fake_groq
+):
+    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    call_sid = "CA" + uuid.uuid4().hex
+    params = {"CallSid": call_sid, "From": "+15551236666", "To": number_a.number}
+    try:
+        _, body, _ = simulator.post("/twilio/voice", params)
+    finally:
+        simulator.close()
+    socket_url, _, _ = parse_connect(body)
+
+    async def conversation() -> None:
+        signature = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature}, max_size=None
+        ) as socket:
+            await socket.send(json.dumps({"type": "setup", "callSid": call_sid}))
+            await socket.send(json.dumps({"type": "prompt", "voicePrompt": "When are you open?"}))
+            while not json.loads(await asyncio.wait_for(socket.recv(), 10)).get("last"):
+                pass
+            with pytest.raises(websockets.ConnectionClosed):
+                await socket.send("x" * (2 * 1024 * 1024))
+                await asyncio.wait_for(socket.recv(), 10)
+
+    asyncio.run(conversation())
+    call, turns = stored_once_closed(call_sid)
+    assert call.status == Call.Status.COMPLETED, daphne_server.log()
+    assert [t.role for t in turns] == ["caller", "assistant"]  # nothing said before was lost
+    assert httpx.get(daphne_server.base_url + "/healthz").status_code == 200

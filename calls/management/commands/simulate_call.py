@@ -91,10 +91,14 @@ class Command(BaseCommand):
                 press=options["press"][:1], on_turn=self._print_relay_turn,
             )  # fmt: skip
         except Exception as exc:
-            raise CommandError(f"could not reach the platform: {exc}") from exc
+            raise CommandError(
+                f"could not reach the platform: {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             simulator.close()
         self._call_sid = call.call_sid
+        if call.press_ignored:
+            self.stdout.write(f"keypad {options['press'][:1]}: no transfer (none configured?)")
         if call.refused:
             raise CommandError(f"call {call.call_sid}: {call.refused}")
         if call.handoff is not None:
