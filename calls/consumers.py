@@ -87,6 +87,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     MESSAGES: frozenset[str] = frozenset()
     # Messages accepted before the session exists.
     BEFORE_SESSION: frozenset[str] = frozenset()
+    # Log lines start with this ("relay: ...", "talk: ...").
+    LOG_NAME = "session"
 
     async def disconnect(self, code: int) -> None:
         if self.session is None:
@@ -95,7 +97,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             try:
                 await self.session.close()
             except Exception:
-                logger.exception("session: closing failed")
+                logger.exception(f"{self.LOG_NAME}: closing failed")
 
     @contextmanager
     def _call_context(self) -> Iterator[None]:
@@ -117,34 +119,41 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _receive(self, text_data: str | None) -> None:
         if text_data is None:
-            logger.warning("session: binary frame ignored")
+            logger.warning(f"{self.LOG_NAME}: binary frame ignored")
             return
         if len(text_data) > settings.RELAY_MAX_FRAME_CHARS:
-            logger.warning("session: oversized frame ignored", extra={"chars": len(text_data)})
+            logger.warning(
+                f"{self.LOG_NAME}: oversized frame ignored", extra={"chars": len(text_data)}
+            )
             return
         try:
             message = json.loads(text_data)
         except ValueError:
-            logger.warning("session: malformed JSON frame ignored")
+            logger.warning(f"{self.LOG_NAME}: malformed JSON frame ignored")
             return
         kind = message.get("type") if isinstance(message, dict) else None
         handler = getattr(self, f"on_{kind}", None) if kind in self.MESSAGES else None
         if handler is None:
-            logger.warning("session: unknown message ignored", extra={"kind": str(kind)[:40]})
+            logger.warning(
+                f"{self.LOG_NAME}: unknown message ignored", extra={"kind": str(kind)[:40]}
+            )
             return
         if self.session is None and kind not in self.BEFORE_SESSION:
-            logger.warning("session: message before the session ignored", extra={"kind": kind})
+            logger.warning(
+                f"{self.LOG_NAME}: message before the session ignored", extra={"kind": kind}
+            )
             return
         try:
             await handler(message)
         except Exception:
-            logger.exception("session: handling a message failed", extra={"kind": kind})
+            logger.exception(f"{self.LOG_NAME}: handling a message failed", extra={"kind": kind})
 
 
 class ConversationRelayConsumer(SessionConsumer):
     """Twilio ConversationRelay (`/twilio/relay`)."""
 
     BEFORE_SESSION = frozenset({"setup"})
+    LOG_NAME = "relay"
 
     async def connect(self) -> None:
         self.call = await database_async(relay_call_for_handshake)(self.scope)
@@ -238,6 +247,7 @@ class TalkConsumer(SessionConsumer):
     """Talk to an assistant from the browser: `prompt` and `interrupt` in, streamed text out."""
 
     MESSAGES = frozenset({"prompt", "interrupt"})
+    LOG_NAME = "talk"
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -245,9 +255,7 @@ class TalkConsumer(SessionConsumer):
             await self.close()  # before accept: refused (HTTP 403)
             return
         assistant_id = self.scope["url_route"]["kwargs"]["assistant_id"]
-        call, refusal = await database_async(web_call_start)(
-            user=user, assistant_id=assistant_id
-        )
+        call, refusal = await database_async(web_call_start)(user=user, assistant_id=assistant_id)
         if refusal == "not-found":
             logger.warning("talk: refused a socket for an assistant the user may not use")
             await self.close()
