@@ -83,6 +83,20 @@ def _gather_url(request: HttpRequest) -> str:
     return public_url(request, "/twilio/gather")
 
 
+def _signed_call(request: HttpRequest) -> tuple[Call | None, bool]:
+    """(the Call named by CallSid, whether the request is Twilio's).
+
+    The signature is checked against the call's tenant token; for an unknown call, against the
+    token of the dialled number's tenant (or the platform's).
+    """
+    call = unscoped_call_by_sid(_field(request, "CallSid"))
+    tenant = call.tenant if call else None
+    if tenant is None:
+        number = unscoped_phone_number_by_dialled(_field(request, "To"))
+        tenant = number.tenant if number else None
+    return call, request_is_signed(request, tenant=tenant)
+
+
 def _refuse(verdict: ratelimits.Verdict, config: dict | None = None) -> VoiceResponse:
     if verdict.action == RateLimit.Action.REJECT:
         return twiml.reject()
@@ -164,12 +178,8 @@ def relay_action(request: HttpRequest) -> HttpResponse:
 
     Closes the Call (once; Twilio may retry, and the socket's disconnect may have closed it).
     """
-    call = unscoped_call_by_sid(_field(request, "CallSid"))
-    tenant = call.tenant if call else None
-    if tenant is None:
-        number = unscoped_phone_number_by_dialled(_field(request, "To"))
-        tenant = number.tenant if number else None
-    if not request_is_signed(request, tenant=tenant):
+    call, signed = _signed_call(request)
+    if not signed:
         return _forbidden()
     if call is None or call.tenant is None:
         return twiml.twiml_response(twiml.hang_up())
@@ -204,12 +214,8 @@ def gather(request: HttpRequest) -> HttpResponse:
     """The caller said something (or nothing): answer and listen again."""
     started_at = time.monotonic()
     post = request.POST
-    call = unscoped_call_by_sid(_field(request, "CallSid"))
-    tenant = call.tenant if call else None
-    if tenant is None:
-        number = unscoped_phone_number_by_dialled(_field(request, "To"))
-        tenant = number.tenant if number else None
-    if not request_is_signed(request, tenant=tenant):
+    call, signed = _signed_call(request)
+    if not signed:
         return _forbidden()
     if call is None or call.tenant is None or call.status in Call.FINAL_STATUSES:
         return twiml.twiml_response(twiml.hang_up_with(twiml.GOODBYE))
@@ -268,12 +274,8 @@ def _limited_turn(
 def status(request: HttpRequest) -> HttpResponse:
     """Status callback: closes the call once, whatever order or how often callbacks arrive."""
     post = request.POST
-    call = unscoped_call_by_sid(_field(request, "CallSid"))
-    tenant = call.tenant if call else None
-    if tenant is None:
-        number = unscoped_phone_number_by_dialled(_field(request, "To"))
-        tenant = number.tenant if number else None
-    if not request_is_signed(request, tenant=tenant):
+    call, signed = _signed_call(request)
+    if not signed:
         return _forbidden()
     # Unknown or already-closed calls: answer 200 so Twilio stops retrying.
     if call is None or call.tenant is None or call.status in Call.FINAL_STATUSES:
