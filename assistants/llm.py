@@ -145,23 +145,50 @@ def _attempt(
     finished = False
     try:
         for chunk in stream:
-            usage = getattr(chunk, "usage", None) or (chunk.x_groq.usage if chunk.x_groq else None)
-            if usage is not None:
-                result.tokens_in = usage.prompt_tokens
-                result.tokens_out = usage.completion_tokens
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            if choice.delta and choice.delta.content:
+            delta, done = _read_chunk(chunk, result)
+            if delta:
                 if result.first_token_at is None:
                     result.first_token_at = time.monotonic()
-                yield choice.delta.content
-            if choice.finish_reason:
-                finished = True
+                yield delta
+            finished = finished or done
     finally:
         stream.close()
     if not finished:
         raise LLMError("stream ended before the answer was finished")
+
+
+def _models(model: str, fallback_model: str) -> list[str]:
+    return [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+
+
+def _after_failure(
+    exc: Exception, *, model: str, attempt: int, yielded: bool, deadline: float,
+    result: LLMResult,
+) -> float | None:  # fmt: skip
+    """Record a failed attempt; return how long to wait before trying `model` again, or None to
+    move on to the next model. When text was already given, the answer ends there (the caller
+    returns; `result.truncated`)."""
+    error = classify(exc)
+    result.errors.append(f"{model}: {error}")
+    metrics.LLM_ERRORS.labels(model=model, kind=metrics.error_kind(str(error))).inc()
+    logger.warning(
+        "llm attempt failed", extra={"model": model, "attempt": attempt + 1, "error": str(error)}
+    )
+    if yielded:
+        result.truncated = True
+        result.done_at = time.monotonic()
+        return None
+    # A model that does not answer in time is likely overloaded: waiting for it again would
+    # spend the caller's time; the fallback model gets the rest.
+    if error.permanent or error.timeout:
+        return None
+    backoff = error.retry_after
+    if backoff is None:
+        backoff = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
+    if time.monotonic() + backoff > deadline - 0.5:
+        return None
+    result.fallbacks.append(f"retry:{model}")
+    return backoff
 
 
 def stream_reply(
@@ -179,7 +206,7 @@ def stream_reply(
         result.failed = result.not_configured = True
         result.errors.append(str(LLMNotConfigured()))
         return
-    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    models = _models(model, fallback_model)
     yielded = False
     for index, current in enumerate(models):
         if index:
@@ -205,27 +232,14 @@ def stream_reply(
                 result.done_at = time.monotonic()
                 return
             except Exception as exc:  # noqa: BLE001 - every provider failure is classified
-                error = classify(exc)
-                result.errors.append(f"{current}: {error}")
-                metrics.LLM_ERRORS.labels(model=current, kind=metrics.error_kind(str(error))).inc()
-                logger.warning(
-                    "llm attempt failed",
-                    extra={"model": current, "attempt": attempt + 1, "error": str(error)},
-                )
+                backoff = _after_failure(
+                    exc, model=current, attempt=attempt, yielded=yielded, deadline=deadline,
+                    result=result,
+                )  # fmt: skip
                 if yielded:
-                    result.truncated = True
-                    result.done_at = time.monotonic()
                     return
-                # A model that does not answer in time is likely overloaded: waiting for it
-                # again would spend the caller's time; the fallback model gets the rest.
-                if error.permanent or error.timeout:
-                    break
-                backoff = error.retry_after
                 if backoff is None:
-                    backoff = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
-                if time.monotonic() + backoff > deadline - 0.5:
                     break
-                result.fallbacks.append(f"retry:{current}")
                 time.sleep(backoff)
     result.failed = True
     result.done_at = time.monotonic()
@@ -284,7 +298,7 @@ async def astream_reply(
         result.failed = result.not_configured = True
         result.errors.append(str(LLMNotConfigured()))
         return
-    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    models = _models(model, fallback_model)
     yielded = False
     for index, current in enumerate(models):
         if index:
@@ -311,24 +325,14 @@ async def astream_reply(
                 result.done_at = time.monotonic()
                 return
             except Exception as exc:  # noqa: BLE001 - every provider failure is classified
-                error = classify(exc)
-                result.errors.append(f"{current}: {error}")
-                logger.warning(
-                    "llm attempt failed",
-                    extra={"model": current, "attempt": attempt + 1, "error": str(error)},
-                )
+                backoff = _after_failure(
+                    exc, model=current, attempt=attempt, yielded=yielded, deadline=deadline,
+                    result=result,
+                )  # fmt: skip
                 if yielded:
-                    result.truncated = True
-                    result.done_at = time.monotonic()
                     return
-                if error.permanent or error.timeout:
-                    break
-                backoff = error.retry_after
                 if backoff is None:
-                    backoff = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
-                if time.monotonic() + backoff > deadline - 0.5:
                     break
-                result.fallbacks.append(f"retry:{current}")
                 await asyncio.sleep(backoff)
             finally:
                 await stream.aclose()
