@@ -15,6 +15,7 @@ from calls import services
 from calls.models import Call, Turn
 from calls.twiml import Utterance
 from tenants import ratelimits
+from tenants.models import RateLimit
 
 logger = logging.getLogger(__name__)
 # Polling for audio starts fast and slows down, so many calls waiting at once stay cheap.
@@ -73,11 +74,13 @@ def wait_for_audio(
 
 
 def gather_answer(
-    *, call: Call, utterance: str, started_at: float, base_url: str = ""
-) -> tuple[list[Utterance], Turn]:
+    *, call: Call, utterance: str, started_at: float, base_url: str = "",
+    limits: dict[str, RateLimit] | None = None,
+) -> tuple[list[Utterance], Turn]:  # fmt: skip
     """Answer the caller's `utterance` and store the assistant's turn with its timings.
 
-    `base_url` makes audio URLs absolute when PUBLIC_BASE_URL is not set."""
+    `base_url` makes audio URLs absolute when PUBLIC_BASE_URL is not set; `limits` are the
+    tenant's rate limits as read for this turn."""
     config = call.config_snapshot
     deadline = started_at + settings.WEBHOOK_DEADLINE_SECONDS
     reply = Reply(started_at=started_at)
@@ -106,7 +109,7 @@ def gather_answer(
     errors = list(reply.llm.errors) + [s.error for s in spoken if s.error]
     tokens = (reply.llm.tokens_in or 0) + (reply.llm.tokens_out or 0)
     if tokens:
-        ratelimits.tokens_spend(tenant=call.tenant, tokens=tokens)
+        ratelimits.tokens_spend(tenant=call.tenant, tokens=tokens, limits=limits)
 
     turn = services.turn_add(
         call=call,

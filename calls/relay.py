@@ -62,6 +62,7 @@ class Prepared:
 
     limited: ratelimits.Verdict | None = None
     ready: ReadyAnswer = field(default_factory=ReadyAnswer)
+    limits: dict[str, RateLimit] = field(default_factory=dict)  # as read for this turn
 
 
 @dataclass
@@ -83,6 +84,12 @@ class Answer:
     storing: bool = False
     turn: Turn | None = None
     prepare: asyncio.Future | None = None
+    limits: dict[str, RateLimit] | None = None  # the tenant's limits, as read for this turn
+    # Streamed text not sent yet, the timer that sends it, and the send running for it.
+    pending: list[str] = field(default_factory=list)
+    flush_timer: asyncio.TimerHandle | None = None
+    flushing: asyncio.Task | None = None
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def text(self) -> str:
@@ -193,6 +200,7 @@ class RelaySession:
         try:
             await self._respond(answer)
         except asyncio.CancelledError:
+            await self._settle_stream(answer)
             if answer.prepare is not None:
                 await asyncio.wait([answer.prepare])  # the caller's turn is stored first
             if answer.parts:
@@ -205,6 +213,7 @@ class RelaySession:
             logger.exception("relay: answering failed")
             answer.error = f"{type(exc).__name__}: {exc}"[:500]
             try:
+                await self._settle_stream(answer)
                 if answer.last_sent_at is None:  # the caller is waiting: close the talk cycle
                     answer.source = answer.source or "apology"
                     await self._send(answer, "" if answer.parts else APOLOGY, last=True)
@@ -225,6 +234,7 @@ class RelaySession:
         )
         self.history.append((Turn.Role.CALLER, answer.utterance))
         prepared: Prepared = await checking
+        answer.limits = prepared.limits
 
         if prepared.limited is not None:
             await self._limited(answer, prepared.limited)
@@ -247,10 +257,11 @@ class RelaySession:
             max_tokens=int(config["max_tokens"]),
             deadline=answer.received_at + settings.RELAY_ANSWER_SECONDS, result=answer.llm,
         ):  # fmt: skip
-            await self._send(answer, delta, last=False)
+            await self._stream(answer, delta)
             self._publish_partial(answer)
-        if answer.parts:
-            await self._send(answer, "", last=True)
+        if answer.parts or answer.pending:
+            self._stop_timer(answer)
+            await self._flush(answer, last=True)
         else:
             answer.source = "not_configured" if answer.llm.not_configured else "apology"
             await self._send(
@@ -267,6 +278,52 @@ class RelaySession:
                 answer.first_sent_at = now
         if last:
             answer.last_sent_at = now
+
+    async def _stream(self, answer: Answer, delta: str) -> None:
+        """Send a piece of the streaming answer: the first at once, the next ones gathered for
+        up to RELAY_TEXT_BATCH_MS into one frame (a frame per token costs more than the token,
+        and speech of the first words lasts far longer than the wait)."""
+        answer.pending.append(delta)
+        window = settings.RELAY_TEXT_BATCH_MS / 1000
+        if answer.first_sent_at is None or window <= 0:
+            await self._flush(answer)
+        elif answer.flush_timer is None:
+            loop = asyncio.get_running_loop()
+            answer.flush_timer = loop.call_later(window, self._flush_soon, answer)
+
+    def _flush_soon(self, answer: Answer) -> None:
+        answer.flush_timer = None
+        if answer.flushing is None or answer.flushing.done():
+            answer.flushing = asyncio.create_task(self._flush(answer))
+
+    async def _flush(self, answer: Answer, *, last: bool = False) -> None:
+        """Send the text gathered so far (in order: one send at a time)."""
+        async with answer.sending:
+            if answer.interrupted:  # the caller talked over it: what is left is not said
+                answer.pending.clear()
+                return
+            text = "".join(answer.pending)
+            answer.pending.clear()
+            if text or last:
+                await self._send(answer, text, last=last)
+        if answer.pending and answer.flush_timer is None and not last:
+            loop = asyncio.get_running_loop()
+            window = settings.RELAY_TEXT_BATCH_MS / 1000
+            answer.flush_timer = loop.call_later(window, self._flush_soon, answer)
+
+    @staticmethod
+    def _stop_timer(answer: Answer) -> None:
+        if answer.flush_timer is not None:
+            answer.flush_timer.cancel()
+            answer.flush_timer = None
+
+    async def _settle_stream(self, answer: Answer) -> None:
+        """The answer stops early: no more batched sends; one already under way finishes, so
+        that what is stored is what was sent."""
+        self._stop_timer(answer)
+        answer.pending.clear()
+        if answer.flushing is not None and not answer.flushing.done():
+            await asyncio.wait([answer.flushing])
 
     def _publish_partial(self, answer: Answer) -> None:
         """Show the words on the dashboard as they stream, at most every few hundred ms."""
@@ -310,16 +367,15 @@ class RelaySession:
 
     def _check(self, *, utterance: str, history: list[tuple[str, str]]) -> Prepared:
         call = self.call
-        for verdict in (
-            ratelimits.turn_admit(tenant=call.tenant, call_sid=call.call_sid),
-            ratelimits.tokens_admit(tenant=call.tenant),
-        ):
-            if not verdict.allowed:
-                return Prepared(limited=verdict)
+        limits = ratelimits.effective_limits(call.tenant)
+        verdict = ratelimits.turn_verdict(tenant=call.tenant, call_sid=call.call_sid, limits=limits)
+        if not verdict.allowed:
+            return Prepared(limited=verdict, limits=limits)
         return Prepared(
             ready=ready_answer(
                 tenant_id=call.tenant_id, config=self.config, history=history, utterance=utterance
-            )
+            ),
+            limits=limits,
         )
 
     def _store_sync(self, *, answer: Answer, cache_key: str) -> Turn:
@@ -327,7 +383,7 @@ class RelaySession:
         is_llm = answer.source == "llm"
         tokens = (result.tokens_in or 0) + (result.tokens_out or 0)
         if tokens:
-            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=tokens)
+            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=tokens, limits=answer.limits)
         complete = not (answer.interrupted or result.failed or result.truncated or answer.error)
         if is_llm and complete:
             remember_answer(cache_key=cache_key, text=answer.text)

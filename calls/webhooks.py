@@ -239,16 +239,14 @@ def gather(request: HttpRequest) -> HttpResponse:
             call=call, role=Turn.Role.CALLER, text=speech,
             confidence=_float_or_none(post.get("Confidence")),
         )  # fmt: skip
-        for verdict in (
-            ratelimits.turn_admit(tenant=call.tenant, call_sid=call.call_sid),
-            ratelimits.tokens_admit(tenant=call.tenant),
-        ):
-            if not verdict.allowed:
-                return twiml.twiml_response(_limited_turn(call, verdict, config, action_url))
+        limits = ratelimits.effective_limits(call.tenant)
+        verdict = ratelimits.turn_verdict(tenant=call.tenant, call_sid=call.call_sid, limits=limits)
+        if not verdict.allowed:
+            return twiml.twiml_response(_limited_turn(call, verdict, config, action_url))
 
         utterances, _ = gather_answer(
             call=call, utterance=speech, started_at=started_at,
-            base_url=public_base_url(request),
+            base_url=public_base_url(request), limits=limits,
         )  # fmt: skip
         return twiml.twiml_response(
             twiml.speak_and_listen(utterances, config=config, action_url=action_url)

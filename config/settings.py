@@ -328,6 +328,8 @@ TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
 # dashboard gets the words streamed so far, and the largest WebSocket frame read.
 RELAY_ANSWER_SECONDS = env.float("RELAY_ANSWER_SECONDS", default=20.0)
 RELAY_PARTIAL_EVENT_SECONDS = env.float("RELAY_PARTIAL_EVENT_SECONDS", default=0.25)
+# Relay mode: after the first piece of an answer, text is sent at most this often (0: per token).
+RELAY_TEXT_BATCH_MS = env.float("RELAY_TEXT_BATCH_MS", default=40.0)
 RELAY_MAX_FRAME_CHARS = env.int("RELAY_MAX_FRAME_CHARS", default=65536)
 # Re-prompts when the caller says nothing, before saying goodbye.
 MAX_SILENT_PROMPTS = env.int("MAX_SILENT_PROMPTS", default=2)

@@ -206,8 +206,14 @@ def call_release(*, tenant_id: object, call_sid: str) -> None:
     _with_fallback(lambda r: r.zrem(key, call_sid), lambda: _local.release(key, call_sid))
 
 
-def turn_admit(*, tenant: Tenant, call_sid: str) -> Verdict:
-    limit = effective_limits(tenant).get(RateLimit.Kind.TURNS_PER_CALL)
+def turn_admit(
+    *, tenant: Tenant, call_sid: str, limits: dict[str, RateLimit] | None = None
+) -> Verdict:
+    """Count a caller's turn against the turns-per-call limit. `limits`: already read for
+    this turn (see `effective_limits`), to save reading them again."""
+    limit = (effective_limits(tenant) if limits is None else limits).get(
+        RateLimit.Kind.TURNS_PER_CALL
+    )
     if limit is None:
         return ALLOWED
     now = time.time()
@@ -219,9 +225,11 @@ def _tokens_key(tenant_id: object, window: int, now: float) -> str:
     return _window_key(f"tokens:{tenant_id}", window, now)
 
 
-def tokens_admit(*, tenant: Tenant) -> Verdict:
+def tokens_admit(*, tenant: Tenant, limits: dict[str, RateLimit] | None = None) -> Verdict:
     """Whether the tenant still has LLM tokens left in its budget for the period."""
-    limit = effective_limits(tenant).get(RateLimit.Kind.LLM_TOKENS_PER_DAY)
+    limit = (effective_limits(tenant) if limits is None else limits).get(
+        RateLimit.Kind.LLM_TOKENS_PER_DAY
+    )
     if limit is None:
         return ALLOWED
     now = time.time()
@@ -230,10 +238,26 @@ def tokens_admit(*, tenant: Tenant) -> Verdict:
     return _refused(tenant, limit) if used >= limit.limit else ALLOWED
 
 
-def tokens_spend(*, tenant: Tenant, tokens: int) -> None:
+def turn_verdict(
+    *, tenant: Tenant, call_sid: str, limits: dict[str, RateLimit] | None = None
+) -> Verdict:
+    """Whether the caller's new turn may be answered: the turns-per-call limit, then the
+    tenant's token budget (the limits are read once for both)."""
+    limits = effective_limits(tenant) if limits is None else limits
+    verdict = turn_admit(tenant=tenant, call_sid=call_sid, limits=limits)
+    if not verdict.allowed:
+        return verdict
+    return tokens_admit(tenant=tenant, limits=limits)
+
+
+def tokens_spend(
+    *, tenant: Tenant, tokens: int, limits: dict[str, RateLimit] | None = None
+) -> None:
     if tokens <= 0:
         return
-    limit = effective_limits(tenant).get(RateLimit.Kind.LLM_TOKENS_PER_DAY)
+    limit = (effective_limits(tenant) if limits is None else limits).get(
+        RateLimit.Kind.LLM_TOKENS_PER_DAY
+    )
     if limit is None:
         return
     now = time.time()

@@ -506,6 +506,18 @@ def test_a_cut_stream_ends_without_done_and_the_sdk_raises(client, fake):
     assert fake.requests[0].fault == "cut"
 
 
+def test_an_error_event_mid_stream_is_raised_by_the_sdk(client, fake):
+    fake.set_answer("one two three four five six")
+    fake.queue_fault("error", after_tokens=2)
+    chunks = []
+
+    with pytest.raises(groq.APIError, match="Service unavailable mid-stream"):
+        for chunk in client.chat.completions.create(model=MODEL, messages=QUESTION, stream=True):
+            chunks.append(chunk)
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "one two"
+
+
 def test_a_cut_stream_cuts_half_the_answer_by_default(http, fake):
     fake.set_answer("one two three four five six")
     fake.queue_fault("cut")

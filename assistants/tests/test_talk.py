@@ -155,7 +155,7 @@ def test_a_conversation_streams_answers_and_is_stored_as_a_web_call(
         await communicator.send_to(text_data=json.dumps({"type": "prompt", "text": "Boiler?"}))
         text, frames, latency = await _answer(communicator)
         assert text == "A plumber can come tomorrow. Shall I book it?"
-        assert len(frames) > 3  # streamed token by token, not in one piece
+        assert len(frames) >= 2  # streamed: the first token at once, then the rest
         assert latency["type"] == "latency"
         assert 0 <= latency["first_token_ms"] <= latency["total_ms"]
 

@@ -164,6 +164,26 @@ def test_a_stream_cut_mid_answer_keeps_what_was_said(twilio, number_a, fake_groq
     assert len(fake_groq.requests) == 1  # a half-spoken answer is not asked for again
 
 
+def test_an_error_event_mid_answer_keeps_what_was_said(twilio, number_a, fake_groq):
+    fake_groq.queue_answer("The first sentence arrives whole. The second one never ends")
+    fake_groq.queue_fault("error", after_tokens=6)
+    call_sid, [response] = _ask(twilio, number_a, "Tell me about prices")
+
+    assert response.texts("Say")[0] == "The first sentence arrives whole."
+    turn = _turns(call_sid)[-1]
+    assert "Service unavailable mid-stream" in turn.error
+    assert len(fake_groq.requests) == 1
+
+
+def test_an_error_event_before_any_text_moves_on(twilio, number_a, fake_groq, settings):
+    settings.LLM_BACKOFF_SECONDS = 0.01
+    fake_groq.queue_fault("error", after_tokens=0)
+    fake_groq.set_answer("Second time lucky.")
+    call_sid, [response] = _ask(twilio, number_a, "Tell me about prices")
+    assert response.said == "Second time lucky."
+    assert len(fake_groq.requests) == 2
+
+
 def test_a_stream_cut_before_any_text_is_retried(twilio, number_a, fake_groq, settings):
     settings.LLM_BACKOFF_SECONDS = 0.01
     fake_groq.queue_fault("cut", after_tokens=0)

@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django_scopes import scopes_disabled
 
+from assistants.fake_groq import tokenize
 from assistants.models import AssistantConfig
 from calls.events import tenant_group
 from calls.models import Call, Turn
@@ -134,12 +135,14 @@ def test_a_whole_conversation_of_several_prompts(twilio, relay_a, number_a, fake
         return faq, first, second
 
     faq, first, second = run(conversation)
-    # A FAQ answer leaves as one text message; LLM answers as tokens, then an empty last one.
+    # A FAQ answer leaves as one text message; an LLM answer streams: its first token at once,
+    # the rest gathered into frames (RELAY_TEXT_BATCH_MS), the last one marked `last`.
     assert faq == [
         {"type": "text", "token": "We are open from eight to six, Monday to Friday.", "last": True}
     ]
-    assert len(first) > 3 and all(f["last"] is False for f in first[:-1])
-    assert first[-1] == {"type": "text", "token": "", "last": True}
+    assert first[0] == {"type": "text", "token": "A", "last": False}
+    assert len(first) >= 2 and all(f["last"] is False for f in first[:-1])
+    assert first[-1]["last"] is True
     assert text_of(first) == "A plumber can come tomorrow morning. Shall I book it?"
     assert text_of(second) == "Booked for nine. Anything else?"
 
@@ -188,6 +191,67 @@ def test_the_first_text_frame_leaves_before_groq_has_finished(
     assert first["type"] == "text" and first["last"] is False and first["token"]
     assert still_streaming == 1  # Groq was still generating when the first words left
     assert rest[-1]["last"] is True and len(rest) > 10
+
+
+def _streamed_answer(twilio, number, question: str) -> tuple[list[dict], list[float]]:
+    """The frames of one streamed answer, and when each arrived (seconds after the first)."""
+    call_sid, socket_url, _ = start_call(twilio, number)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt(question)
+        frames, times = [], []
+        while not (frames and frames[-1].get("last")):
+            frames.append(await client.receive())
+            times.append(time.monotonic())
+        await client.close()
+        return frames, [t - times[0] for t in times]
+
+    return run(conversation)
+
+
+def test_after_the_first_token_streamed_text_is_gathered_into_fewer_frames(
+    twilio, relay_a, number_a, fake_groq, settings
+):
+    settings.RELAY_TEXT_BATCH_MS = 60
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=200)  # a token every 5 ms
+    fake_groq.configure(answer_tokens=40)
+
+    frames, _ = _streamed_answer(twilio, number_a, "Tell me about your boiler service.")
+    tokens = tokenize(text_of(frames))  # as the fake server cut the answer
+    assert len(tokens) >= 30
+    assert frames[0]["token"] == tokens[0]  # the first words leave on their own, at once
+    # ~40 more tokens over ~200 ms, sent at most every 60 ms: a handful of frames, not 40.
+    assert 2 <= len(frames) - 1 <= 8
+    assert all(f["last"] is False for f in frames[:-1]) and frames[-1]["last"] is True
+
+
+def test_gathered_text_does_not_wait_for_the_next_token(
+    twilio, relay_a, number_a, fake_groq, settings
+):
+    settings.RELAY_TEXT_BATCH_MS = 40
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=4)  # a token every 250 ms
+    fake_groq.configure(answer_tokens=4)
+
+    frames, times = _streamed_answer(twilio, number_a, "Are you open today?")
+    tokens = tokenize(text_of(frames))
+    # Each token is sent ~40 ms after it came, long before the next one: one frame per token.
+    assert [f["token"] for f in frames if f["token"]] == tokens
+    assert times[1] < 0.25 + 0.2  # the second token did not wait for the third
+
+
+def test_one_frame_per_token_when_gathering_is_off(
+    twilio, relay_a, number_a, fake_groq, settings
+):
+    settings.RELAY_TEXT_BATCH_MS = 0
+    fake_groq.configure(answer_tokens=20)
+
+    frames, _ = _streamed_answer(twilio, number_a, "What does a new boiler cost?")
+    tokens = tokenize(text_of(frames))
+    assert [f["token"] for f in frames[:-1]] == tokens
+    assert frames[-1] == {"type": "text", "token": "", "last": True}
 
 
 def test_an_interrupt_cancels_the_groq_stream_and_stores_what_was_heard(
@@ -714,8 +778,9 @@ def test_a_stream_cut_mid_answer_ends_the_talk_cycle_and_is_not_cached(
         return frames
 
     frames = run(conversation)
-    assert frames[-1] == {"type": "text", "token": "", "last": True}
-    assert 1 <= len(frames) - 1 <= 5
+    assert frames[-1]["last"] is True  # the talk cycle is closed after what was received
+    assert 1 <= len(frames) <= 5
+    assert len(text_of(frames).split()) == 5
     turn = turns_of(call_sid)[-1]
     assert turn.source == "llm" and "stream broken" in turn.error
     assert turn.text == text_of(frames)

@@ -66,7 +66,7 @@ def test_a_relay_call_through_daphne_ends_in_a_transfer(daphne_server, relay_a, 
     faq, llm_turn = call.turns
     assert faq.text == "We are open from eight to six, Monday to Friday." and faq.frames == 1
     assert llm_turn.text == "Yes, we can fix a leaking tap today. Shall I send someone?"
-    assert llm_turn.frames > 3
+    assert llm_turn.frames >= 2  # the first token at once, then the rest
     assert llm_turn.first_token_ms is not None and llm_turn.first_token_ms <= llm_turn.last_token_ms
     assert call.handoff["transfer"] is True
     assert call.action_status == 200 and call.dialled == "+15005550001"
