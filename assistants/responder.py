@@ -33,18 +33,34 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def faq_answer(*, assistant_id: str, utterance: str) -> str | None:
-    """The canned answer whose pattern the caller said (whole words, anywhere), if any."""
-    said = f" {normalize(utterance)} "
-    if not said.strip():
-        return None
-    best: tuple[int, str] | None = None
-    for entry in FAQEntry.objects.filter(assistant_id=assistant_id, active=True):
-        for pattern in entry.pattern_list():
-            wanted = normalize(pattern)
-            if wanted and f" {wanted} " in said and (best is None or len(wanted) > best[0]):
-                best = (len(wanted), entry.answer)
-    return best[1] if best else None
+@dataclass(frozen=True)
+class FAQ:
+    """An assistant's active FAQ entries, ready to match: (normalized patterns, answer)."""
+
+    entries: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    @classmethod
+    def load(cls, assistant_id: object) -> FAQ:
+        rows = FAQEntry.objects.filter(assistant_id=assistant_id, active=True)
+        return cls(
+            tuple(
+                (tuple(p for p in map(normalize, row.pattern_list()) if p), row.answer)
+                for row in rows
+            )
+        )
+
+    def answer(self, utterance: str) -> str | None:
+        """The canned answer whose pattern the caller said (whole words, anywhere; the
+        longest pattern wins), if any."""
+        said = f" {normalize(utterance)} "
+        if not said.strip():
+            return None
+        best: tuple[int, str] | None = None
+        for patterns, answer in self.entries:
+            for wanted in patterns:
+                if f" {wanted} " in said and (best is None or len(wanted) > best[0]):
+                    best = (len(wanted), answer)
+        return best[1] if best else None
 
 
 @dataclass
@@ -93,10 +109,14 @@ class ReadyAnswer:
 
 
 def ready_answer(
-    *, tenant_id: object, config: dict, history: list[tuple[str, str]], utterance: str
-) -> ReadyAnswer:
-    """The FAQ answer, else the cached answer to the same first question, if any."""
-    if answer := faq_answer(assistant_id=config["id"], utterance=utterance):
+    *, tenant_id: object, config: dict, history: list[tuple[str, str]], utterance: str,
+    faq: FAQ | None = None,
+) -> ReadyAnswer:  # fmt: skip
+    """The FAQ answer, else the cached answer to the same first question, if any.
+
+    `faq`: the assistant's entries when already loaded (else they are read now)."""
+    faq = FAQ.load(config["id"]) if faq is None else faq
+    if answer := faq.answer(utterance):
         return ReadyAnswer(source="faq", text=answer)
     cacheable = settings.ANSWER_CACHE_SECONDS > 0 and not any(r == "caller" for r, _ in history)
     if not cacheable:

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 
 from harness import ms
 
+from assistants.fake_groq import tokenize
+
 
 @dataclass
 class RelayStats:
     first_ms: list[float] = field(default_factory=list)  # prompt -> first text frame
     last_ms: list[float] = field(default_factory=list)  # prompt -> last:true
-    tokens: int = 0
+    tokens: int = 0  # LLM tokens received (a text frame may carry several)
+    frames: int = 0  # text frames received
     answers: int = 0
     errors: list[str] = field(default_factory=list)
     setup_ms: list[float] = field(default_factory=list)  # webhook + handshake + setup
@@ -60,7 +63,8 @@ async def _ask(socket, question: str, stats: RelayStats, timeout: float) -> None
         if frame.get("type") != "text":
             continue
         if frame.get("token"):
-            stats.tokens += 1
+            stats.tokens += len(tokenize(frame["token"]))
+            stats.frames += 1
             if first is None:
                 first = time.perf_counter()
         if frame.get("last"):

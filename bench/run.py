@@ -236,9 +236,10 @@ def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int]
         f"### 3. Capacity of one server process in relay mode ({seconds:g} s per level, a "
         f"prompt every {pause:g} s per session after the whole answer)",
         "",
-        "| sessions | answers/s | tokens/s | overhead p50 (ms) | overhead p99 (ms) | errors | "
-        "CPU s per answer | RSS per session (KB) | CPU ms per connection set-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| sessions | answers/s | tokens/s | text frames per answer | overhead p50 (ms) | "
+        "overhead p99 (ms) | errors | CPU ms per answer | RSS per session (KB) | "
+        "CPU ms per connection set-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = 0
     for level in levels:
@@ -265,8 +266,9 @@ def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int]
             best = max(best, level)
         lines.append(
             f"| {level} | {stats.answers / elapsed:.1f} | {stats.tokens / elapsed:.0f} | "
+            f"{stats.frames / max(1, stats.answers):.1f} | "
             f"{percentile(overhead, 50):.1f} | {p99:.1f} | {len(stats.errors)} | "
-            f"{(cpu_after - cpu_open) / max(1, stats.answers):.4f} | "
+            f"{(cpu_after - cpu_open) * 1000 / max(1, stats.answers):.1f} | "
             f"{(rss_open - rss_before) * 1024 / level:.0f} | "
             f"{(cpu_open - cpu_before) * 1000 / level:.1f} |"
         )

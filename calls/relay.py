@@ -22,6 +22,7 @@ from django.conf import settings
 from assistants import llm
 from assistants.responder import (
     APOLOGY,
+    FAQ,
     NOT_CONFIGURED,
     ReadyAnswer,
     build_messages,
@@ -107,6 +108,7 @@ class RelaySession:
         self.config = call.config_snapshot
         self.output = output
         self.history: list[tuple[str, str]] = []
+        self.faq = FAQ()
         self.ended = False
         self._answer: Answer | None = None
         self._task: asyncio.Task | None = None
@@ -114,7 +116,12 @@ class RelaySession:
         self._background: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.history = await database_async(services.call_history)(call=self.call)
+        """Read what the session needs before the first prompt: the call's turns so far and
+        the assistant's FAQ (as the call's config snapshot, it holds for the whole call)."""
+        self.history, self.faq = await database_async(self._load)()
+
+    def _load(self) -> tuple[list[tuple[str, str]], FAQ]:
+        return services.call_history(call=self.call), FAQ.load(self.config["id"])
 
     # --- what the caller does ------------------------------------------------------------------
 
@@ -223,19 +230,34 @@ class RelaySession:
 
     async def _respond(self, answer: Answer) -> None:
         history = list(self.history)
-        # Limits and a ready answer are checked first; the caller's turn is stored meanwhile
-        # (and the LLM asked), off the path to the first token. It is stored before the answer.
-        check = database_async(self._check)(utterance=answer.utterance, history=history)
-        checking = asyncio.ensure_future(check)
+        faq_text = self.faq.answer(answer.utterance)
+        # Limits and the answer cache are checked, and the caller's turn stored, while the LLM
+        # is already being asked: none of it is on the path to the first token. Nothing the LLM
+        # says is sent before the check allows it. The caller's turn is stored first.
+        checking = asyncio.ensure_future(
+            database_async(self._check)(
+                utterance=answer.utterance, history=history, faq_text=faq_text
+            )
+        )
         answer.prepare = asyncio.ensure_future(
             database_async(services.turn_add)(
                 call=self.call, role=Turn.Role.CALLER, text=answer.utterance
             )
         )
         self.history.append((Turn.Role.CALLER, answer.utterance))
-        prepared: Prepared = await checking
+        stream, first = None, None
+        if not faq_text:
+            stream = self._ask_llm(answer, history)
+            first = asyncio.ensure_future(anext(stream, None))
+        try:
+            prepared: Prepared = await checking
+        except BaseException:
+            await self._drop_llm(first, stream)
+            raise
         answer.limits = prepared.limits
 
+        if prepared.limited is not None or prepared.ready.text:
+            await self._drop_llm(first, stream)
         if prepared.limited is not None:
             await self._limited(answer, prepared.limited)
             return
@@ -249,16 +271,14 @@ class RelaySession:
             return
 
         answer.source = "llm"
-        config = self.config
-        messages = build_messages(config=config, history=history, utterance=answer.utterance)
-        async for delta in llm.astream_reply(
-            model=config["model"], fallback_model=config.get("fallback_model", ""),
-            messages=messages, temperature=float(config["temperature"]),
-            max_tokens=int(config["max_tokens"]),
-            deadline=answer.received_at + settings.RELAY_ANSWER_SECONDS, result=answer.llm,
-        ):  # fmt: skip
-            await self._stream(answer, delta)
-            self._publish_partial(answer)
+        try:
+            delta = await first
+            while delta is not None:
+                await self._stream(answer, delta)
+                self._publish_partial(answer)
+                delta = await anext(stream, None)
+        finally:
+            await stream.aclose()
         if answer.parts or answer.pending:
             self._stop_timer(answer)
             await self._flush(answer, last=True)
@@ -268,6 +288,25 @@ class RelaySession:
                 answer, NOT_CONFIGURED if answer.llm.not_configured else APOLOGY, last=True
             )
         await self._store(answer, cache_key=prepared.ready.cache_key)
+
+    def _ask_llm(self, answer: Answer, history: list[tuple[str, str]]):
+        config = self.config
+        messages = build_messages(config=config, history=history, utterance=answer.utterance)
+        return llm.astream_reply(
+            model=config["model"], fallback_model=config.get("fallback_model", ""),
+            messages=messages, temperature=float(config["temperature"]),
+            max_tokens=int(config["max_tokens"]),
+            deadline=answer.received_at + settings.RELAY_ANSWER_SECONDS, result=answer.llm,
+        )  # fmt: skip
+
+    @staticmethod
+    async def _drop_llm(first: asyncio.Future | None, stream) -> None:
+        """Stop an LLM request whose answer is not wanted (the HTTP stream is closed)."""
+        if first is None:
+            return
+        first.cancel()
+        await asyncio.wait([first])
+        await stream.aclose()
 
     async def _send(self, answer: Answer, token: str, *, last: bool) -> None:
         await self.output.send_text(token, last=last)
@@ -365,18 +404,23 @@ class RelaySession:
 
     # --- database work (runs in a worker thread, inside the session's tenant scope) ------------
 
-    def _check(self, *, utterance: str, history: list[tuple[str, str]]) -> Prepared:
+    def _check(
+        self, *, utterance: str, history: list[tuple[str, str]], faq_text: str | None
+    ) -> Prepared:
         call = self.call
         limits = ratelimits.effective_limits(call.tenant)
         verdict = ratelimits.turn_verdict(tenant=call.tenant, call_sid=call.call_sid, limits=limits)
         if not verdict.allowed:
             return Prepared(limited=verdict, limits=limits)
+        if faq_text:
+            return Prepared(ready=ReadyAnswer(source="faq", text=faq_text), limits=limits)
         return Prepared(
             ready=ready_answer(
-                tenant_id=call.tenant_id, config=self.config, history=history, utterance=utterance
+                tenant_id=call.tenant_id, config=self.config, history=history,
+                utterance=utterance, faq=self.faq,
             ),
             limits=limits,
-        )
+        )  # fmt: skip
 
     def _store_sync(self, *, answer: Answer, cache_key: str) -> Turn:
         result = answer.llm

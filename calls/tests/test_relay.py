@@ -596,6 +596,67 @@ def test_the_turn_limit_speaks_and_continues(twilio, relay_a, number_a, tenant_a
     assert len(fake_groq.requests) == 0
 
 
+def test_an_faq_answer_never_asks_the_llm(twilio, relay_a, number_a, fake_groq):
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Hi, when are you open on Monday?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    frames = run(conversation)
+    assert frames == [
+        {"type": "text", "token": "We are open from eight to six, Monday to Friday.", "last": True}
+    ]
+    assert fake_groq.requests == []
+
+
+def test_a_limited_turn_sends_nothing_of_the_llm_asked_beside_the_check(
+    twilio, relay_a, number_a, tenant_a, fake_groq
+):
+    # The LLM is asked while the limits are checked; a refused turn closes that request and
+    # the caller hears only the limit's message.
+    RateLimit.objects.create(
+        tenant=tenant_a, kind=RateLimit.Kind.TURNS_PER_CALL, limit=1, window_seconds=60,
+        action=RateLimit.Action.SPEAK_AND_CONTINUE,
+    )  # fmt: skip
+    fake_groq.set_latency(ttft_ms=200, tokens_per_second=100)
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Do you repair boilers?")
+        first = await client.answer()
+        asked = len(fake_groq.requests)
+        await client.prompt("And radiators?")
+        second = await client.answer()
+        quiet = await client.nothing_more(0.5)
+        later = fake_groq.requests[asked:]
+        await wait_until(lambda: all(r.client_closed for r in later))
+        await client.close()
+        return first, second, quiet
+
+    first, second, quiet = run(conversation)
+    assert first[-1]["last"] is True and len(text_of(first)) > 20
+    assert second == [
+        {
+            "type": "text",
+            "token": "Let's slow down a little. Please wait a moment before asking again.",
+            "last": True,
+        }
+    ]
+    assert quiet  # nothing of the LLM's answer followed
+    assert fake_groq.active_streams == 0
+    turns = turns_of(call_sid)
+    assert [(t.role, t.source) for t in turns[-2:]] == [("caller", ""), ("assistant", "system")]
+
+
 def test_the_token_budget_ends_the_session_and_the_action_says_why(
     twilio, relay_a, number_a, tenant_a, fake_groq
 ):
