@@ -61,9 +61,9 @@ def clean_text(text: object, limit: int) -> str:
 class Prepared:
     """What is known before the LLM is asked: a rate limit hit, or a ready answer."""
 
+    caller_turn: Turn
     limited: ratelimits.Verdict | None = None
     ready: ReadyAnswer = field(default_factory=ReadyAnswer)
-    limits: dict[str, RateLimit] = field(default_factory=dict)  # as read for this turn
 
 
 @dataclass
@@ -85,7 +85,6 @@ class Answer:
     storing: bool = False
     turn: Turn | None = None
     prepare: asyncio.Future | None = None
-    limits: dict[str, RateLimit] | None = None  # the tenant's limits, as read for this turn
     # Streamed text not sent yet, the timer that sends it, and the send running for it.
     pending: list[str] = field(default_factory=list)
     flush_timer: asyncio.TimerHandle | None = None
@@ -109,6 +108,8 @@ class RelaySession:
         self.output = output
         self.history: list[tuple[str, str]] = []
         self.faq = FAQ()
+        self.limits: dict[str, RateLimit] = {}
+        self.turns = 0  # turns of the call stored so far (the next one is number turns + 1)
         self.ended = False
         self._answer: Answer | None = None
         self._task: asyncio.Task | None = None
@@ -116,12 +117,22 @@ class RelaySession:
         self._background: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        """Read what the session needs before the first prompt: the call's turns so far and
-        the assistant's FAQ (as the call's config snapshot, it holds for the whole call)."""
-        self.history, self.faq = await database_async(self._load)()
+        """Read what the session needs before the first prompt: the call's turns so far, the
+        assistant's FAQ and the tenant's rate limits (like the call's config snapshot, they
+        hold for the whole call; edits apply to the next call)."""
+        self.history, self.faq, self.limits = await database_async(self._load)()
+        self.turns = len(self.history)
 
-    def _load(self) -> tuple[list[tuple[str, str]], FAQ]:
-        return services.call_history(call=self.call), FAQ.load(self.config["id"])
+    def _load(self) -> tuple[list[tuple[str, str]], FAQ, dict[str, RateLimit]]:
+        return (
+            services.call_history(call=self.call),
+            FAQ.load(self.config["id"]),
+            ratelimits.effective_limits(self.call.tenant),
+        )
+
+    def _next_sequence(self) -> int:
+        self.turns += 1
+        return self.turns
 
     # --- what the caller does ------------------------------------------------------------------
 
@@ -231,30 +242,28 @@ class RelaySession:
     async def _respond(self, answer: Answer) -> None:
         history = list(self.history)
         faq_text = self.faq.answer(answer.utterance)
-        # Limits and the answer cache are checked, and the caller's turn stored, while the LLM
-        # is already being asked: none of it is on the path to the first token. Nothing the LLM
-        # says is sent before the check allows it. The caller's turn is stored first.
+        # The caller's turn is stored and the limits and answer cache checked while the LLM is
+        # already being asked: none of it is on the path to the first token. Nothing the LLM
+        # says is sent before the check allows it.
         checking = asyncio.ensure_future(
-            database_async(self._check)(
-                utterance=answer.utterance, history=history, faq_text=faq_text
+            database_async(self._prepare)(
+                utterance=answer.utterance, history=history, faq_text=faq_text,
+                sequence=self._next_sequence(),
             )
-        )
-        answer.prepare = asyncio.ensure_future(
-            database_async(services.turn_add)(
-                call=self.call, role=Turn.Role.CALLER, text=answer.utterance
-            )
-        )
+        )  # fmt: skip
+        checking.add_done_callback(self._caller_turn_stored)
+        answer.prepare = checking
         self.history.append((Turn.Role.CALLER, answer.utterance))
         stream, first = None, None
         if not faq_text:
             stream = self._ask_llm(answer, history)
             first = asyncio.ensure_future(anext(stream, None))
         try:
-            prepared: Prepared = await checking
+            # Shielded: an interrupt does not stop the caller's turn from being stored.
+            prepared: Prepared = await asyncio.shield(checking)
         except BaseException:
             await self._drop_llm(first, stream)
             raise
-        answer.limits = prepared.limits
 
         if prepared.limited is not None or prepared.ready.text:
             await self._drop_llm(first, stream)
@@ -370,9 +379,22 @@ class RelaySession:
         if now - answer.partial_at < settings.RELAY_PARTIAL_EVENT_SECONDS:
             return
         answer.partial_at = now
-        task = asyncio.create_task(
-            events.apublish("partial", call=self.call, text=answer.text[-2000:])
+        self._in_background(events.apublish("partial", call=self.call, text=answer.text[-2000:]))
+
+    def _caller_turn_stored(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            turn = future.result().caller_turn
+            self.turns = max(self.turns, turn.sequence)
+            self._publish_turn(turn)
+
+    def _publish_turn(self, turn: Turn) -> None:
+        """Announce a stored turn to the dashboards, without waiting for it."""
+        self._in_background(
+            events.apublish("turn", call=self.call, turn=services.turn_as_event(turn))
         )
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -396,7 +418,11 @@ class RelaySession:
             await asyncio.wait([answer.prepare])  # the caller's turn comes first
         if answer.last_sent_at is None and answer.parts:
             answer.last_sent_at = time.monotonic()
-        turn = await database_async(self._store_sync)(answer=answer, cache_key=cache_key)
+        turn = await database_async(self._store_sync)(
+            answer=answer, cache_key=cache_key, sequence=self._next_sequence()
+        )
+        self.turns = max(self.turns, turn.sequence)  # in case another writer took the number
+        self._publish_turn(turn)
         answer.turn = self._last_turn = turn
         self.history.append(
             (Turn.Role.ASSISTANT, turn.heard_text if turn.interrupted else turn.text)
@@ -404,30 +430,35 @@ class RelaySession:
 
     # --- database work (runs in a worker thread, inside the session's tenant scope) ------------
 
-    def _check(
-        self, *, utterance: str, history: list[tuple[str, str]], faq_text: str | None
-    ) -> Prepared:
+    def _prepare(
+        self, *, utterance: str, history: list[tuple[str, str]], faq_text: str | None,
+        sequence: int,
+    ) -> Prepared:  # fmt: skip
+        """Store the caller's turn, then check the limits and look for a ready answer."""
         call = self.call
-        limits = ratelimits.effective_limits(call.tenant)
-        verdict = ratelimits.turn_verdict(tenant=call.tenant, call_sid=call.call_sid, limits=limits)
+        caller_turn = services.turn_add(
+            call=call, role=Turn.Role.CALLER, text=utterance, sequence=sequence, publish=False
+        )
+        verdict = ratelimits.turn_verdict(
+            tenant=call.tenant, call_sid=call.call_sid, limits=self.limits
+        )
         if not verdict.allowed:
-            return Prepared(limited=verdict, limits=limits)
+            return Prepared(caller_turn=caller_turn, limited=verdict)
         if faq_text:
-            return Prepared(ready=ReadyAnswer(source="faq", text=faq_text), limits=limits)
-        return Prepared(
-            ready=ready_answer(
+            ready = ReadyAnswer(source="faq", text=faq_text)
+        else:
+            ready = ready_answer(
                 tenant_id=call.tenant_id, config=self.config, history=history,
                 utterance=utterance, faq=self.faq,
-            ),
-            limits=limits,
-        )  # fmt: skip
+            )  # fmt: skip
+        return Prepared(caller_turn=caller_turn, ready=ready)
 
-    def _store_sync(self, *, answer: Answer, cache_key: str) -> Turn:
+    def _store_sync(self, *, answer: Answer, cache_key: str, sequence: int) -> Turn:
         result = answer.llm
         is_llm = answer.source == "llm"
         tokens = (result.tokens_in or 0) + (result.tokens_out or 0)
         if tokens:
-            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=tokens, limits=answer.limits)
+            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=tokens, limits=self.limits)
         complete = not (answer.interrupted or result.failed or result.truncated or answer.error)
         if is_llm and complete:
             remember_answer(cache_key=cache_key, text=answer.text)
@@ -436,6 +467,8 @@ class RelaySession:
             call=self.call,
             role=Turn.Role.ASSISTANT,
             text=answer.text,
+            sequence=sequence,
+            publish=False,
             interrupted=answer.interrupted,
             heard_text=answer.heard if answer.interrupted else "",
             source=answer.source,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django_scopes import scopes_disabled
@@ -191,26 +192,43 @@ def call_count_silence(*, call: Call, silent: bool) -> int:
     return locked.silent_prompts
 
 
-def turn_add(*, call: Call, role: str, text: str, **fields: object) -> Turn:
-    """Append a turn to the call (sequence numbers are assigned under the call's row lock)."""
-    with transaction.atomic():
-        Call.objects.select_for_update().only("pk").get(pk=call.pk, tenant_id=call.tenant_id)
-        last = Turn.objects.filter(call=call).aggregate(last=Max("sequence"))["last"]
-        turn = Turn.objects.create(
-            tenant_id=call.tenant_id,
-            call=call,
-            sequence=(last or 0) + 1,
-            role=role,
-            text=text,
-            created_at=timezone.now(),
-            **fields,
-        )
+def turn_add(
+    *, call: Call, role: str, text: str, sequence: int | None = None, publish: bool = True,
+    **fields: object,
+) -> Turn:  # fmt: skip
+    """Append a turn to the call; sequence numbers are assigned under the call's row lock.
+
+    `sequence`: the number the caller expects the turn to get (a relay session writes its
+    call's turns one after another): the turn is inserted at once, and only if that number is
+    taken does the locked path assign the next free one. `publish=False` leaves the dashboard
+    event to the caller (who may send it without blocking on it).
+    """
+    turn = None
+    if sequence is not None:
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                turn = _insert_turn(call, sequence, role, text, fields)
+        except IntegrityError:
+            turn = None
+    if turn is None:
+        with transaction.atomic():
+            Call.objects.select_for_update().only("pk").get(pk=call.pk, tenant_id=call.tenant_id)
+            last = Turn.objects.filter(call=call).aggregate(last=Max("sequence"))["last"]
+            turn = _insert_turn(call, (last or 0) + 1, role, text, fields)
     metrics.turn_observe(
         mode=call.mode, role=role, source=turn.source, timings=fields,
         fallbacks=turn.fallbacks or [], cache_hit=turn.cache_hit,
     )  # fmt: skip
-    events.publish("turn", call=call, turn=turn_as_event(turn))
+    if publish:
+        events.publish("turn", call=call, turn=turn_as_event(turn))
     return turn
+
+
+def _insert_turn(call: Call, sequence: int, role: str, text: str, fields: dict) -> Turn:
+    return Turn.objects.create(
+        tenant_id=call.tenant_id, call=call, sequence=sequence, role=role, text=text,
+        created_at=timezone.now(), **fields,
+    )  # fmt: skip
 
 
 def turn_as_event(turn: Turn) -> dict:

@@ -2,8 +2,8 @@
 
 Counters live in Redis (Lua scripts, so several server instances share them exactly). Without
 Redis (embedded mode), or while Redis is unreachable, a process-local fallback applies the same
-limits per process. Limits are read from the database on every check, so edits made in the admin
-apply to the next call.
+limits per process. Limits are read from the database for every gather turn and when a relay
+session starts, so edits made in the admin apply to the next call at the latest.
 """
 
 from __future__ import annotations

@@ -137,3 +137,18 @@ def test_deleting_a_tenant_deletes_its_calls_and_turns(tenant_a: Tenant) -> None
     with scopes_disabled():
         assert not Call.objects.filter(call_sid=call.call_sid).exists()
         assert not Turn.objects.filter(call_id=call.pk).exists()
+
+
+def test_turn_add_takes_the_expected_number_or_the_next_free_one(tenant_a: Tenant) -> None:
+    from calls import services
+
+    call = make_call(tenant_a)
+    with scope(tenant=[tenant_a.id]):
+        first = services.turn_add(call=call, role=Turn.Role.CALLER, text="Hello", sequence=1)
+        # Another writer took number 2 meanwhile: the turn gets the next free number instead.
+        make_turn(call, 2, text="written elsewhere")
+        second = services.turn_add(call=call, role=Turn.Role.ASSISTANT, text="Hi", sequence=2)
+        third = services.turn_add(call=call, role=Turn.Role.CALLER, text="Bye")
+        ordered = list(Turn.objects.filter(call=call).values_list("sequence", "text"))
+    assert (first.sequence, second.sequence, third.sequence) == (1, 3, 4)
+    assert ordered == [(1, "Hello"), (2, "written elsewhere"), (3, "Hi"), (4, "Bye")]
