@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
 
 from assistants import llm
 from assistants.models import FAQEntry
 from assistants.sentences import SentenceSplitter, split_sentences
+from config import caching
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _record(reply: Reply, sentences: list[str]) -> Iterator[str]:
 
 def _cache_get(key: str) -> str | None:
     try:
-        return cache.get(key)
+        return caching.shared_cache().get(key)
     except Exception:  # the cache is an optimisation: carry on without it
         logger.warning("answer cache unavailable", exc_info=True)
         return None
@@ -183,6 +183,6 @@ def _cache_get(key: str) -> str | None:
 
 def _cache_set(key: str, value: str) -> None:
     try:
-        cache.set(key, value, timeout=settings.ANSWER_CACHE_SECONDS)
+        caching.shared_cache().set(key, value, timeout=settings.ANSWER_CACHE_SECONDS)
     except Exception:
         logger.warning("answer cache unavailable", exc_info=True)

@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels routing."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -18,3 +19,13 @@ application = ProtocolTypeRouter(
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# The garbage collector, tuned for a process holding many live calls. What is loaded by now
+# lives as long as the process: it is frozen out of the collector's passes. Young objects are
+# collected every GC_THRESHOLDS[0] allocations instead of Python's 700, so that the objects of
+# answers in flight are not promoted to the old generation, whose full passes stop every call
+# of the process for a fifth of a second (docs/benchmarks.md, capacity).
+from django.conf import settings  # noqa: E402
+
+gc.freeze()
+gc.set_threshold(*settings.GC_THRESHOLDS)

@@ -172,6 +172,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Threads for database work of WebSocket conversations (relay, talk, dashboard) per process.
 ASYNC_DB_THREADS = env.int("ASYNC_DB_THREADS", default=16)
+# The ASGI server's garbage-collector thresholds (gc.set_threshold; see config/asgi.py).
+GC_THRESHOLDS = tuple(
+    int(value) for value in env.list("GC_THRESHOLDS", default=["20000", "50", "100"])
+)
 
 # --- Cache, channel layer, Celery: Redis when configured, embedded otherwise ----------------
 if REDIS_URL:

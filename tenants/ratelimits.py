@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q
 
-from config import metrics
+from config import caching, metrics
 from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)
@@ -130,11 +130,7 @@ _local = _Local()
 
 
 def _redis():
-    if not settings.REDIS_URL:
-        return None
-    from django_redis import get_redis_connection
-
-    return get_redis_connection("default")
+    return caching.redis_client() if settings.REDIS_URL else None
 
 
 _redis_failed_at = float("-inf")
