@@ -1,8 +1,9 @@
-"""Writes of the analytics app: the hourly rollups (HourlyStats) and where they stand.
+"""Writes of the analytics app: the rollups and where they stand (RollupState).
 
-Rollups are recomputed from the calls and turns, never incremented: whole hours at a time (delete
-and insert in one transaction, holding the RollupState row lock), so a run repeated changes nothing
-and the call pipeline does no extra work. A run (`hourly_stats_refresh`, every
+HourlyStats rows are recomputed from the calls and turns, never incremented: whole hours at a
+time (delete and insert in one transaction, holding the RollupState row lock), with the
+all-tenant rows of those hours and the daily rows of their days derived in the same
+transaction. So a run repeated changes nothing, and the call pipeline does no extra work. A run (`hourly_stats_refresh`, every
 ANALYTICS_ROLLUP_SECONDS) redoes:
 
 - the hours written to since the last run, RECENT_MARGIN included: calls and turns are stamped
@@ -305,7 +306,8 @@ def hourly_stats_backfill(
         first = floor_hour(since) if since is not None else _oldest_hour()
         open_now = {hour for hour in _open_call_hours(now) if hour < current}
     total_hours = total_rows = 0
-    covered: tuple[datetime | None, datetime | None] = (None, None)
+    state = RollupState.objects.filter(pk=1).first()
+    covered = (state.covered_from, state.covered_until) if state else (None, None)
     end = current
     while first is not None and end > first:
         start = max(first, end - chunk_hours * HOUR)
