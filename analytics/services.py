@@ -3,8 +3,8 @@
 HourlyStats rows are recomputed from the calls and turns, never incremented: whole hours at a
 time (delete and insert in one transaction, holding the RollupState row lock), with the
 all-tenant rows of those hours and the daily rows of their days derived in the same
-transaction. So a run repeated changes nothing, and the call pipeline does no extra work. A run (`hourly_stats_refresh`, every
-ANALYTICS_ROLLUP_SECONDS) redoes:
+transaction. So a run repeated changes nothing, and the call pipeline does no extra work.
+A run (`hourly_stats_refresh`, every ANALYTICS_ROLLUP_SECONDS) redoes:
 
 - the hours written to since the last run, RECENT_MARGIN included: calls and turns are stamped
   with the time they are written, and the margin covers transactions that commit a little after
