@@ -2,7 +2,13 @@
 
 Every selector takes `tenant_ids`: the tenants the viewer may see, or None for platform staff
 looking at every tenant. The tenant filter is always written out, even inside a tenant scope.
-Aggregates use the indexes (tenant, -started_at) on Call and (tenant, created_at) on Turn.
+
+A period's figures add up two parts (analytics.tallies): the whole hours covered by the rollups
+(analytics.models: hourly rows, daily rows for whole days, all-tenant hourly rows for the charts
+of staff; a beat task keeps them up to date) and the rest -- partial hours at the edges, the
+current hour, anything not rolled up yet -- aggregated from the calls and turns (indexes
+(tenant, -started_at) on Call and (tenant, created_at) on Turn). With no rollup part the
+figures are exact; with one, latency percentiles come from merged histograms.
 """
 
 from __future__ import annotations
@@ -15,20 +21,37 @@ import re
 import threading
 import time
 import zoneinfo
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
+from analytics import histograms
 from analytics.aggregates import Percentile
+from analytics.definitions import ASSISTANT, HISTOGRAM_FIELDS
+from analytics.models import HourlyStats, PlatformHourlyStats
+from analytics.services import floor_hour
+from analytics.tallies import (
+    Split,
+    Tally,
+    calls_in,
+    for_tenants,
+    group_tallies,
+    resolve_split,
+    rollup_coverage,
+    split_period,
+    summed_histograms,
+    turns_in,
+)
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
 from tenants import ratelimits
@@ -43,12 +66,6 @@ LIVE_WINDOW = timedelta(seconds=ratelimits.STALE_CALL_SECONDS)
 LIVE_CALLS_LIMIT = 50
 LIVE_TURNS_PER_CALL = 100
 RECENT_CALLS_LIMIT = 20
-
-_FAILED = Q(status__in=[Call.Status.FAILED, Call.Status.BUSY, Call.Status.NO_ANSWER]) | Q(
-    outcome__in=[Call.Outcome.FAILED, Call.Outcome.ERROR]
-)
-_REJECTED = Q(status=Call.Status.REJECTED)
-_ASSISTANT = Q(role=Turn.Role.ASSISTANT)
 
 
 @dataclass(frozen=True)
@@ -91,76 +108,36 @@ def mask_number(number: str) -> str:
     return "••••••" + digits[-4:]
 
 
-def _for_tenants(qs: QuerySet, tenant_ids: list | None) -> QuerySet:
-    return qs if tenant_ids is None else qs.filter(tenant_id__in=tenant_ids)
-
-
-def _calls(tenant_ids: list | None, period: Period) -> QuerySet:
-    qs = Call.objects.filter(started_at__gte=period.start, started_at__lt=period.end)
-    return _for_tenants(qs, tenant_ids)
-
-
-def _turns(tenant_ids: list | None, period: Period) -> QuerySet:
-    qs = Turn.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
-    return _for_tenants(qs, tenant_ids)
-
-
 def _ratio(part: int | None, whole: int | None) -> float | None:
     return round(part / whole, 4) if whole and part is not None else None
 
 
-def _call_aggregates() -> dict[str, Any]:
-    handled = ~_REJECTED
+def _derived(tally: Tally) -> dict[str, Any]:
+    counts = tally.counts
+    handled_calls = counts["calls"] - counts["rejected"]
+    assistant_turns = counts["assistant_turns"]
+    latency = tally.latency()
     return {
-        "calls": Count("id"),
-        "rejected": Count("id", filter=_REJECTED),
-        "failed": Count("id", filter=_FAILED & handled),
-        "answered": Count("id", filter=Q(answered_at__isnull=False) & handled & ~_FAILED),
-        "total_duration": Sum("duration_seconds", filter=handled),
-        "avg_duration": Avg("duration_seconds", filter=handled),
-    }
-
-
-def _turn_aggregates() -> dict[str, Any]:
-    return {
-        "turns": Count("id"),
-        "assistant_turns": Count("id", filter=_ASSISTANT),
-        "fallback_turns": Count("id", filter=_ASSISTANT & ~Q(fallbacks=[])),
-        "error_turns": Count("id", filter=_ASSISTANT & ~Q(error="")),
-        "cache_hits": Count("id", filter=_ASSISTANT & Q(cache_hit=True)),
-        "tokens_in": Sum("tokens_in"),
-        "tokens_out": Sum("tokens_out"),
-        "first_token_p50": Percentile("llm_first_token_ms", 0.5, filter=_ASSISTANT),
-        "first_token_p90": Percentile("llm_first_token_ms", 0.9, filter=_ASSISTANT),
-        "turn_p50": Percentile("response_sent_ms", 0.5, filter=_ASSISTANT),
-        "turn_p90": Percentile("response_sent_ms", 0.9, filter=_ASSISTANT),
-    }
-
-
-def _derived(calls: dict, turns: dict) -> dict[str, Any]:
-    handled_calls = (calls.get("calls") or 0) - (calls.get("rejected") or 0)
-    tokens = (turns.get("tokens_in") or 0) + (turns.get("tokens_out") or 0)
-    avg = calls.get("avg_duration")
-    assistant_turns = turns.get("assistant_turns") or 0
-    return {
-        "calls": calls.get("calls") or 0,
-        "answered": calls.get("answered") or 0,
-        "rejected": calls.get("rejected") or 0,
-        "failed": calls.get("failed") or 0,
-        "total_duration": calls.get("total_duration") or 0,
-        "avg_duration": round(avg, 1) if avg is not None else None,
-        "turns": turns.get("turns") or 0,
-        "turns_per_call": (
-            round((turns.get("turns") or 0) / handled_calls, 2) if handled_calls else None
+        "calls": counts["calls"],
+        "answered": counts["answered"],
+        "rejected": counts["rejected"],
+        "failed": counts["failed"],
+        "total_duration": counts["duration_total"],
+        "avg_duration": (
+            round(counts["duration_total"] / counts["duration_count"], 1)
+            if counts["duration_count"]
+            else None
         ),
-        "first_token_p50": turns.get("first_token_p50"),
-        "first_token_p90": turns.get("first_token_p90"),
-        "turn_p50": turns.get("turn_p50"),
-        "turn_p90": turns.get("turn_p90"),
-        "fallback_rate": _ratio(turns.get("fallback_turns"), assistant_turns),
-        "error_rate": _ratio(turns.get("error_turns"), assistant_turns),
-        "cache_hit_rate": _ratio(turns.get("cache_hits"), assistant_turns),
-        "tokens": tokens,
+        "turns": counts["turns"],
+        "turns_per_call": round(counts["turns"] / handled_calls, 2) if handled_calls else None,
+        "first_token_p50": latency["first_token_p50"],
+        "first_token_p90": latency["first_token_p90"],
+        "turn_p50": latency["turn_p50"],
+        "turn_p90": latency["turn_p90"],
+        "fallback_rate": _ratio(counts["fallback_turns"], assistant_turns),
+        "error_rate": _ratio(counts["error_turns"], assistant_turns),
+        "cache_hit_rate": _ratio(counts["cache_hits"], assistant_turns),
+        "tokens": counts["tokens_in"] + counts["tokens_out"],
     }
 
 
@@ -175,52 +152,100 @@ def token_budget(*, tenant: Tenant, period: Period) -> int | None:
 
 
 def figures(
-    *, tenant_ids: list | None, period: Period, budget_tenant: Tenant | None = None
+    *,
+    tenant_ids: list | None,
+    period: Period,
+    budget_tenant: Tenant | None = None,
+    split: Split | None = None,
 ) -> dict:
     """The period's figures: calls by result, durations, turns per call, latency percentiles
     (ms), fallback/error/cache-hit rates over assistant turns, LLM tokens (and the budget of
-    `budget_tenant` when one tenant is in view)."""
-    calls = _calls(tenant_ids, period).aggregate(**_call_aggregates())
-    turns = _turns(tenant_ids, period).aggregate(**_turn_aggregates())
-    result = _derived(calls, turns)
+    `budget_tenant` when one tenant is in view). `split`: how to read the period (default: from
+    the rollups where they cover it)."""
+    tally = group_tallies(tenant_ids, resolve_split(period, split), by_assistant=False).get(None)
+    return _figures_of(tally or Tally(), period=period, budget_tenant=budget_tenant)
+
+
+def _figures_of(tally: Tally, *, period: Period, budget_tenant: Tenant | None) -> dict:
+    result = _derived(tally)
     budget = token_budget(tenant=budget_tenant, period=period) if budget_tenant else None
     result["token_budget"] = budget
     result["token_budget_used"] = _ratio(result["tokens"], budget)
     return result
 
 
-def _hours(period: Period) -> list[datetime]:
-    first = period.start.astimezone(period.tz).replace(minute=0, second=0, microsecond=0)
-    hours, at = [], first
+def _chart_hours(period: Period) -> list[datetime]:
+    """The UTC hours the period overlaps (in time zones a whole number of hours from UTC, these
+    are its local hours)."""
+    hours, at = [], floor_hour(period.start)
     while at < period.end:
         hours.append(at)
-        at = (at + timedelta(hours=1)).astimezone(period.tz)
+        at += timedelta(hours=1)
     return hours
 
 
-def charts(*, tenant_ids: list | None, period: Period) -> dict:
+def _chart_latency(counts: dict[str, dict]) -> dict[str, int | None]:
+    """The chart's percentiles of one hour from its histograms."""
+    first_token, turn = counts.get("first_token_ms") or {}, counts.get("turn_ms") or {}
+    return {
+        "first_token_p50": histograms.percentile(histograms.merge({}, first_token), 0.5),
+        "turn_p50": histograms.percentile(histograms.merge({}, turn), 0.5),
+        "turn_p90": histograms.percentile(histograms.merge({}, turn), 0.9),
+    }
+
+
+def charts(*, tenant_ids: list | None, period: Period, split: Split | None = None) -> dict:
     """Hourly series for the period: calls per hour, and p50/p90 of the LLM's first token and
     of the whole turn (ms) per hour. Hours without data are 0 calls / no latency (None)."""
-    hour = TruncHour("started_at", tzinfo=period.tz)
-    call_rows = (
-        _calls(tenant_ids, period).annotate(hour=hour).values("hour").annotate(n=Count("id"))
-    )
-    calls_by_hour = {row["hour"]: row["n"] for row in call_rows.order_by()}
-    latency_rows = (
-        _turns(tenant_ids, period)
-        .filter(_ASSISTANT)
-        .annotate(hour=TruncHour("created_at", tzinfo=period.tz))
-        .values("hour")
-        .annotate(
-            first_token_p50=Percentile("llm_first_token_ms", 0.5),
-            turn_p50=Percentile("response_sent_ms", 0.5),
-            turn_p90=Percentile("response_sent_ms", 0.9),
+    split = resolve_split(period, split)
+    calls_by_hour: dict[datetime, int] = {}
+    latency_by_hour: dict[datetime, dict] = {}
+    if split.raw:
+        call_rows = (
+            calls_in(tenant_ids, split.raw)
+            .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+            .values("hour")
+            .annotate(n=Count("id"))
         )
-    )
-    latency_by_hour = {row["hour"]: row for row in latency_rows.order_by()}
+        calls_by_hour.update((row["hour"], row["n"]) for row in call_rows.order_by())
+        latency_rows = (
+            turns_in(tenant_ids, split.raw)
+            .filter(ASSISTANT)
+            .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+            .values("hour")
+            .annotate(
+                first_token_p50=Percentile("llm_first_token_ms", 0.5),
+                turn_p50=Percentile("response_sent_ms", 0.5),
+                turn_p90=Percentile("response_sent_ms", 0.9),
+            )
+        )
+        latency_by_hour.update((row["hour"], row) for row in latency_rows.order_by())
+    if split.rollup is not None and tenant_ids is None:
+        # Every tenant: one all-tenant row per hour.
+        platform = PlatformHourlyStats.objects.filter(
+            hour__gte=split.rollup[0], hour__lt=split.rollup[1]
+        ).values_list("hour", "calls", *HISTOGRAM_FIELDS)
+        for hour, n, *counts in platform:
+            calls_by_hour[hour] = n
+            latency_by_hour[hour] = _chart_latency(
+                dict(zip(HISTOGRAM_FIELDS, counts, strict=True))
+            )
+    elif split.rollup is not None:
+        rows = for_tenants(
+            HourlyStats.objects.filter(hour__gte=split.rollup[0], hour__lt=split.rollup[1]),
+            tenant_ids,
+        )
+        call_rows = rows.values("hour").annotate(n=Sum("calls")).order_by()
+        calls_by_hour.update((row["hour"], row["n"]) for row in call_rows)
+        by_hour: dict[datetime, dict[str, dict]] = defaultdict(dict)
+        for hour, column, counts in summed_histograms(rows, "hour"):
+            by_hour[hour][column] = counts
+        for hour, counts in by_hour.items():
+            latency_by_hour[hour] = _chart_latency(counts)
     labels, calls, first_token_p50, turn_p50, turn_p90 = [], [], [], [], []
-    for at in _hours(period):
-        labels.append(at.strftime("%d %b %H:00") if period.key != "today" else at.strftime("%H:00"))
+    for at in _chart_hours(period):
+        local = at.astimezone(period.tz)
+        labels.append(local.strftime("%d %b %H:%M" if period.key != "today" else "%H:%M"))
         calls.append(calls_by_hour.get(at, 0))
         row = latency_by_hour.get(at, {})
         first_token_p50.append(row.get("first_token_p50"))
@@ -235,34 +260,22 @@ def charts(*, tenant_ids: list | None, period: Period) -> dict:
     }
 
 
-def assistant_breakdown(*, tenant_ids: list | None, period: Period) -> list[dict]:
+def assistant_breakdown(
+    *, tenant_ids: list | None, period: Period, split: Split | None = None
+) -> list[dict]:
     """The period's figures per assistant config, busiest first, to compare configs."""
-    call_rows = (
-        _calls(tenant_ids, period)
-        .filter(assistant__isnull=False)
-        .values("assistant_id")
-        .annotate(**_call_aggregates())
-        .order_by()
-    )
-    turn_rows = (
-        _turns(tenant_ids, period)
-        .filter(call__assistant__isnull=False)
-        .values("call__assistant_id")
-        .annotate(**_turn_aggregates())
-        .order_by()
-    )
-    by_assistant: dict[Any, tuple[dict, dict]] = {}
-    for row in call_rows:
-        by_assistant[row["assistant_id"]] = (row, {})
-    for row in turn_rows:
-        calls, _ = by_assistant.get(row["call__assistant_id"], ({}, {}))
-        by_assistant[row["call__assistant_id"]] = (calls, row)
-    assistants = _for_tenants(AssistantConfig.objects.filter(id__in=list(by_assistant)), tenant_ids)
+    tallies = group_tallies(tenant_ids, resolve_split(period, split), by_assistant=True)
+    return _breakdown_of(tallies, tenant_ids=tenant_ids)
+
+
+def _breakdown_of(tallies: dict[Any, Tally], *, tenant_ids: list | None) -> list[dict]:
+    ids = [assistant_id for assistant_id in tallies if assistant_id is not None]
+    assistants = for_tenants(AssistantConfig.objects.filter(id__in=ids), tenant_ids)
     names = {
         a.id: (a.name, a.model, a.mode, a.tenant.name) for a in assistants.select_related("tenant")
     }
     result = []
-    for assistant_id, (calls, turns) in by_assistant.items():
+    for assistant_id, tally in tallies.items():
         if assistant_id not in names:
             continue
         name, model, mode, tenant_name = names[assistant_id]
@@ -273,7 +286,7 @@ def assistant_breakdown(*, tenant_ids: list | None, period: Period) -> list[dict
                 "model": model,
                 "mode": mode,
                 "tenant": tenant_name,
-                **_derived(calls, turns),
+                **_derived(tally),
             }  # fmt: skip
         )
     result.sort(key=lambda row: (-row["calls"], row["name"]))
@@ -289,7 +302,7 @@ def _with_turns(qs: QuerySet) -> QuerySet:
 def live_calls(*, tenant_ids: list | None, now: datetime | None = None) -> list[Call]:
     """Calls in progress (started within the last few hours), oldest first, with their turns."""
     now = now or timezone.now()
-    qs = _for_tenants(
+    qs = for_tenants(
         Call.objects.filter(status__in=Call.ACTIVE_STATUSES, started_at__gte=now - LIVE_WINDOW),
         tenant_ids,
     )
@@ -301,7 +314,7 @@ def live_calls(*, tenant_ids: list | None, now: datetime | None = None) -> list[
 
 def recent_calls(*, tenant_ids: list | None, limit: int = RECENT_CALLS_LIMIT) -> list[Call]:
     """The calls that ended most recently (rejected ones included)."""
-    qs = _for_tenants(Call.objects.exclude(status__in=Call.ACTIVE_STATUSES), tenant_ids)
+    qs = for_tenants(Call.objects.exclude(status__in=Call.ACTIVE_STATUSES), tenant_ids)
     return list(qs.select_related("assistant", "tenant").order_by("-started_at")[:limit])
 
 
@@ -346,14 +359,46 @@ def heavy_reads() -> Iterator[None]:
 
 
 def report(*, tenant_ids: list | None, period: Period, budget_tenant: Tenant | None = None) -> dict:
-    """Everything the dashboard shows for a period: figures, charts and per-assistant rows."""
+    """Everything the dashboard shows for a period: figures, charts and per-assistant rows.
+
+    `period.rollup` names the hours read from the hourly rollups (None: all from raw rows)."""
     with heavy_reads():
+        split = split_period(period, rollup_coverage())
+        rollup = (
+            {"start": split.rollup[0].isoformat(), "end": split.rollup[1].isoformat()}
+            if split.rollup
+            else None
+        )
         return {
-            "period": {"key": period.key, "label": period.label, "start": period.start.isoformat()},
-            "figures": figures(tenant_ids=tenant_ids, period=period, budget_tenant=budget_tenant),
-            "charts": charts(tenant_ids=tenant_ids, period=period),
-            "assistants": assistant_breakdown(tenant_ids=tenant_ids, period=period),
+            "period": {
+                "key": period.key, "label": period.label, "start": period.start.isoformat(),
+                "rollup": rollup,
+            },  # fmt: skip
+            **_figures_and_breakdown(tenant_ids, period, split, budget_tenant),
+            "charts": charts(tenant_ids=tenant_ids, period=period, split=split),
         }
+
+
+def _figures_and_breakdown(
+    tenant_ids: list | None, period: Period, split: Split, budget_tenant: Tenant | None
+) -> dict:
+    """`figures` and `assistants` of a report. With a rollup part, the totals are the sum of
+    the per-assistant groups, so the rollups are read once for both."""
+    if split.rollup is None:
+        return {
+            "figures": figures(
+                tenant_ids=tenant_ids, period=period, budget_tenant=budget_tenant, split=split
+            ),
+            "assistants": assistant_breakdown(tenant_ids=tenant_ids, period=period, split=split),
+        }
+    tallies = group_tallies(tenant_ids, split, by_assistant=True, unassigned=True)
+    total = Tally()
+    for tally in tallies.values():
+        total.merge(tally)
+    return {
+        "figures": _figures_of(total, period=period, budget_tenant=budget_tenant),
+        "assistants": _breakdown_of(tallies, tenant_ids=tenant_ids),
+    }
 
 
 def _report_key(tenant_ids: list | None, period: Period, budget_tenant: Tenant | None) -> str:

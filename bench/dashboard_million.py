@@ -4,11 +4,16 @@
 
 Creates `<name>_dashbench` next to the given database, migrates it, bulk-loads calls and turns
 with COPY (~106,000 calls over 30 days, 10 turns each except the 6 % rejected ones, across 20
-tenants; tenant 0 carries 5/24 of the load), then times the full Django request stack (test Client: middleware,
-session, views, templates) for `/dashboard/` and `/dashboard/figures/` as platform staff (every
-tenant) and as the busiest tenant's admin, for each period. Prints median and worst of `--runs`
-runs in ms: "cold" with the report cache off (every request aggregates over the turns), "cached"
-with it on (ANALYTICS_CACHE_SECONDS, what viewers normally get). The database is dropped at the end unless `--keep`.
+tenants; tenant 0 carries 5/24 of the load), builds the rollups (`manage.py rollup_analytics
+--all`, timed), then times the full Django request stack (test Client: middleware, session,
+views, templates) for `/dashboard/` and `/dashboard/figures/` as platform staff (every tenant)
+and as the busiest tenant's admin, for each period. Prints median and worst of `--runs` runs in
+ms: "raw" with the report cache and the rollups off (every request aggregates all the calls and
+turns of the period: the dashboard before rollups), "cold" with the report cache off and the
+rollups on (closed hours from the rollups, the partial hours at the edges from the raw rows),
+"cached" with both on (ANALYTICS_CACHE_SECONDS, what viewers normally get). `--no-raw` skips
+the slow first column. The database is dropped at the end unless `--keep`; `--reuse` uses a kept
+one (migrated again and its rollups rebuilt up to now).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="use an already loaded database")
+    parser.add_argument("--no-raw", action="store_true", help="skip timing without rollups")
     args = parser.parse_args()
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         sys.exit("--database-url must be a PostgreSQL URL (the benchmark is about PostgreSQL)")
@@ -65,12 +71,15 @@ def main() -> None:
 
     settings.ALLOWED_HOSTS = ["*"]
     try:
-        if not args.reuse:
-            from django.core.management import call_command
+        from django.core.management import call_command
 
-            call_command("migrate", "--noinput", verbosity=0)
+        call_command("migrate", "--noinput", verbosity=0)
+        if not args.reuse:
             load(args.turns)
-        report(args.runs)
+        started = time.monotonic()
+        call_command("rollup_analytics", "--all")
+        print(f"rollups built in {time.monotonic() - started:.1f} s")
+        report(args.runs, raw=not args.no_raw)
     finally:
         from django.db import connections
 
@@ -193,23 +202,29 @@ def _time(client, url: str, runs: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-def report(runs: int) -> None:
+def report(runs: int, *, raw: bool = True) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
     from django.test import Client
     from django_scopes import scopes_disabled
 
+    from analytics.models import HourlyStats
     from calls.models import Turn
 
     with scopes_disabled():
-        print(f"turns stored: {Turn.objects.count():,}")
+        print(f"turns stored: {Turn.objects.count():,}; hourly rollup rows: "
+              f"{HourlyStats.objects.count():,}")  # fmt: skip
     users = get_user_model().objects
     who = {
         "staff (all tenants)": users.get(username="staff"),
         "tenant admin": users.get(username="admin0"),
     }
-    print(f"{'viewer':22} {'url':36} {'cold median/worst ms':>21} {'cached median/worst ms':>23}")
+    rollup_seconds = settings.ANALYTICS_ROLLUP_SECONDS
+    print(
+        f"{'viewer':22} {'url':32} {'raw median/worst ms':>20} {'cold median/worst ms':>21} "
+        f"{'cached median/worst ms':>23}"
+    )
     for label, user in who.items():
         client = Client()
         client.force_login(user)
@@ -217,12 +232,16 @@ def report(runs: int) -> None:
             for path in ("/dashboard/", "/dashboard/figures/"):
                 url = f"{path}?period={period}"
                 settings.ANALYTICS_CACHE_SECONDS = 0
+                settings.ANALYTICS_ROLLUP_SECONDS = 0  # the selectors then ignore the rollups
+                without = _time(client, url, runs) if raw else (float("nan"),) * 2
+                settings.ANALYTICS_ROLLUP_SECONDS = rollup_seconds
                 cold = _time(client, url, runs)
                 settings.ANALYTICS_CACHE_SECONDS = 15
                 cache.clear()
                 warm = _time(client, url, runs)
                 print(
-                    f"{label:22} {url:36} {cold[0]:12.0f} /{cold[1]:6.0f} {warm[0]:14.0f} /{warm[1]:6.0f}"
+                    f"{label:22} {url:32} {without[0]:11.0f} /{without[1]:6.0f} "
+                    f"{cold[0]:12.0f} /{cold[1]:6.0f} {warm[0]:14.0f} /{warm[1]:6.0f}"
                 )
 
 

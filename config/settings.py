@@ -353,6 +353,17 @@ FIELD_ENCRYPTION_KEY_FALLBACKS = env.list("FIELD_ENCRYPTION_KEY_FALLBACKS", defa
 ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=15)
 ANALYTICS_STALE_SECONDS = env.int("ANALYTICS_STALE_SECONDS", default=600)
 ANALYTICS_WORK_MEM = env.str("ANALYTICS_WORK_MEM", default="64MB")
+# Hourly rollups of those figures, recomputed by a beat task this often (0: none; the dashboard
+# then aggregates every call and turn of a period itself).
+ANALYTICS_ROLLUP_SECONDS = env.int("ANALYTICS_ROLLUP_SECONDS", default=60)
+if ANALYTICS_ROLLUP_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["refresh-analytics-rollups"] = {
+        "task": "analytics.tasks.refresh_rollups",
+        "schedule": float(ANALYTICS_ROLLUP_SECONDS),
+        # A run that waited longer than the interval (worker down) is dropped: the next one
+        # catches up anyway.
+        "options": {"expires": float(ANALYTICS_ROLLUP_SECONDS)},
+    }
 
 # --- Logging: JSON lines, tenant and CallSid attached while a call is handled ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

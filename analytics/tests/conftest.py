@@ -109,3 +109,13 @@ def book(tenant_a, tenant_b, assistant_a, assistant_b) -> Book:
                                      tokens_in=1000, tokens_out=1000)])  # fmt: skip
     b.calls = {"c1": c1, "c2": c2, "c3": c3, "c4": c4, "c5": c5, "old": old, "b": cb}
     return b
+
+
+@pytest.fixture
+def rolled_up(book):
+    """The book's calls and turns rolled up, up to the hour before `book.now`."""
+    from analytics.services import floor_hour, hourly_stats_backfill
+
+    run = hourly_stats_backfill(since=None, now=book.now)
+    assert run.covered_until == floor_hour(book.now)
+    return run
