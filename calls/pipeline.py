@@ -51,9 +51,14 @@ def wait_for_audio(
 ) -> tuple[dict[str, str], float | None]:
     """Wait (until `until`) for the queued audio; return {audio id: url} and when the first
     sentence's audio was ready (monotonic), if it was."""
-    pending = {str(s.audio.id) for s in spoken if s.audio is not None}
     first_id = str(spoken[0].audio.id) if spoken and spoken[0].audio is not None else None
-    urls: dict[str, str] = {}
+    # Audio found in the cache when it was asked for is ready now; only the rest is polled.
+    urls = {
+        str(s.audio.id): speech_url(s.audio, base_url=base_url)
+        for s in spoken
+        if s.audio is not None and s.audio.file
+    }
+    pending = {str(s.audio.id) for s in spoken if s.audio is not None} - urls.keys()
     first_ready_at = None
     interval = POLL_FIRST_SECONDS
     while True:
@@ -74,19 +79,19 @@ def wait_for_audio(
 
 
 def gather_answer(
-    *, call: Call, utterance: str, started_at: float, base_url: str = "",
-    limits: dict[str, RateLimit] | None = None,
+    *, call: Call, utterance: str, started_at: float, history: list[tuple[str, str]],
+    sequence: int | None = None, base_url: str = "", limits: dict[str, RateLimit] | None = None,
 ) -> tuple[list[Utterance], Turn]:  # fmt: skip
     """Answer the caller's `utterance` and store the assistant's turn with its timings.
 
-    `base_url` makes audio URLs absolute when PUBLIC_BASE_URL is not set; `limits` are the
-    tenant's rate limits as read for this turn."""
+    `history`: the call's turns before the caller's; `sequence`: the number the assistant's turn
+    should get (see `services.turn_add`); `base_url` makes audio URLs absolute when
+    PUBLIC_BASE_URL is not set; `limits` are the tenant's rate limits as read for this turn."""
     config = call.config_snapshot
     deadline = started_at + settings.WEBHOOK_DEADLINE_SECONDS
     reply = Reply(started_at=started_at)
     spoken: list[Spoken] = []
     first_sentence_at = None
-    history = services.call_history(call=call)[:-1]  # without the caller turn just stored
     for sentence in respond(
         tenant_id=call.tenant_id, config=config, history=history, utterance=utterance,
         deadline=deadline - 1.5, reply=reply,
@@ -115,6 +120,7 @@ def gather_answer(
         call=call,
         role=Turn.Role.ASSISTANT,
         text=reply.text,
+        sequence=sequence,
         source=reply.source,
         cache_hit=reply.cache_hit,
         model_used=reply.llm.model_used if reply.source == "llm" else "",

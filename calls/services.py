@@ -254,11 +254,19 @@ def turn_as_event(turn: Turn) -> dict:
 
 def call_history(*, call: Call) -> list[tuple[str, str]]:
     """(role, text) of the call's turns in order; for an interrupted answer, what was heard."""
+    return call_history_and_last(call=call)[0]
+
+
+def call_history_and_last(*, call: Call) -> tuple[list[tuple[str, str]], int]:
+    """`call_history()` and the sequence number of the call's last turn (0: none yet)."""
     rows = Turn.objects.filter(call=call).order_by("sequence")
-    return [
-        (t.role, t.heard_text if t.interrupted else t.text)
-        for t in rows.only("role", "text", "heard_text", "interrupted")
-    ]
+    history, last = [], 0
+    for role, text, heard, interrupted, sequence in rows.values_list(
+        "role", "text", "heard_text", "interrupted", "sequence"
+    ):
+        history.append((role, heard if interrupted else text))
+        last = sequence
+    return history, last
 
 
 def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED) -> bool:

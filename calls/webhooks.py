@@ -235,8 +235,9 @@ def gather(request: HttpRequest) -> HttpResponse:
         if call.silent_prompts:
             services.call_count_silence(call=call, silent=False)
 
-        services.turn_add(
-            call=call, role=Turn.Role.CALLER, text=speech,
+        history, last = services.call_history_and_last(call=call)
+        caller_turn = services.turn_add(
+            call=call, role=Turn.Role.CALLER, text=speech, sequence=last + 1,
             confidence=_float_or_none(post.get("Confidence")),
         )  # fmt: skip
         limits = ratelimits.effective_limits(call.tenant)
@@ -245,8 +246,8 @@ def gather(request: HttpRequest) -> HttpResponse:
             return twiml.twiml_response(_limited_turn(call, verdict, config, action_url))
 
         utterances, _ = gather_answer(
-            call=call, utterance=speech, started_at=started_at,
-            base_url=public_base_url(request), limits=limits,
+            call=call, utterance=speech, started_at=started_at, history=history,
+            sequence=caller_turn.sequence + 1, base_url=public_base_url(request), limits=limits,
         )  # fmt: skip
         return twiml.twiml_response(
             twiml.speak_and_listen(utterances, config=config, action_url=action_url)
