@@ -59,7 +59,8 @@ def clean_text(text: object, limit: int) -> str:
 
 @dataclass
 class Prepared:
-    """What is known before the LLM is asked: a rate limit hit, or a ready answer."""
+    """What the check beside the LLM request found: the caller's stored turn, and a rate limit
+    hit or a ready answer (FAQ, cache) that makes the LLM's answer unwanted."""
 
     caller_turn: Turn
     limited: ratelimits.Verdict | None = None
