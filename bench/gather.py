@@ -80,9 +80,12 @@ def pipelined_first_audio(caller: Caller, *, question: str) -> tuple[float, int,
 
 
 def concurrent_turns(
-    make_caller, *, concurrency: int, turns_each: int, question: str, pause: float = 0.0
-) -> tuple[list[float], int, float]:
-    """`concurrency` calls at once, each saying `question` `turns_each` times in a row.
+    make_caller, *, concurrency: int, turns_each: int, question: str, pause: float = 0.0,
+    stagger: bool = False,
+) -> tuple[list[float], int, float]:  # fmt: skip
+    """`concurrency` calls at once, each saying `question` `turns_each` times, `pause` seconds
+    apart; with `stagger`, the calls begin spread over one pause (callers do not all speak at
+    the same moment).
 
     Returns (ms of every turn, number of failed turns, seconds it all took).
     """
@@ -90,8 +93,10 @@ def concurrent_turns(
     errors = 0
     lock = threading.Lock()
 
-    def one_call(_: int) -> None:
+    def one_call(index: int) -> None:
         nonlocal errors
+        if stagger:
+            time.sleep(pause * index / concurrency)
         caller = make_caller()
         try:
             call = caller.start()
