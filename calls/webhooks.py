@@ -128,7 +128,10 @@ def voice(request: HttpRequest) -> HttpResponse:
             )  # fmt: skip
             return twiml.twiml_response(twiml.hang_up_with(twiml.NOT_AVAILABLE))
 
-        existing = Call.objects.filter(tenant=tenant, call_sid=call_sid).first()
+        try:
+            existing = Call.objects.get(tenant=tenant, call_sid=call_sid)
+        except Call.DoesNotExist:
+            existing = None
         if existing is None:
             verdict = ratelimits.call_admit(tenant=tenant, call_sid=call_sid, caller=caller)
             if not verdict.allowed:

@@ -79,7 +79,8 @@ def _refused(tenant: Tenant, limit: RateLimit) -> Verdict:
 def effective_limits(tenant: Tenant) -> dict[str, RateLimit]:
     """The tenant's limits: its own rows, else the platform defaults (rows without a tenant)."""
     limits: dict[str, RateLimit] = {}
-    rows = RateLimit.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+    # Unordered: the model's default order (by tenant name) would join the tenants table.
+    rows = RateLimit.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant)).order_by()
     # Platform defaults first, so that the tenant's own rows override them.
     for row in sorted(rows, key=lambda r: r.tenant_id is not None):
         limits[row.kind] = row

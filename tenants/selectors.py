@@ -23,11 +23,10 @@ def unscoped_phone_number_by_dialled(number: str) -> PhoneNumber | None:
     except ValidationError:
         return None
     with scopes_disabled():
-        return (
-            PhoneNumber.objects.select_related("tenant", "assistant")
-            .filter(number=normalized)
-            .first()
-        )
+        try:
+            return PhoneNumber.objects.select_related("tenant", "assistant").get(number=normalized)
+        except PhoneNumber.DoesNotExist:
+            return None
 
 
 def unscoped_api_key_for(key: str) -> ApiKey | None:
