@@ -5,18 +5,25 @@ tenant; without it a member gets their tenants and platform staff get every tena
 asking for a tenant its user may not see, or without a logged-in user, is refused (closed
 before it is accepted, code 4403). Events come through the channel layer, so those published
 by a Celery worker or another server instance arrive too.
+
+What a user may see is checked again whenever it changes (`analytics.signals`): an open socket
+leaves the groups of tenants its user lost, joins those gained, and closes with 4403 when the
+user may watch nothing any more or its session logged out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from importlib import import_module
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
 
-from analytics.access import dashboard_view
+from analytics.access import access_group, dashboard_view
 from analytics.selectors import mask_number
 from calls.events import STAFF_GROUP, tenant_group
 from config.asyncdb import database_async
@@ -56,30 +63,61 @@ def present(message: dict) -> dict | None:
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
-    groups_joined: list[str]
+    groups_joined: tuple[str, ...] = ()
+    tenant_id: str | None = None
 
     async def connect(self) -> None:
-        self.groups_joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=REFUSED)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        tenant_id = (query.get("tenant") or [""])[0][:64] or None
+        self.tenant_id = (query.get("tenant") or [""])[0][:64] or None
         try:
-            groups = await database_async(_groups_for)(user, tenant_id)
+            groups = await database_async(_groups_for)(user, self.tenant_id)
         except Http404:
             await self.close(code=REFUSED)
             return
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined = groups
+        # Joined first, so that a change made while the feed groups are joined is not missed.
+        await self.channel_layer.group_add(access_group(user.pk), self.channel_name)
+        await self._join(groups)
         await self.accept()
-        await self.send(text_data=json.dumps({"event": "hello", "tenant": tenant_id}))
+        await self.send(text_data=json.dumps({"event": "hello", "tenant": self.tenant_id}))
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self.channel_layer.group_discard(access_group(user.pk), self.channel_name)
+        await self._join([])
+
+    async def _join(self, groups: list[str]) -> None:
+        """Be in exactly `groups`: leave the others first, then join the new ones."""
+        for group in set(self.groups_joined) - set(groups):
             await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(groups) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = tuple(groups)
+
+    async def access_changed(self, message: dict) -> None:
+        """What the user may see changed: follow it, or close if nothing is left."""
+        session = self.scope["session"]
+        if message.get("ended_session") and message["ended_session"] == session.session_key:
+            await self._revoke("the session logged out")
+            return
+        # A fresh read of the session: a deleted or invalidated one gives an anonymous user.
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        user = await get_user({"session": store(session_key=session.session_key)})
+        try:
+            groups = await database_async(_groups_for)(user, self.tenant_id)
+        except Http404:
+            await self._revoke("the user may no longer watch this feed")
+            return
+        await self._join(groups)
+
+    async def _revoke(self, reason: str) -> None:
+        logger.info("dashboard: feed closed", extra={"reason": reason})
+        await self._join([])
+        await self.close(code=REFUSED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The feed is one-way; a client may only ping. Anything else gets an error frame."""

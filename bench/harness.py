@@ -75,6 +75,20 @@ def machine() -> str:
     )
 
 
+def python_speed_ns() -> float:
+    """Nanoseconds per iteration of a fixed pure-Python loop (best of 3): how fast this machine
+    runs Python at the moment, so that runs made on other days or machines can be compared."""
+    iterations = 2_000_000
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1e9 / iterations
+
+
 def configure_environment(**extra: str) -> dict[str, str]:
     """Point this process (and the subprocesses it starts) at the benchmark's own services."""
     env = {

@@ -32,6 +32,7 @@ from harness import (
     percentile,
     process_cpu_seconds,
     process_rss_mb,
+    python_speed_ns,
     table,
 )
 
@@ -73,6 +74,7 @@ def main() -> None:
 
     sections: list[str] = []
     started = time.monotonic()
+    speed_before = python_speed_ns()
     with fake_groq_process(ttft_ms=args.ttft_ms, tps=args.tps) as (groq_url, groq):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -237,6 +239,7 @@ def main() -> None:
                           "(one daphne process).", ""]  # fmt: skip
                 sections.append("\n".join(lines))
 
+    speed_after = python_speed_ns()
     flags = " --quick" if args.quick else ""
     flags += "".join(f" --only {name}" for name in args.only or [])
     report = "\n".join(
@@ -246,6 +249,9 @@ def main() -> None:
             f"Command: `.venv/bin/python bench/run.py{flags}` "
             f"({time.monotonic() - started:.0f} s). Machine: {machine()}.",
             f"Versions: {versions()}.",
+            f"Python speed check (a fixed pure-Python loop, best of 3; CPU figures below scale "
+            f"with it): {speed_before:.0f} ns per iteration before the run, {speed_after:.0f} "
+            "after.",
             f"Providers on loopback: fake Groq {args.ttft_ms:g} ms to first token, "
             f"{args.tps:g} tokens/s, ~60-token answers (its own process); speech "
             f"{settings.TTS_SIMULATED_BASE_MS:g} ms + {settings.TTS_SIMULATED_PER_CHAR_MS:g} ms "

@@ -3,6 +3,7 @@ channel layer (SQLite file in embedded mode, Redis in services mode)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django_scopes import scopes_disabled
 
@@ -19,6 +21,7 @@ from calls import events
 from calls.models import Call
 from config.asgi import application
 from config.testing import BASE_DIR, channels_database_env, database_url
+from tenants.models import Membership, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 TIMEOUT = 5
@@ -201,4 +204,147 @@ async def test_events_published_by_another_process_arrive(alice, tenant_a):
     message = await communicator.receive_json_from(timeout=TIMEOUT)
     assert message["data"]["turn"]["text"] == "from another process"
     assert message["call"] == str(call_a.id)
+    await communicator.disconnect()
+
+
+# --- access that changes while the socket is open ---------------------------------------------
+
+
+async def closed_with(communicator: WebsocketCommunicator) -> int | None:
+    """The close code the server sent next (None when it sent anything else)."""
+    output = await communicator.receive_output(timeout=TIMEOUT)
+    return output.get("code") if output["type"] == "websocket.close" else None
+
+
+@sync_to_async
+def _remove_membership(user, tenant) -> None:
+    Membership.objects.filter(user=user, tenant=tenant).delete()
+
+
+async def test_a_removed_member_is_cut_off_at_once(alice, tenant_a):
+    call_a = await sync_to_async(_call)(tenant_a, "CAcut")
+    communicator = await connected(alice)
+    await _remove_membership(alice, tenant_a)
+    assert await closed_with(communicator) == 4403
+    await publish("turn", call_a, turn={"sequence": 1, "role": "caller", "text": "not for alice"})
+    assert await communicator.receive_nothing(timeout=0.5)
+
+
+async def test_losing_one_of_two_tenants_stops_only_its_events(alice, tenant_a, tenant_b):
+    await sync_to_async(Membership.objects.create)(user=alice, tenant=tenant_b, role=Role.VIEWER)
+    call_a = await sync_to_async(_call)(tenant_a, "CAkeep")
+    call_b = await sync_to_async(_call)(tenant_b, "CAlost")
+    communicator = await connected(alice)
+    await publish("started", call_b)
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["call"] == str(call_b.id)
+
+    await _remove_membership(alice, tenant_b)
+    await asyncio.sleep(0.5)  # the socket leaves tenant B's group
+    await publish("turn", call_b, turn={"sequence": 1, "role": "caller", "text": "secret of B"})
+    await publish("started", call_a)
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["call"] == str(call_a.id)
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_a_new_membership_adds_its_tenant_to_an_open_feed(charlie, tenant_a, tenant_b):
+    call_a = await sync_to_async(_call)(tenant_a, "CAgain")
+    communicator = await connected(charlie)
+    await sync_to_async(Membership.objects.create)(user=charlie, tenant=tenant_a, role=Role.VIEWER)
+    await asyncio.sleep(0.5)  # the socket joins tenant A's group
+    await publish("started", call_a)
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["call"] == str(call_a.id)
+    await communicator.disconnect()
+
+
+async def test_a_deactivated_user_is_cut_off(bob, tenant_a):
+    communicator = await connected(bob)
+    bob.is_active = False
+    await sync_to_async(bob.save)()
+    assert await closed_with(communicator) == 4403
+
+
+async def test_a_switched_off_tenant_cuts_off_its_members(bob, tenant_a):
+    communicator = await connected(bob)
+    tenant_a.active = False
+    await sync_to_async(tenant_a.save)()
+    assert await closed_with(communicator) == 4403
+
+
+async def test_staff_who_lose_staff_rights_keep_only_their_own_tenant(
+    superuser, tenant_a, tenant_b
+):
+    await sync_to_async(Membership.objects.create)(user=superuser, tenant=tenant_a)
+    call_a = await sync_to_async(_call)(tenant_a, "CAdemA")
+    call_b = await sync_to_async(_call)(tenant_b, "CAdemB")
+    communicator = await connected(superuser)
+
+    @sync_to_async
+    def demote() -> None:
+        superuser.is_superuser = False
+        superuser.save(update_fields=["is_superuser"])
+
+    await demote()
+    await asyncio.sleep(0.5)  # the socket leaves the staff group for tenant A's
+    await publish("started", call_b)
+    await publish("started", call_a)
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["call"] == str(call_a.id)
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_staff_losing_the_see_all_permission_through_a_group_are_cut_off(db, tenant_a):
+    @sync_to_async
+    def staff_through_group():
+        from django.contrib.auth.models import Group, Permission
+
+        user = get_user_model().objects.create_user("ops", password="x", is_staff=True)
+        group = Group.objects.create(name="Platform operators")
+        group.permissions.add(Permission.objects.get(codename="view_all_tenants"))
+        user.groups.add(group)
+        return user, group
+
+    user, group = await staff_through_group()
+    communicator = await connected(user)
+    await sync_to_async(group.permissions.clear)()
+    assert await closed_with(communicator) == 4403
+
+
+async def test_logging_out_ends_that_sessions_feed_only(alice, tenant_a):
+    call_a = await sync_to_async(_call)(tenant_a, "CAlogout")
+
+    @sync_to_async
+    def two_sessions():
+        first, second = Client(), Client()
+        first.force_login(alice)
+        second.force_login(alice)
+        return first, second
+
+    first, second = await two_sessions()
+    feeds = []
+    for client in (first, second):
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        communicator = WebsocketCommunicator(
+            application, "/ws/dashboard/",
+            headers=[(b"origin", b"http://localhost"),
+                     (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())],
+        )  # fmt: skip
+        assert (await communicator.connect(timeout=TIMEOUT))[0]
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["event"] == "hello"
+        feeds.append(communicator)
+
+    await sync_to_async(first.logout)()
+    assert await closed_with(feeds[0]) == 4403
+    await publish("started", call_a)
+    assert (await feeds[1].receive_json_from(timeout=TIMEOUT))["call"] == str(call_a.id)
+    await feeds[1].disconnect()
+
+
+async def test_another_users_change_leaves_a_feed_alone(alice, bob, tenant_a):
+    call_a = await sync_to_async(_call)(tenant_a, "CAalone")
+    communicator = await connected(alice)
+    await _remove_membership(bob, tenant_a)
+    await asyncio.sleep(0.3)
+    await publish("started", call_a)
+    assert (await communicator.receive_json_from(timeout=TIMEOUT))["call"] == str(call_a.id)
     await communicator.disconnect()

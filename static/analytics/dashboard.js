@@ -275,8 +275,12 @@
     socket.onmessage = function (message) {
       try { handle(JSON.parse(message.data)); } catch (e) { /* a bad frame is skipped */ }
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       statusBadge.dataset.state = "offline";
+      if (event.code === 4403) {  // signed out, or no longer allowed to watch: no retry
+        statusBadge.textContent = "access ended — reload the page";
+        return;
+      }
       statusBadge.textContent = "reconnecting…";
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 15000);
