@@ -130,6 +130,7 @@ def _derived(tally: Tally) -> dict[str, Any]:
         ),
         "turns": counts["turns"],
         "turns_per_call": round(counts["turns"] / handled_calls, 2) if handled_calls else None,
+        "assistant_turns": assistant_turns,
         "first_token_p50": latency["first_token_p50"],
         "first_token_p90": latency["first_token_p90"],
         "turn_p50": latency["turn_p50"],
@@ -398,6 +399,31 @@ def _figures_and_breakdown(
     return {
         "figures": _figures_of(total, period=period, budget_tenant=budget_tenant),
         "assistants": _breakdown_of(tallies, tenant_ids=tenant_ids),
+    }
+
+
+def period_figures(
+    *, tenant: Tenant, start: datetime, end: datetime, assistant_id: object = None
+) -> dict:
+    """The dashboard's figures for any [start, end) of one tenant (the REST API): its totals
+    with its token budget, and a row for each of its assistants by name (only `assistant_id`'s
+    when given; zeros for one without calls)."""
+    period = Period(key="custom", label="Custom", start=start, end=end, tz=UTC)
+    with heavy_reads():
+        split = split_period(period, rollup_coverage())
+        found = _figures_and_breakdown([tenant.id], period, split, tenant)
+    rows = {row["id"]: row for row in found["assistants"]}
+    assistants = AssistantConfig.objects.filter(tenant=tenant).order_by("name")
+    if assistant_id is not None:
+        assistants = assistants.filter(id=assistant_id)
+    empty = _derived(Tally())
+    return {
+        "start": start,
+        "end": end,
+        "tenant": found["figures"],
+        "assistants": [
+            {**rows.get(str(a.id), empty), "assistant": a.id, "name": a.name} for a in assistants
+        ],
     }
 
 

@@ -13,8 +13,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from analytics.selectors import period_figures
 from calls.models import Call, Turn
-from calls.selectors import tenant_figures
 from calls.serializers import (
     AnalyticsQuerySerializer,
     AnalyticsSerializer,
@@ -130,7 +130,7 @@ class AnalyticsView(TenantAPIView):
     def get(self, request: Request) -> Response:
         query = AnalyticsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        figures = tenant_figures(
+        figures = period_figures(
             tenant=self.tenant,
             start=query.validated_data["start"],
             end=query.validated_data["end"],

@@ -85,25 +85,31 @@ class AnalyticsQuerySerializer(serializers.Serializer):
 
 
 class FiguresSerializer(serializers.Serializer):
+    """The dashboard's figures (analytics.selectors) under the API's names."""
+
     calls = serializers.IntegerField()
     answered = serializers.IntegerField()
     rejected = serializers.IntegerField()
     failed = serializers.IntegerField()
-    total_duration_seconds = serializers.IntegerField()
-    avg_duration_seconds = serializers.FloatField(allow_null=True)
+    total_duration_seconds = serializers.IntegerField(source="total_duration")
+    avg_duration_seconds = serializers.FloatField(source="avg_duration", allow_null=True)
     turns = serializers.IntegerField()
-    turns_per_call = serializers.FloatField(allow_null=True)
-    assistant_replies = serializers.IntegerField()
-    llm_first_token_ms_p50 = serializers.FloatField(allow_null=True)
-    llm_first_token_ms_p90 = serializers.FloatField(allow_null=True)
-    response_sent_ms_p50 = serializers.FloatField(allow_null=True)
-    response_sent_ms_p90 = serializers.FloatField(allow_null=True)
+    turns_per_call = serializers.FloatField(
+        allow_null=True, help_text="Turns per call that was not rejected."
+    )
+    assistant_replies = serializers.IntegerField(source="assistant_turns")
+    llm_first_token_ms_p50 = serializers.FloatField(source="first_token_p50", allow_null=True)
+    llm_first_token_ms_p90 = serializers.FloatField(source="first_token_p90", allow_null=True)
+    response_sent_ms_p50 = serializers.FloatField(
+        source="turn_p50", allow_null=True, help_text="Whole-turn latency."
+    )
+    response_sent_ms_p90 = serializers.FloatField(source="turn_p90", allow_null=True)
     fallback_rate = serializers.FloatField(
         allow_null=True, help_text="Share of assistant replies that needed a fallback."
     )
     error_rate = serializers.FloatField(allow_null=True)
     cache_hit_rate = serializers.FloatField(allow_null=True)
-    tokens_used = serializers.IntegerField()
+    tokens_used = serializers.IntegerField(source="tokens")
 
 
 class TenantFiguresSerializer(FiguresSerializer):

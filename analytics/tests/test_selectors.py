@@ -28,6 +28,7 @@ def test_figures_match_hand_computed_values(book, tenant_a):
         "avg_duration": 60.0,
         "turns": 10,
         "turns_per_call": 2.5,  # 10 turns over the 4 calls that were not rejected
+        "assistant_turns": 5,
         "first_token_p50": 200,  # of 100, 200, 300 (nearest rank)
         "first_token_p90": 300,
         "turn_p50": 400,  # of 30, 50, 400, 600, 900

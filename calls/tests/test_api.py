@@ -1,11 +1,20 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
+from analytics.selectors import (
+    Period,
+    assistant_breakdown,
+    figures,
+    rollup_coverage,
+    split_period,
+)
 from calls.models import Call, Turn
 from tenants.models import RateLimit
 
@@ -170,10 +179,11 @@ def test_the_figures_of_a_period(api, bob, calls_a, call_b, assistant_a, tenant_
     assert totals["total_duration_seconds"] == 60
     assert totals["avg_duration_seconds"] == 60.0
     assert totals["turns"] == 6
-    assert totals["turns_per_call"] == 2.0
+    assert totals["turns_per_call"] == 3.0  # per call not rejected
     assert totals["assistant_replies"] == 3
-    assert totals["llm_first_token_ms_p50"] == 200.0
-    assert totals["response_sent_ms_p90"] == 860.0  # 500 + (900 - 500) * 0.9
+    assert totals["llm_first_token_ms_p50"] == 100  # of 100 and 300 (nearest rank)
+    assert totals["llm_first_token_ms_p90"] == 300
+    assert totals["response_sent_ms_p90"] == 900  # of 500 and 900
     assert totals["cache_hit_rate"] == round(1 / 3, 4)
     assert totals["error_rate"] == round(1 / 3, 4)
     assert totals["fallback_rate"] == round(1 / 3, 4)
@@ -183,6 +193,37 @@ def test_the_figures_of_a_period(api, bob, calls_a, call_b, assistant_a, tenant_
     [row] = body["assistants"]
     assert row["assistant"] == str(assistant_a.id)
     assert row["calls"] == 2
+
+
+def test_the_api_gives_the_dashboards_figures_also_from_rollups(
+    api, bob, calls_a, call_b, tenant_a, assistant_a
+):
+    """Whole hours come from the hourly rollups, as on the dashboard; the figures are the
+    dashboard's, under the API's names."""
+    call_command("rollup_analytics", "--all", stdout=StringIO())
+    start = T0.replace(minute=0, second=0)  # the rollups begin at the oldest call's hour
+    end = start + timedelta(hours=5)
+    body = api(bob).get(ANALYTICS, {"start": start.isoformat(), "end": end.isoformat()}).json()
+    period = Period(key="custom", label="", start=start, end=end, tz=UTC)
+    assert split_period(period, rollup_coverage()).rollup == (start, end)  # all from rollups
+    with scope(tenant=[tenant_a.id]):
+        dashboard = figures(tenant_ids=[tenant_a.id], period=period, budget_tenant=tenant_a)
+        [dashboard_row] = assistant_breakdown(tenant_ids=[tenant_a.id], period=period)
+    names = {
+        "total_duration_seconds": "total_duration", "avg_duration_seconds": "avg_duration",
+        "assistant_replies": "assistant_turns", "llm_first_token_ms_p50": "first_token_p50",
+        "llm_first_token_ms_p90": "first_token_p90", "response_sent_ms_p50": "turn_p50",
+        "response_sent_ms_p90": "turn_p90", "tokens_used": "tokens",
+    }  # fmt: skip
+    for field, value in body["tenant"].items():
+        assert value == dashboard[names.get(field, field)], field
+    [row] = body["assistants"]
+    assert row["assistant"] == dashboard_row["id"] == str(assistant_a.id)
+    for field, value in row.items():
+        if field not in ("assistant", "name"):
+            assert value == dashboard_row[names.get(field, field)], field
+    assert body["tenant"]["calls"] == 3  # tenant B's call is not counted
+    assert body["tenant"]["tokens_used"] == 140
 
 
 def test_figures_for_one_assistant_and_an_empty_period(api, alice, calls_a, assistant_a):
