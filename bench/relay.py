@@ -160,5 +160,19 @@ async def drive(sockets: list, *, until: float, pause: float, stats: RelayStats,
     await asyncio.gather(*(one(i, s) for i, s in enumerate(sockets)))
 
 
+async def ask_each_once(sockets: list, *, spread: float, stats: RelayStats,
+                        timeout: float = 30.0) -> None:  # fmt: skip
+    """Each open session asks one question, the questions spread over `spread` seconds."""
+
+    async def one(index: int, socket) -> None:
+        await asyncio.sleep(spread * index / max(1, len(sockets)))
+        try:
+            await _ask(socket, f"Session {index} again: is my boiler fixed?", stats, timeout)
+        except Exception as exc:
+            stats.errors.append(f"ask after idle: {type(exc).__name__}: {exc}"[:200])
+
+    await asyncio.gather(*(one(i, s) for i, s in enumerate(sockets)))
+
+
 async def close_all(sockets: list) -> None:
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)

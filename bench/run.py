@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=280.0)
     parser.add_argument("--capacity", type=int, action="append", help="relay sessions (repeat)")
     parser.add_argument("--capacity-seconds", type=float, default=60.0)
+    parser.add_argument("--idle-sessions", type=int, help="relay sessions held idle (1000)")
+    parser.add_argument("--idle-seconds", type=float, help="how long they are idle (60)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     wanted = set(args.only or SCENARIOS)
@@ -68,6 +70,8 @@ def main() -> None:
     throughput_levels = [5] if args.quick else [10, 25, 50]
     capacity_levels = args.capacity or ([10] if args.quick else [50, 200, 500, 1000])
     capacity_seconds = 15.0 if args.quick else args.capacity_seconds
+    idle_sessions = args.idle_sessions or (10 if args.quick else 1000)
+    idle_seconds = args.idle_seconds or (5.0 if args.quick else 60.0)
     pause = RHYTHM
     steady_seconds = 5.0 if args.quick else 25.0
     rhythm_seconds = 12.0 if args.quick else 40.0
@@ -210,6 +214,10 @@ def main() -> None:
                         levels=capacity_levels, seconds=capacity_seconds, pause=pause,
                         ttft_ms=args.ttft_ms,
                     )  # fmt: skip
+                    + _idle_hold(
+                        server.pid, base=base, token=token, number=relay_number.number,
+                        sessions=idle_sessions, seconds=idle_seconds,
+                    )  # fmt: skip
                 )
 
             if "throughput" in wanted:
@@ -327,6 +335,44 @@ def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int]
         "",
     ]
     return "\n".join(lines)
+
+
+def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
+               seconds: float) -> str:  # fmt: skip
+    """Sessions opened and left idle (a caller listening, or thinking), then each asked once:
+    are they all still there, what do they cost while idle?"""
+    from relay import RelayStats, ask_each_once, close_all, open_sessions
+
+    stats = RelayStats()
+    spread = max(10.0, sessions / 20)  # about 20 questions a second after the pause
+    rss_before = process_rss_mb(pid)
+
+    async def phase() -> tuple[float, float, float]:
+        sockets = await open_sessions(base=base, token=token, number=number, count=sessions,
+                                      stats=stats)  # fmt: skip
+        await asyncio.sleep(2)  # the last set-ups finish
+        rss_open, cpu_idle = process_rss_mb(pid), process_cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+        idle_cpu = process_cpu_seconds(pid) - cpu_idle
+        await ask_each_once(sockets, spread=spread, stats=stats)
+        await close_all(sockets)
+        return rss_open, idle_cpu, len(sockets)
+
+    rss_open, idle_cpu, opened = asyncio.run(phase())
+    time.sleep(2)
+    return "\n".join([
+        "",
+        f"Held idle: {sessions} sessions opened, left without a prompt for {seconds:g} s, then "
+        f"each asked once (the questions spread over {spread:g} s).",
+        "",
+        "| sessions | opened | answered after the pause | errors | RSS per idle "
+        "session (KB) | server CPU while idle (% of a core) |",
+        "|---|---|---|---|---|---|",
+        f"| {sessions} | {opened} | {stats.answers} | {len(stats.errors)} | "
+        f"{(rss_open - rss_before) * 1024 / max(1, sessions):.0f} | "
+        f"{idle_cpu * 100 / seconds:.1f} |",
+        "",
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":
