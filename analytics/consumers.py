@@ -73,13 +73,14 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.tenant_id = (query.get("tenant") or [""])[0][:64] or None
+        # Joined before reading the access, so that a change made meanwhile is not missed.
+        await self.channel_layer.group_add(access_group(user.pk), self.channel_name)
         try:
             groups = await database_async(_groups_for)(user, self.tenant_id)
         except Http404:
+            await self.channel_layer.group_discard(access_group(user.pk), self.channel_name)
             await self.close(code=REFUSED)
             return
-        # Joined first, so that a change made while the feed groups are joined is not missed.
-        await self.channel_layer.group_add(access_group(user.pk), self.channel_name)
         await self._join(groups)
         await self.accept()
         await self.send(text_data=json.dumps({"event": "hello", "tenant": self.tenant_id}))

@@ -298,6 +298,7 @@ def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int]
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = 0
+    failures: list[str] = []
     for level in levels:
         stats = RelayStats()
         rss_before, cpu_before = process_rss_mb(pid), process_cpu_seconds(pid)
@@ -328,13 +329,38 @@ def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int]
             f"{(rss_open - rss_before) * 1024 / level:.0f} | "
             f"{(cpu_open - cpu_before) * 1000 / level:.1f} |"
         )
-        time.sleep(2)  # let the server finish closing the calls
+        if stats.errors:
+            failures.append(_errors_line(f"at {level} sessions", stats.errors))
+        _wait_until_quiet(pid)  # the calls closed and any backlog drained
     lines += [
         "",
+        *failures,
         f"Largest level with zero errors and overhead p99 ≤ 50 ms: **{best or 'none'}**.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _errors_line(where: str, errors: list[str]) -> str:
+    """The number of errors and the most frequent kinds (the message up to its first colon
+    after the step)."""
+    kinds: dict[str, int] = {}
+    for error in errors:
+        kind = ":".join(error.split(":")[:2])
+        kinds[kind] = kinds.get(kind, 0) + 1
+    common = sorted(kinds.items(), key=lambda item: -item[1])[:3]
+    return f"Errors {where}: " + ", ".join(f"{n} × `{kind}`" for kind, n in common) + ".\n"
+
+
+def _wait_until_quiet(pid: int, *, limit: float = 120.0) -> None:
+    """Wait until the server process uses under 5 % of a core for a second (at most `limit`)."""
+    deadline = time.monotonic() + limit
+    time.sleep(2)
+    while time.monotonic() < deadline:
+        before = process_cpu_seconds(pid)
+        time.sleep(1)
+        if process_cpu_seconds(pid) - before < 0.05:
+            return
 
 
 def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
@@ -359,7 +385,7 @@ def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
         return rss_open, idle_cpu, len(sockets)
 
     rss_open, idle_cpu, opened = asyncio.run(phase())
-    time.sleep(2)
+    _wait_until_quiet(pid)
     return "\n".join([
         "",
         f"Held idle: {sessions} sessions opened, left without a prompt for {seconds:g} s, then "
@@ -372,6 +398,7 @@ def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
         f"{(rss_open - rss_before) * 1024 / max(1, sessions):.0f} | "
         f"{idle_cpu * 100 / seconds:.1f} |",
         "",
+        *([_errors_line("holding idle sessions", stats.errors)] if stats.errors else []),
     ])  # fmt: skip
 
 
