@@ -208,16 +208,19 @@ def main() -> None:
                 )
 
             if "capacity" in wanted:
+                # Idle sessions first: the RSS they add is only seen before the levels below
+                # have grown the heap (Python keeps memory it once used).
+                idle = _idle_hold(
+                    server.pid, base=base, token=token, number=relay_number.number,
+                    sessions=idle_sessions, seconds=idle_seconds,
+                )  # fmt: skip
                 sections.append(
                     _capacity(
                         server.pid, base=base, token=token, number=relay_number.number,
                         levels=capacity_levels, seconds=capacity_seconds, pause=pause,
                         ttft_ms=args.ttft_ms,
                     )  # fmt: skip
-                    + _idle_hold(
-                        server.pid, base=base, token=token, number=relay_number.number,
-                        sessions=idle_sessions, seconds=idle_seconds,
-                    )  # fmt: skip
+                    + idle
                 )
 
             if "throughput" in wanted:
@@ -250,6 +253,11 @@ def main() -> None:
     speed_after = python_speed_ns()
     flags = " --quick" if args.quick else ""
     flags += "".join(f" --only {name}" for name in args.only or [])
+    flags += "".join(f" --capacity {level}" for level in args.capacity or [])
+    for name in ("capacity_seconds", "idle_sessions", "idle_seconds", "ttft_ms", "tps"):
+        value = getattr(args, name)
+        if value is not None and value != parser.get_default(name):
+            flags += f" --{name.replace('_', '-')} {value:g}"
     report = "\n".join(
         [
             "# Benchmarks",
