@@ -79,3 +79,56 @@ def test_typing_a_question_streams_the_answer_with_its_latency(
         )
     assert texts == ["Can someone come today?", answer]
     assert (OUTPUT / "talk.png").stat().st_size > 0
+
+
+def test_every_answer_gets_its_own_bubble_with_its_own_latency(
+    daphne_server, fake_groq, alice, assistant_a
+):
+    first_llm = "A plumber can come this afternoon. Shall I book two o'clock?"
+    second_llm = "Yes, we fix boilers too. An engineer visits within a day."
+    faq = "We are open from eight to six, Monday to Friday."
+    fake_groq.queue_answer(first_llm)
+    fake_groq.queue_answer(second_llm)
+    OUTPUT.mkdir(exist_ok=True)
+    talk_url = f"{daphne_server.base_url}/assistants/{assistant_a.id}/talk/"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(
+                f"{daphne_server.base_url}/admin/login/?next=/assistants/{assistant_a.id}/talk/"
+            )
+            page.fill("#id_username", "alice")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(talk_url)
+            expect(page.locator("#status")).to_have_text("Connected. Ask something.", timeout=15000)
+            answers = page.locator("#transcript li.assistant")
+
+            # FAQ, then the LLM with speech off; the LLM, then FAQ again with speech on.
+            questions = [
+                ("When are you open?", faq, False),
+                ("Can someone come today?", first_llm, False),
+                ("Do you repair boilers?", second_llm, True),
+                ("What are your opening hours?", faq, True),
+            ]
+            for number, (question, answer, speak) in enumerate(questions, start=1):
+                page.set_checked("#speak", speak)
+                page.fill("#question", question)
+                page.press("#question", "Enter")
+                reply = answers.nth(number)  # the greeting is the first assistant line
+                expect(reply.locator(".text")).to_have_text(answer, timeout=15000)
+                expect(reply.locator(".latency")).to_have_count(1, timeout=15000)
+                expect(page.locator("#status")).to_have_text("Your turn.")
+            page.screenshot(path=str(OUTPUT / "talk-conversation.png"), full_page=True)
+            texts = answers.locator(".text").all_inner_texts()
+            latencies = [answers.nth(i).locator(".latency").count() for i in range(answers.count())]
+            callers = page.locator("#transcript li.caller .text").all_inner_texts()
+        finally:
+            browser.close()
+
+    assert texts == [assistant_a.greeting, faq, first_llm, second_llm, faq]
+    assert latencies == [0, 1, 1, 1, 1]
+    assert callers == [question for question, _, _ in questions]
+    assert (OUTPUT / "talk-conversation.png").stat().st_size > 0

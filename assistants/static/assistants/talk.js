@@ -106,7 +106,9 @@
         speak(message.greeting);
       }
     } else if (message.type === "text") {
-      if (!current) {
+      // A finished answer stays `current` while it is spoken (so speaking can interrupt it);
+      // the next answer's first frame starts a line of its own.
+      if (!current || current.done) {
         current = { item: addLine("assistant", ""), text: "", spokenUpTo: 0, heard: "", done: false };
       }
       current.text += message.token;
