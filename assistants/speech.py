@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -137,30 +138,32 @@ def speech_synthesize(*, audio: SpeechAudio) -> SpeechAudio:
     return audio
 
 
-def speech_cleanup(*, older_than: timedelta) -> int:
-    """Delete the files and rows of audio created more than `older_than` ago; return the number
-    of rows deleted.
+def speech_cleanup(*, older_than: timedelta, keep: Collection[str] = ()) -> int:
+    """Delete the files and rows of audio created more than `older_than` ago, except the rows
+    whose key is in `keep`; return the number of rows deleted.
 
     Crosses tenants on purpose: runs under `scopes_disabled()` (a named bypass) because expiry is
     the same for every tenant and nothing is returned but a count. A row whose file cannot be
     deleted is kept, so the next run tries again.
     """
     cutoff = timezone.now() - older_than
+    keep = frozenset(keep)
     deleted = 0
-    kept: set = set()
+    last = None
     with scopes_disabled():
         expired = SpeechAudio.objects.filter(created_at__lt=cutoff)
-        while batch := list(
-            expired.exclude(pk__in=kept).values_list("pk", "file")[:_CLEANUP_BATCH]
-        ):
+        while True:
+            page = expired if last is None else expired.filter(pk__gt=last)
+            batch = list(page.order_by("pk").values_list("pk", "file", "key")[:_CLEANUP_BATCH])
+            if not batch:
+                return deleted
+            last = batch[-1][0]
             done = []
-            for pk, name in batch:
-                if name and not _delete_file(name):
-                    kept.add(pk)
+            for pk, name, key in batch:
+                if key in keep or (name and not _delete_file(name)):
                     continue
                 done.append(pk)
             deleted += expired.filter(pk__in=done).delete()[0]
-    return deleted
 
 
 def _delete_file(name: str) -> bool:

@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError
 from django_scopes import scope
 
 from assistants.models import SpeechAudio
-from assistants.speech import speech_cleanup, speech_synthesize
+from assistants.services import speech_expire
+from assistants.speech import speech_synthesize
 
 # Engines have their own timeouts (gTTS per request, espeak-ng per run); this is the backstop.
 SYNTHESIS_SOFT_TIME_LIMIT = 20
@@ -40,6 +41,7 @@ def synthesize_speech(tenant_id: str, audio_id: str) -> str:
 
 @shared_task(soft_time_limit=600, time_limit=660)
 def cleanup_speech_audio() -> int:
-    """Delete speech audio older than TTS_AUDIO_TTL_HOURS (every tenant's); return the count."""
+    """Delete speech audio older than TTS_AUDIO_TTL_HOURS (every tenant's) except the assistants'
+    current greetings, whose audio is made again if it is missing; return the count deleted."""
     hours = getattr(settings, "TTS_AUDIO_TTL_HOURS", 24)
-    return speech_cleanup(older_than=timedelta(hours=hours))
+    return speech_expire(older_than=timedelta(hours=hours))

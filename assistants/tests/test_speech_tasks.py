@@ -14,7 +14,8 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from assistants.models import SpeechAudio
+from assistants.models import AssistantConfig, SpeechAudio
+from assistants.services import assistant_create, assistant_update
 from assistants.speech import (
     PERMANENT_ERROR_PREFIX,
     speech_cleanup,
@@ -302,6 +303,71 @@ def test_the_cleanup_task_runs_through_the_worker(celery_worker_process, tenant_
     assert stored_files(media_root) == [fresh.file]
     with scopes_disabled():
         assert list(SpeechAudio.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def _espeak_assistant(tenant, greeting: str) -> AssistantConfig:
+    with scope(tenant=tenant):
+        return assistant_create(
+            tenant=tenant, name=f"Espeaking {tenant.slug}", greeting=greeting,
+            tts_engine=AssistantConfig.TTSEngine.ESPEAK,
+        )  # fmt: skip
+
+
+def greeting_audio(assistant: AssistantConfig, worker) -> SpeechAudio:
+    """The audio row of the assistant's greeting once the worker made it (or failed to)."""
+    key = speech_key(
+        tenant_id=assistant.tenant_id, engine=assistant.tts_engine, voice=assistant.tts_voice,
+        language=assistant.language, text=assistant.greeting,
+    )  # fmt: skip
+    deadline = time.monotonic() + WAIT_SECONDS
+    with scopes_disabled():
+        while time.monotonic() < deadline:
+            row = SpeechAudio.objects.filter(tenant=assistant.tenant, key=key).first()
+            if row is not None and (row.file or row.error):
+                return row
+            time.sleep(0.05)
+    raise AssertionError(f"no greeting audio after {WAIT_SECONDS} s; worker log:\n{worker.log()}")
+
+
+@worker_test
+def test_the_cleanup_keeps_the_audio_of_every_current_greeting(
+    celery_worker_process, tenant_a, tenant_b, media_root
+):
+    acme = _espeak_assistant(tenant_a, "Acme Plumbing, how can I help?")
+    bravo = _espeak_assistant(tenant_b, "Bravo Bakery, hello!")
+    greetings = [greeting_audio(a, celery_worker_process) for a in (acme, bravo)]
+    sentence = wait_until_settled(prepare(tenant_a, "Yesterday's special."), celery_worker_process)
+    # A greeting the assistant no longer uses expires like any sentence.
+    with scope(tenant=tenant_a):
+        assistant_update(assistant=acme, greeting="Acme Plumbing, good morning!")
+    replaced = greeting_audio(acme, celery_worker_process)
+    for audio in (*greetings, sentence, replaced):
+        make_old(audio, age=timedelta(hours=25))
+
+    deleted = cleanup_speech_audio.delay().get(timeout=WAIT_SECONDS, interval=0.05)
+
+    assert deleted == 2
+    with scopes_disabled():
+        kept = set(SpeechAudio.objects.values_list("pk", flat=True))
+    assert kept == {greetings[1].pk, replaced.pk}
+    assert stored_files(media_root) == sorted([greetings[1].file, replaced.file])
+
+
+@worker_test
+def test_the_cleanup_makes_a_greeting_whose_audio_is_gone(
+    celery_worker_process, tenant_a, media_root
+):
+    acme = _espeak_assistant(tenant_a, "Acme Plumbing, how can I help?")
+    made = greeting_audio(acme, celery_worker_process)
+    with scopes_disabled():
+        SpeechAudio.objects.filter(pk=made.pk).delete()  # expired before greetings were kept
+    default_storage.delete(made.file)
+
+    assert cleanup_speech_audio.delay().get(timeout=WAIT_SECONDS, interval=0.05) == 0
+
+    remade = greeting_audio(acme, celery_worker_process)
+    assert remade.file and remade.pk != made.pk
+    assert stored_files(media_root) == [remade.file]
 
 
 # --- in-process services ---------------------------------------------------------------------
