@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from assistants.models import AssistantConfig, FAQEntry
+from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
 from assistants.services import assistant_prepare_greeting
+from assistants.speech import speech_url
 from tenants.admin_base import TenantScopedAdmin
 
 
@@ -45,3 +49,39 @@ class FAQEntryAdmin(TenantScopedAdmin):
     list_filter = ["active"]
     search_fields = ["patterns", "answer"]
     list_select_related = ["tenant", "assistant"]
+
+
+@admin.register(SpeechAudio)
+class SpeechAudioAdmin(TenantScopedAdmin):
+    """Made and expired by the speech tasks; here to read why a sentence had no audio."""
+
+    list_display = ["text", "tenant", "engine", "voice", "language", "state", "synth_ms",
+                    "created_at"]  # fmt: skip
+    list_filter = ["engine", "language"]
+    search_fields = ["text", "error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant"]
+    fields = ["tenant", "text", "engine", "voice", "language", "state", "error", "player",
+              "content_type", "synth_ms", "created_at"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="State")
+    def state(self, obj: SpeechAudio) -> str:
+        if obj.file:
+            return "ready"
+        return "failed" if obj.error else "being made"
+
+    @admin.display(description="Audio")
+    def player(self, obj: SpeechAudio) -> str:
+        if not obj.file:
+            return "—"
+        return format_html('<audio controls preload="none" src="{}"></audio>', speech_url(obj))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the cleanup task deletes files and rows together

@@ -202,6 +202,7 @@ class SpeechAudio(models.Model):
     objects = ScopedManager(tenant="tenant")
 
     class Meta:
+        verbose_name = verbose_name_plural = "speech audio"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "key"], name="speechaudio_unique_tenant_key")
         ]

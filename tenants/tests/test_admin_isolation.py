@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django_scopes import scopes_disabled
 
-from assistants.models import AssistantConfig, FAQEntry
+from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
 from calls.models import Call, Turn
 from tenants.models import Membership, PhoneNumber, RateLimit, Tenant
 from tenants.tests.conftest import TenantRows
@@ -39,6 +39,7 @@ CASES = [
     Case(FAQEntry, lambda r: r.faq, lambda r: str(r.faq)),
     Case(Call, lambda r: r.call, lambda r: r.call.call_sid),
     Case(Turn, lambda r: r.turn, lambda r: r.turn.text),
+    Case(SpeechAudio, lambda r: r.speech, lambda r: r.speech.text),
     Case(Tenant, lambda r: r.tenant, lambda r: r.tenant.name),
 ]
 WRITABLE = [c for c in CASES if c.model in (PhoneNumber, AssistantConfig, FAQEntry)]
@@ -161,7 +162,9 @@ def test_staff_without_a_membership_see_no_tenant_data(
 
 def test_the_admin_index_lists_only_what_a_tenant_member_may_open(alice) -> None:
     content = client_for(alice).get(reverse("admin:index")).content.decode()
-    for name in ("Phone numbers", "Assistant configs", "FAQ entries", "Calls", "Turns", "Tenants"):
+    names = ("Phone numbers", "Assistant configs", "FAQ entries", "Speech audio", "Calls", "Turns",
+             "Tenants")  # fmt: skip
+    for name in names:
         assert name in content
     assert "Memberships" not in content
     assert "Rate limits" not in content
@@ -404,6 +407,19 @@ def test_calls_and_turns_are_read_only_records_even_for_the_owner(
     assert client.post(url(Call, "change", call.pk), data).status_code == 403
     assert client.post(url(Call, "delete", call.pk), {"post": "yes"}).status_code == 403
     assert reload(call).status == Call.Status.RINGING
+
+
+def test_speech_audio_is_a_read_only_record_even_for_the_owner(alice, rows_a: TenantRows) -> None:
+    client = client_for(alice)
+    audio = rows_a.speech
+    page = client.get(url(SpeechAudio, "change", audio.pk))
+    assert page.status_code == 200
+    assert audio.text in page.content.decode()
+    assert client.get(url(SpeechAudio, "add")).status_code == 403
+    changed = form_data(audio, text="changed by alice")
+    assert client.post(url(SpeechAudio, "change", audio.pk), changed).status_code == 403
+    assert client.post(url(SpeechAudio, "delete", audio.pk), {"post": "yes"}).status_code == 403
+    assert reload(audio).text == audio.text
 
 
 def test_owner_sees_the_turns_of_a_call(alice, bob, rows_a: TenantRows) -> None:
