@@ -266,26 +266,43 @@ def assistant_breakdown(
 ) -> list[dict]:
     """The period's figures per assistant config, busiest first, to compare configs."""
     tallies = group_tallies(tenant_ids, resolve_split(period, split), by_assistant=True)
-    return _breakdown_of(tallies, tenant_ids=tenant_ids)
+    return _breakdown_of(tallies, tenant_ids=tenant_ids, period=period)
 
 
-def _breakdown_of(tallies: dict[Any, Tally], *, tenant_ids: list | None) -> list[dict]:
+def _call_modes(tenant_ids: list | None, period: Period) -> dict[Any, list[str]]:
+    """The modes (gather, relay, web) each assistant's calls of the period ran in: an
+    assistant's mode can change, and web calls are made in any mode."""
+    rows = (
+        calls_in(tenant_ids, ((period.start, period.end),))
+        .filter(assistant_id__isnull=False)
+        .values_list("assistant_id", "mode")
+        .distinct()
+        .order_by()
+    )
+    modes: dict[Any, list[str]] = defaultdict(list)
+    for assistant_id, mode in rows:
+        modes[assistant_id].append(mode)
+    return {assistant_id: sorted(found) for assistant_id, found in modes.items()}
+
+
+def _breakdown_of(
+    tallies: dict[Any, Tally], *, tenant_ids: list | None, period: Period
+) -> list[dict]:
     ids = [assistant_id for assistant_id in tallies if assistant_id is not None]
     assistants = for_tenants(AssistantConfig.objects.filter(id__in=ids), tenant_ids)
-    names = {
-        a.id: (a.name, a.model, a.mode, a.tenant.name) for a in assistants.select_related("tenant")
-    }
+    names = {a.id: (a.name, a.model, a.tenant.name) for a in assistants.select_related("tenant")}
+    modes = _call_modes(tenant_ids, period) if names else {}
     result = []
     for assistant_id, tally in tallies.items():
         if assistant_id not in names:
             continue
-        name, model, mode, tenant_name = names[assistant_id]
+        name, model, tenant_name = names[assistant_id]
         result.append(
             {
                 "id": str(assistant_id),
                 "name": name,
                 "model": model,
-                "mode": mode,
+                "modes": modes.get(assistant_id, []),
                 "tenant": tenant_name,
                 **_derived(tally),
             }  # fmt: skip
@@ -398,7 +415,7 @@ def _figures_and_breakdown(
         total.merge(tally)
     return {
         "figures": _figures_of(total, period=period, budget_tenant=budget_tenant),
-        "assistants": _breakdown_of(tallies, tenant_ids=tenant_ids),
+        "assistants": _breakdown_of(tallies, tenant_ids=tenant_ids, period=period),
     }
 
 

@@ -51,6 +51,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "live_calls": live,
         "recent_calls": recent,
         "cache_seconds": settings.ANALYTICS_CACHE_SECONDS,
+        # How the page names what live events carry as values, as the server-rendered rows do.
+        "labels": {"status": dict(Call.Status.choices), "outcome": dict(Call.Outcome.choices)},
     }
     return render(request, "analytics/dashboard.html", context)
 

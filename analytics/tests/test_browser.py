@@ -4,8 +4,10 @@ watch a simulated call arrive, grow turn by turn and end, without reloading the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,10 @@ def browser_page():
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        # The browser's time zone differs from the server's (UTC): dates must be the server's.
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1600}, timezone_id="America/New_York"
+        )
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.errors = errors
@@ -163,3 +168,109 @@ def test_a_call_appears_grows_and_ends_live(
     page.screenshot(path=str(OUTPUT / "call-page.png"), full_page=True)
     assert page.errors == []
     assert Path(OUTPUT / "dashboard-live.png").stat().st_size > 10_000
+
+
+def log_in(page, base_url: str, user) -> None:
+    page.goto(base_url + "/dashboard/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/dashboard/")
+
+
+def row_cells(page, selector: str) -> list[str]:
+    return [text.strip() for text in page.locator(selector).locator("td").all_inner_texts()]
+
+
+def set_mode(assistant, mode: str) -> None:
+    with scopes_disabled():
+        type(assistant).objects.filter(pk=assistant.pk).update(mode=mode)
+
+
+def test_the_tables_show_rates_as_percentages_and_the_modes_the_calls_ran_in(
+    daphne_server, alice, book, browser_page
+):
+    page = browser_page
+    # The night line answers in relay mode from today on; its calls of the week were gather calls.
+    off_loop(set_mode, book.assistant_a2, "relay")
+    log_in(page, daphne_server.base_url, alice)
+    page.goto(daphne_server.base_url + "/dashboard/?period=7d")
+    page.wait_for_selector("#live-status[data-state=live]", timeout=WAIT_MS)
+    headers = page.locator("#assistants thead th").all_inner_texts()
+
+    def cells(name: str) -> dict[str, str]:
+        row = page.locator("#assistants tbody tr", has_text=name)
+        return dict(zip(headers, row.locator("td").all_inner_texts(), strict=True))
+
+    served = {name: cells(name) for name in ("Acme front desk", "Acme night line")}
+    # The same figures as the cards: 1 of 3 replies of the front desk had an error, 1 of 2 of
+    # the night line needed a fallback and 1 of 2 came from the cache.
+    assert served["Acme front desk"]["Errors"] == "33.3 %"
+    assert served["Acme front desk"]["Fallback"] == "0 %"
+    assert served["Acme night line"]["Fallback"] == "50 %"
+    assert served["Acme night line"]["Cache hits"] == "50 %"
+    assert served["Acme night line"]["Mode"] == "gather"
+    assert page.text_content("[data-figure=error_rate]") == "20 %"
+
+    # After a live event the page redraws the table from /dashboard/figures/: the same text.
+    page.evaluate("document.querySelector('#assistants tbody').replaceChildren()")
+    live = book.calls["c5"]
+    off_loop(
+        events.publish, "started", call=live, from_number="••••••0042", to_number=live.to_number,
+        assistant="Acme front desk", mode=live.mode,
+    )  # fmt: skip
+    page.locator("#assistants tbody tr", has_text="Acme night line").wait_for(timeout=WAIT_MS)
+    assert {name: cells(name) for name in served} == served
+    page.screenshot(path=str(OUTPUT / "dashboard-assistants.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_the_charts_count_calls_per_day_over_7_and_30_days(
+    daphne_server, alice, book, browser_page
+):
+    page = browser_page
+    log_in(page, daphne_server.base_url, alice)
+    for period, days, calls in (("7d", 8, 5), ("30d", 31, 6)):
+        page.goto(f"{daphne_server.base_url}/dashboard/?period={period}")
+        page.wait_for_selector("#calls-chart[data-rendered=true]", timeout=WAIT_MS)
+        assert page.text_content("#calls-caption") == "Calls per day"
+        chart = page.evaluate(
+            "(() => { const c = Chart.getChart(document.getElementById('calls-chart'));"
+            " return {labels: c.data.labels, calls: c.data.datasets[0].data}; })()"
+        )
+        assert days - 1 <= len(chart["labels"]) <= days, chart["labels"]
+        assert len(set(chart["labels"])) == len(chart["labels"])
+        assert sum(chart["calls"]) == calls
+        page.screenshot(path=str(OUTPUT / f"dashboard-{period}.png"), full_page=True)
+    page.goto(f"{daphne_server.base_url}/dashboard/?period=today")
+    page.wait_for_selector("#calls-chart[data-rendered=true]", timeout=WAIT_MS)
+    assert page.text_content("#calls-caption") == "Calls per hour"
+    assert page.errors == []
+
+
+def test_a_call_that_ends_live_is_listed_as_the_server_lists_it(
+    daphne_server, alice, number_a, browser_page
+):
+    page = browser_page
+    log_in(page, daphne_server.base_url, alice)
+    page.wait_for_selector("#live-status[data-state=live]", timeout=WAIT_MS)
+
+    caller = Caller(daphne_server.base_url, to=number_a.number, from_="+15551230123")
+    caller.post("/twilio/voice", CallStatus="ringing")
+    page.locator(".live-call").first.wait_for(timeout=WAIT_MS)
+    caller.post("/twilio/status", CallStatus="completed", SequenceNumber="1", CallDuration="42")
+    call = off_loop(find_call, caller.call_sid)
+    row = f"#ended-calls tr[data-call='{call.id}']"
+    page.locator(row).wait_for(timeout=WAIT_MS)
+    page.screenshot(path=str(OUTPUT / "dashboard-ended-live.png"), full_page=True)
+    live = row_cells(page, row)
+
+    page.reload()
+    served = row_cells(page, row)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", served[0])
+    assert live[1:] == served[1:]
+    assert served[5:8] == ["Completed", "Completed", "42 s"]
+    # The live row shows when the call started, in the server's time zone (a second apart at most).
+    started = [datetime.strptime(text, "%Y-%m-%d %H:%M:%S") for text in (live[0], served[0])]
+    assert abs((started[0] - started[1]).total_seconds()) <= 1
+    assert page.errors == []

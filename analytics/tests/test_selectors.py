@@ -6,7 +6,7 @@ import pytest
 from django_scopes import scopes_disabled
 
 from analytics import selectors
-from calls.models import Turn
+from calls.models import Call, Turn
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +76,21 @@ def test_per_assistant_breakdown_compares_configs(book, tenant_a, assistant_a):
     assert (night["calls"], night["turns"], night["turns_per_call"]) == (1, 4, 4.0)
     assert (night["cache_hit_rate"], night["fallback_rate"], night["turn_p50"]) == (0.5, 0.5, 30)
     assert all(row["tenant"] == "Acme Plumbing" for row in rows)
+
+
+def test_each_assistant_row_names_the_modes_its_calls_ran_in(book, tenant_a, tenant_b):
+    period = selectors.period_for("7d", now=book.now)
+    with scopes_disabled():
+        # The night line is switched to relay today; its calls of the week ran in gather mode.
+        type(book.assistant_a2).objects.filter(pk=book.assistant_a2.pk).update(mode="relay")
+        Call.objects.filter(pk=book.calls["c1"].pk).update(mode=Call.Mode.WEB)
+        Call.objects.filter(pk=book.calls["old"].pk).update(mode=Call.Mode.RELAY)  # out of period
+        Call.objects.filter(pk=book.calls["b"].pk).update(mode=Call.Mode.RELAY)  # tenant B
+        rows = selectors.assistant_breakdown(tenant_ids=[tenant_a.id], period=period)
+        everyone = selectors.report(tenant_ids=None, period=period)["assistants"]
+    modes = {row["name"]: row["modes"] for row in rows}
+    assert modes == {"Acme front desk": ["gather", "web"], "Acme night line": ["gather"]}
+    assert {row["name"]: row["modes"] for row in everyone}["Bravo orders"] == ["relay"]
 
 
 def test_charts_count_calls_per_hour_and_latency(book, tenant_a):

@@ -3,10 +3,33 @@
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("dashboard-config").textContent);
+  const labels = JSON.parse(document.getElementById("labels-data").textContent);
   const liveCalls = document.getElementById("live-calls");
   const endedCalls = document.getElementById("ended-calls");
   const statusBadge = document.getElementById("live-status");
   const charts = {};
+
+  // --- formatting, as the server-rendered page does -------------------------------------
+  // A rate as a percentage with at most one decimal (the template filter `percent`).
+  function percent(value) {
+    return value === null || value === undefined ? "—" : (Math.round(value * 1000) / 10) + " %";
+  }
+
+  // "2026-12-03 18:00:41" in the server's time zone (Django's date:"Y-m-d H:i:s").
+  const dateParts = new Intl.DateTimeFormat("en-GB", {
+    timeZone: config.timeZone, hourCycle: "h23", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  function serverDate(iso) {
+    const p = {};
+    dateParts.formatToParts(new Date(iso)).forEach(function (part) { p[part.type] = part.value; });
+    return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+  }
+
+  function label(kind, value) {
+    const names = labels[kind] || {};
+    return Object.prototype.hasOwnProperty.call(names, value) ? names[value] : value;
+  }
 
   // --- figures and charts -----------------------------------------------------------------
   function formatFigure(el, value) {
@@ -15,9 +38,25 @@
       return;
     }
     const unit = el.dataset.unit;
-    if (unit === "%") el.textContent = (Math.round(value * 1000) / 10) + " %";
+    if (unit === "%") el.textContent = percent(value);
     else if (unit) el.textContent = value + " " + unit;
     else el.textContent = String(value);
+  }
+
+  // Over 7 and 30 days, calls per day: the hourly counts added up per local day (labels of
+  // those periods are "03 Dec 18:00", in the period's time zone).
+  function perDay(data) {
+    if (config.period === "today") return { labels: data.labels, calls: data.calls };
+    const days = { labels: [], calls: [] };
+    data.labels.forEach(function (hour, i) {
+      const day = hour.split(" ").slice(0, 2).join(" ");
+      if (days.labels[days.labels.length - 1] !== day) {
+        days.labels.push(day);
+        days.calls.push(0);
+      }
+      days.calls[days.calls.length - 1] += data.calls[i];
+    });
+    return days;
   }
 
   function showFigures(figures) {
@@ -48,8 +87,9 @@
         options: Object.assign({ scales: { y: { beginAtZero: true } } }, common),
       });
     }
-    charts.calls.data.labels = data.labels;
-    charts.calls.data.datasets[0].data = data.calls;
+    const calls = perDay(data);
+    charts.calls.data.labels = calls.labels;
+    charts.calls.data.datasets[0].data = calls.calls;
     charts.latency.data.labels = data.labels;
     charts.latency.data.datasets[0].data = data.first_token_p50;
     charts.latency.data.datasets[1].data = data.turn_p50;
@@ -68,10 +108,10 @@
     body.replaceChildren();
     rows.forEach(function (a) {
       const cells = [a.name].concat(withTenant ? [a.tenant] : []).concat([
-        a.model, a.mode, a.calls, a.answered, dash(a.avg_duration), dash(a.turns_per_call),
-        dash(a.first_token_p50) + " / " + dash(a.first_token_p90),
+        a.model, (a.modes || []).join(", ") || "—", a.calls, a.answered, dash(a.avg_duration),
+        dash(a.turns_per_call), dash(a.first_token_p50) + " / " + dash(a.first_token_p90),
         dash(a.turn_p50) + " / " + dash(a.turn_p90),
-        dash(a.fallback_rate), dash(a.error_rate), dash(a.cache_hit_rate), a.tokens,
+        percent(a.fallback_rate), percent(a.error_rate), percent(a.cache_hit_rate), a.tokens,
       ]);
       const tr = document.createElement("tr");
       cells.forEach(function (value) {
@@ -197,13 +237,13 @@
     const row = document.createElement("tr");
     row.dataset.call = id;
     const cells = [
-      new Date(card ? card.dataset.started : event.at).toLocaleString(),
+      serverDate(card ? card.dataset.started : event.at),
       card ? card.querySelector(".to").textContent : (data.to_number || ""),
       card ? card.querySelector(".from").textContent : (data.from_number || ""),
       card ? card.querySelector(".assistant").textContent : "",
       card ? card.querySelector(".mode").textContent : "",
-      data.status || event.event,
-      data.outcome || "",
+      label("status", data.status || event.event),
+      label("outcome", data.outcome || ""),
       data.duration !== undefined && data.duration !== null ? data.duration + " s" : "—",
     ];
     cells.forEach(function (value, i) {
