@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from django.db import connections
 from django_scopes import scopes_disabled
 
 from calls import events
@@ -62,8 +63,15 @@ class Caller:
 
 def off_loop(function, *args, **kwargs):
     """Run Django code outside the event loop that Playwright's sync API keeps in this thread."""
+
+    def run():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()  # the thread's own connection, or it outlives the test
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(function, *args, **kwargs).result(timeout=30)
+        return pool.submit(run).result(timeout=30)
 
 
 def find_call(call_sid: str) -> Call:
@@ -273,4 +281,76 @@ def test_a_call_that_ends_live_is_listed_as_the_server_lists_it(
     # The live row shows when the call started, in the server's time zone (a second apart at most).
     started = [datetime.strptime(text, "%Y-%m-%d %H:%M:%S") for text in (live[0], served[0])]
     assert abs((started[0] - started[1]).total_seconds()) <= 1
+    assert page.errors == []
+
+
+def relay_call_with_a_streamed_turn(tenant, assistant) -> Call:
+    """A relay call in progress whose answer streamed: first token sent right after the LLM's
+    first token, the last one right when the LLM was done. Its snapshot has a long prompt."""
+    from django.utils import timezone
+
+    from calls.models import Turn
+
+    now = timezone.now()
+    snapshot = {**assistant.snapshot(), "system_prompt": "Be brief and kind. " * 40}
+    with scopes_disabled():
+        call = Call.objects.create(
+            tenant=tenant, assistant=assistant, call_sid="CA" + "7" * 32, mode=Call.Mode.RELAY,
+            status=Call.Status.IN_PROGRESS, started_at=now, answered_at=now,
+            from_number="+15551230123", to_number="+14155550100", config_snapshot=snapshot,
+        )  # fmt: skip
+        Turn.objects.create(
+            tenant=tenant, call=call, sequence=1, role=Turn.Role.CALLER, text="Hello?",
+            created_at=now,
+        )  # fmt: skip
+        Turn.objects.create(
+            tenant=tenant, call=call, sequence=2, role=Turn.Role.ASSISTANT, created_at=now,
+            text="Hello! How can I help?", source="llm", llm_first_token_ms=350,
+            response_sent_ms=352, llm_done_ms=900, last_token_sent_ms=901,
+        )  # fmt: skip
+    return call
+
+
+def test_the_call_page_of_a_relay_call_in_progress(daphne_server, alice, tenant_a, assistant_a,
+                                                   browser_page):  # fmt: skip
+    page = browser_page
+    call = off_loop(relay_call_with_a_streamed_turn, tenant_a, assistant_a)
+    log_in(page, daphne_server.base_url, alice)
+    page.goto(f"{daphne_server.base_url}/dashboard/calls/{call.id}/")
+    page.wait_for_selector("#waterfall-chart[data-rendered=true]", timeout=WAIT_MS)
+    page.screenshot(path=str(OUTPUT / "call-page-relay.png"), full_page=True)
+
+    facts = dict(
+        zip(
+            page.locator(".call-facts dt").all_inner_texts(),
+            page.locator(".call-facts dd").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert facts["Duration"] == "in progress"
+    # The snapshot's long lines wrap inside the page instead of running off it.
+    snapshot = page.evaluate(
+        "(() => { const s = document.getElementById('snapshot');"
+        " return {scroll: s.scrollWidth, client: s.clientWidth,"
+        " right: s.getBoundingClientRect().right, page: document.documentElement.scrollWidth,"
+        " width: window.innerWidth}; })()"
+    )
+    assert snapshot["scroll"] <= snapshot["client"], snapshot
+    assert snapshot["right"] <= snapshot["width"] and snapshot["page"] <= snapshot["width"]
+    # Every stage the legend names is drawn as a visible bar, in the order it happened.
+    bars = page.evaluate(
+        """(() => {
+          const chart = Chart.getChart(document.getElementById('waterfall-chart'));
+          return chart.data.datasets.map((dataset, i) => {
+            const bar = chart.getDatasetMeta(i).data[0];
+            return {stage: dataset.label, span: dataset.data[0],
+                    pixels: Math.abs(bar.x - bar.base), hidden: !chart.isDatasetVisible(i)};
+          });
+        })()"""
+    )
+    assert [bar["stage"] for bar in bars] == [
+        "LLM first token", "First token sent", "LLM done", "Last token sent",
+    ]  # fmt: skip
+    assert [bar["span"] for bar in bars] == [[0, 350], [350, 352], [352, 900], [900, 901]]
+    assert all(bar["pixels"] >= 3 and not bar["hidden"] for bar in bars), bars
     assert page.errors == []
