@@ -15,8 +15,9 @@ from tenants.admin_base import TenantScopedAdmin
 
 @admin.register(AssistantConfig)
 class AssistantConfigAdmin(TenantScopedAdmin):
+    # The talk link next to the name: a last column is scrolled out of sight on laptop screens.
     list_display = [
-        "name", "tenant", "mode", "model", "language", "tts_engine", "updated_at", "talk_link",
+        "name", "talk_link", "tenant", "mode", "model", "language", "tts_engine", "updated_at",
     ]  # fmt: skip
     list_filter = ["mode", "tts_engine", "model"]
     search_fields = ["name"]

@@ -132,3 +132,38 @@ def test_every_answer_gets_its_own_bubble_with_its_own_latency(
     assert latencies == [0, 1, 1, 1, 1]
     assert callers == [question for question, _, _ in questions]
     assert (OUTPUT / "talk-conversation.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("username", ["alice", "root"])
+def test_the_talk_link_of_the_admin_assistant_list_fits_a_1366_pixel_screen(
+    daphne_server, alice, superuser, assistant_a, assistant_b, username
+):
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(f"{daphne_server.base_url}/admin/login/?next=/admin/assistants/assistantconfig/")
+            page.fill("#id_username", username)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url("**/admin/assistants/assistantconfig/")
+            link = page.get_by_role("link", name="Talk to it").first
+            expect(link).to_be_visible()
+            page.screenshot(path=str(OUTPUT / f"admin-assistants-{username}.png"))
+            # What a click in the middle of the link lands on: the link itself only when no
+            # edge of the page or of the results table's scrolling box cuts it off.
+            hit = link.evaluate(
+                """link => {
+                  const box = link.getBoundingClientRect();
+                  const at = document.elementFromPoint(box.x + box.width / 2,
+                                                       box.y + box.height / 2);
+                  return {onLink: at === link || link.contains(at), right: box.right};
+                }"""
+            )
+            href = link.get_attribute("href")
+        finally:
+            browser.close()
+
+    assert hit["onLink"], hit
+    assert href == f"/assistants/{assistant_a.id}/talk/"
