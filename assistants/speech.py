@@ -94,6 +94,17 @@ def _queue(audio: SpeechAudio) -> None:
     transaction.on_commit(lambda: synthesize_speech.delay(tenant_id, audio_id), robust=True)
 
 
+def speech_engine_problem(engine: str) -> str:
+    """Why `engine` cannot make audio here now ("" when it can), found by speaking one short
+    word and throwing the audio away. For start-up checks, not for requests: it may take as
+    long as the engine's timeout (GTTS_TIMEOUT)."""
+    try:
+        get_engine(engine).synthesize("Hello.", language="en-US", voice="")
+    except TTSError as exc:
+        return exc.message
+    return ""
+
+
 def speech_url(audio: SpeechAudio, *, base_url: str = "") -> str:
     """Absolute URL of the stored file: the storage's URL when it is absolute (an object store),
     else PUBLIC_BASE_URL (or `base_url`, the address the request came in on) + that path."""
@@ -114,7 +125,11 @@ def speech_synthesize(*, audio: SpeechAudio) -> SpeechAudio:
         )
     except TTSError as exc:
         error = (PERMANENT_ERROR_PREFIX if exc.permanent else "") + exc.message
-        logger.warning("speech synthesis failed", extra={"engine": audio.engine, "error": error})
+        # The reason goes in the message: a Celery worker's plain log format drops extra fields.
+        logger.warning(
+            "speech synthesis failed (%s): %s", audio.engine, error,
+            extra={"engine": audio.engine, "error": error},
+        )  # fmt: skip
         SpeechAudio.objects.filter(pk=audio.pk, tenant_id=audio.tenant_id, file="").update(
             error=error[:2000]
         )

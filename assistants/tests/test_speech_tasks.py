@@ -473,3 +473,20 @@ def test_a_file_made_for_a_row_deleted_meanwhile_is_not_kept(tenant_a, media_roo
 
     assert result.file == ""
     assert stored_files(media_root) == []
+
+
+@pytest.mark.django_db
+def test_a_failure_is_logged_with_its_reason(tenant_a, media_root, caplog):
+    with scope(tenant=tenant_a):
+        audio = SpeechAudio.objects.create(
+            tenant=tenant_a, key="v" * 64, engine="espeak", voice="nosuchvoice", language="en-US",
+            text=SENTENCE,
+        )  # fmt: skip
+        with caplog.at_level("WARNING", logger="assistants.speech"):
+            failed = speech_synthesize(audio=audio)
+
+    assert failed.error.startswith(PERMANENT_ERROR_PREFIX)
+    [record] = [r for r in caplog.records if r.name == "assistants.speech"]
+    # The message itself carries the reason: a worker's plain log format shows no extra fields.
+    assert "espeak" in record.getMessage()
+    assert failed.error in record.getMessage()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from io import StringIO
 
 import pytest
@@ -9,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django_scopes import scopes_disabled
 
-from assistants.models import AssistantConfig, FAQEntry
+from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -138,3 +139,60 @@ def test_it_leaves_the_demo_number_alone_when_another_tenant_owns_it(
         number = PhoneNumber.objects.get(number="+15005550006")
     assert (number.tenant, number.assistant) == (assistant_b.tenant, assistant_b)
     assert "belongs to another tenant" in errors.getvalue()
+
+
+# --- the demo's speech engine ------------------------------------------------------------------
+
+
+@pytest.fixture
+def google_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gTTS's requests are refused at the wire: a local port nobody listens on, as its proxy."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, closed)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+
+def seed(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD)
+    out, errors = StringIO(), StringIO()
+    call_command("seed_demo", stdout=out, stderr=errors)
+    return out.getvalue(), errors.getvalue()
+
+
+def demo_engine() -> str:
+    with scopes_disabled():
+        return AssistantConfig.objects.get(tenant__slug="demo").tts_engine
+
+
+def test_without_google_the_demo_speaks_with_espeak_ng_and_says_so_once(
+    google_unreachable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, errors = seed(monkeypatch)
+
+    assert demo_engine() == AssistantConfig.TTSEngine.ESPEAK, errors
+    assert "gTTS cannot reach Google" in errors
+    assert "speaks with espeak-ng" in errors
+    with scopes_disabled():
+        greeting = SpeechAudio.objects.get(tenant__slug="demo")
+    assert greeting.engine == "espeak"  # the greeting's audio is made with the engine it uses
+    # Seeding again checks nothing more and says nothing more: the choice is made.
+    _, again = seed(monkeypatch)
+    assert demo_engine() == AssistantConfig.TTSEngine.ESPEAK
+    assert again == ""
+
+
+def test_without_google_or_espeak_ng_it_says_what_to_install(
+    google_unreachable, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on it
+
+    _, errors = seed(monkeypatch)
+
+    assert demo_engine() == AssistantConfig.TTSEngine.GTTS
+    assert "gTTS cannot reach Google" in errors
+    assert "apt-get install espeak-ng" in errors
+    assert "Twilio's voice" in errors

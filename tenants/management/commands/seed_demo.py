@@ -13,6 +13,7 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, FAQEntry
 from assistants.services import assistant_prepare_greeting
+from assistants.speech import speech_engine_problem
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
 DEMO_NUMBER = "+15005550006"
@@ -63,6 +64,8 @@ class Command(BaseCommand):
                     "transfer_number": "+15005550001",
                 },
             )
+            if assistant.tts_engine == AssistantConfig.TTSEngine.GTTS:
+                self._choose_a_working_engine(assistant)
             assistant_prepare_greeting(assistant=assistant)
             if not assistant.faq_entries.exists():
                 for patterns, answer in DEMO_FAQ:
@@ -103,4 +106,28 @@ class Command(BaseCommand):
             f"Demo tenant '{tenant.name}' with number {DEMO_NUMBER} -> assistant '{assistant.name}'.\n"
             f"Logins: admin / {password} (platform superuser), "
             f"demo-owner / {password} (the demo tenant's owner)."
+        )
+
+    def _choose_a_working_engine(self, assistant: AssistantConfig) -> None:
+        """gTTS needs Google on the internet. Without it, every sentence of the demo would fail
+        and be spoken with Twilio's voice: use espeak-ng (offline) when it is installed, and say
+        so once (the choice stays; gTTS can be chosen again in the admin)."""
+        problem = speech_engine_problem(AssistantConfig.TTSEngine.GTTS)
+        if not problem:
+            return
+        note = f"gTTS cannot reach Google from here ({problem}); it needs internet access."
+        if speech_engine_problem(AssistantConfig.TTSEngine.ESPEAK):
+            self.stderr.write(
+                f"{note} espeak-ng is not installed either, so callers hear Twilio's voice "
+                "(<Say>) instead of generated audio: apt-get install espeak-ng, then run "
+                "this again.",
+                style_func=self.style.WARNING,
+            )
+            return
+        assistant.tts_engine = AssistantConfig.TTSEngine.ESPEAK
+        assistant.save(update_fields=["tts_engine", "updated_at"])
+        self.stderr.write(
+            f"{note} The demo assistant '{assistant.name}' speaks with espeak-ng (offline) "
+            "instead; choose gTTS again in the admin once this machine is online.",
+            style_func=self.style.WARNING,
         )
