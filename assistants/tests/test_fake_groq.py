@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -924,6 +925,13 @@ def test_the_command_serves_on_a_free_port_and_stops_cleanly_on_sigterm():
                 _ask(sdk, model=MODEL)
         with FakeGroqControl(base_url) as control:
             assert [r["model"] for r in control.requests()] == [SMALL]
+        # Every control address it prints exists (a POST-only one answers GET with 405).
+        control_lines = [line for line in output.splitlines() if "/_fake/" in line]
+        advertised = re.findall(r"https?://\S+?(?=[,\s]|$)", "\n".join(control_lines))
+        for url in advertised:
+            assert url.startswith(base_url + "/_fake/")
+            assert httpx.get(url, timeout=5).status_code in (200, 405), url
+        assert len(advertised) == 5, output  # config, faults, requests, answers, reset
 
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)

@@ -77,7 +77,11 @@ class Command(BaseCommand):
                 f"  ttft {options['ttft_ms']:g} ms, {options['tps']:g} tokens/s, "
                 f"fail rate {options['fail_rate']:g} ({', '.join(fail_kinds)})"
             )
-            self.stdout.write(f"  control: {base_url}/_fake/ (faults, requests, config, reset)")
+            fake = f"{base_url}/_fake"
+            self.stdout.write(
+                f"  control: GET/POST {fake}/config, GET/POST/DELETE {fake}/faults, "
+                f"GET/DELETE {fake}/requests, POST {fake}/answers, POST {fake}/reset"
+            )
             self.stdout.write(f"GROQ_BASE_URL={base_url}")
             self.stdout.flush()
 
