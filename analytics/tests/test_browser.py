@@ -354,3 +354,17 @@ def test_the_call_page_of_a_relay_call_in_progress(daphne_server, alice, tenant_
     assert [bar["span"] for bar in bars] == [[0, 350], [350, 352], [352, 900], [900, 901]]
     assert all(bar["pixels"] >= 3 and not bar["hidden"] for bar in bars), bars
     assert page.errors == []
+
+
+def test_no_page_asks_for_something_that_is_not_there(daphne_server, alice, browser_page):
+    page = browser_page
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    log_in(page, daphne_server.base_url, alice)
+    page.wait_for_selector("#live-status[data-state=live]", timeout=WAIT_MS)
+    page.goto(daphne_server.base_url + "/admin/")
+    page.wait_for_load_state("networkidle")
+    icon = page.request.get(daphne_server.base_url + "/favicon.ico")
+
+    assert missing == []
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
