@@ -102,6 +102,10 @@ INSTALLED_APPS = [
     "calls",
     "analytics",
 ]
+# Stand-ins at the wire, the call simulator and test fixtures (requirements-devtools.txt).
+DEVTOOLS = env.bool("DEVTOOLS", default=DEBUG or not PRODUCTION)
+if DEVTOOLS:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -370,7 +374,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

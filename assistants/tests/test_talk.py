@@ -256,7 +256,11 @@ def test_the_concurrent_calls_limit_applies_to_web_calls(alice, assistant_a, ten
     async def scenario():
         assert (await first.connect())[0]
         await _receive(first)
+        await first.send_to(text_data=json.dumps({"type": "prompt", "text": "When are you open?"}))
+        await _answer(first)  # the first thing said started the call: the line is taken
         assert (await second.connect())[0]
+        await _receive(second)  # ready: opening the page takes no line
+        await second.send_to(text_data=json.dumps({"type": "prompt", "text": "Hello?"}))
         refusal = await _receive(second)
         assert refusal["type"] == "end" and "lines are busy" in refusal["message"]
         assert (await second.receive_output(timeout=5))["type"] == "websocket.close"

@@ -20,8 +20,8 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
-from calls.signatures import sign
-from calls.simulator import TwilioSimulator, parse_connect, run_relay
+from calls.transports.signatures import sign
+from devtools.simulator import TwilioSimulator, parse_connect, run_relay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

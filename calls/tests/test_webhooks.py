@@ -6,7 +6,7 @@ import pytest
 from django_scopes import scopes_disabled
 
 from calls.models import Call, Turn
-from calls.signatures import sign
+from calls.transports.signatures import sign
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db
