@@ -308,10 +308,18 @@ LLM_MODELS = env.list(
     ],
 )
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+
+
 def _twilio_auth_token() -> str:
-    """TWILIO_AUTH_TOKEN, else a local one kept in var/: only simulate_call can sign with it."""
+    """TWILIO_AUTH_TOKEN, else (not in production) a local one kept in var/: only
+    simulate_call can sign with it."""
     if value := env.str("TWILIO_AUTH_TOKEN", default=""):
         return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "TWILIO_AUTH_TOKEN must be set when PRODUCTION is on: without it no request from "
+            "Twilio passes the signature check."
+        )
     path = VAR_DIR / "local_twilio_auth_token"
     if not path.exists():
         path.write_text(secrets.token_hex(16))

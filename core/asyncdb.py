@@ -8,7 +8,7 @@ pool, and gives it back when done; the tenant scope and log context travel with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -30,6 +30,6 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
-def database_async(func: Callable[P, R]) -> Callable[P, R]:
-    """`func` as an awaitable that runs in the database thread pool."""
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_pool())  # type: ignore[return-value]
+def database_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """`func` as a coroutine function that runs `func` in the database thread pool."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_pool())

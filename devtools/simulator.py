@@ -249,7 +249,17 @@ def _relay_call(
     )
     call.socket_url = socket_url
     if not socket_url:
-        call.refused = "the voice webhook did not connect a ConversationRelay session"
+        if call.voice_status == 200 and b"<Gather" in body:
+            call.refused = (
+                f"the assistant answering {to} is in gather mode, not relay: run simulate_call "
+                "without --relay, or set the assistant's mode to relay"
+            )
+        else:
+            call.refused = "the voice webhook did not connect a ConversationRelay session"
+        # The call may have been answered: end it as Twilio would, so that it does not stay live.
+        call.status_code, _, _ = simulator.post(
+            "/twilio/status", {**base, "CallStatus": "completed", "CallDuration": "0"}
+        )
         return call
 
     async def converse() -> None:
