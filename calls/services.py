@@ -6,12 +6,12 @@ import logging
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -375,6 +375,26 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str
         duration=call.duration_seconds,
     )  # fmt: skip
     return True
+
+
+def calls_close_stale(*, quiet_for: timedelta) -> int:
+    """Close calls still "in progress" with no sign of life (no new turn) for `quiet_for`: a
+    server that died mid-call never said the call ended, and the call must neither show as
+    live nor hold a line. Every tenant's calls; returns how many were closed."""
+    cutoff = timezone.now() - quiet_for
+    with scopes_disabled():  # a housekeeping pass over every tenant, one call at a time
+        stale = (
+            Call.objects.filter(status__in=Call.ACTIVE_STATUSES, started_at__lt=cutoff)
+            .annotate(last_turn_at=Max("turns__created_at"))
+            .filter(Q(last_turn_at__isnull=True) | Q(last_turn_at__lt=cutoff))
+            .order_by()
+        )
+        closed = 0
+        for call in stale:
+            hours = quiet_for.total_seconds() / 3600
+            error = f"closed after {hours:g} h without a sign of life (no status callback)"
+            closed += call_finish(call=call, outcome=Call.Outcome.ERROR, error=error)
+    return closed
 
 
 def turn_mark_interrupted(*, turn: Turn, heard_text: str) -> Turn:

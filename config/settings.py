@@ -252,6 +252,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "assistants.tasks.cleanup_speech_audio",
         "schedule": 3600.0,
     },
+    "close-stale-calls": {
+        "task": "calls.tasks.close_stale_calls",
+        "schedule": 900.0,
+        "options": {"expires": 900.0},
+    },
 }
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"

@@ -13,7 +13,8 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, FAQEntry
 from assistants.services import assistant_prepare_greeting
-from tenants.models import Membership, PhoneNumber, Role, Tenant
+from tenants.models import PhoneNumber, Role, Tenant
+from tenants.services import membership_grant
 
 DEMO_NUMBER = "+15005550006"
 DEMO_FAQ = [
@@ -95,9 +96,7 @@ class Command(BaseCommand):
         owner.is_superuser = False
         owner.set_password(password)
         owner.save()
-        Membership.objects.update_or_create(
-            user=owner, tenant=tenant, defaults={"role": Role.OWNER}
-        )
+        membership_grant(user=owner, tenant=tenant, role=Role.OWNER)
 
         self.stdout.write(
             f"Demo tenant '{tenant.name}' with number {DEMO_NUMBER} -> assistant '{assistant.name}'.\n"
