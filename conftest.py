@@ -12,7 +12,7 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig, FAQEntry
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
-pytest_plugins = ["config.testing", "tenants.tests.api_fixtures"]
+pytest_plugins = ["devtools.testing", "tenants.tests.api_fixtures"]
 
 PASSWORD = "correct horse battery staple"
 

@@ -26,7 +26,7 @@ from django.http import Http404
 from analytics.access import access_group, dashboard_view
 from analytics.selectors import mask_number
 from calls.events import STAFF_GROUP, tenant_group
-from config.asyncdb import database_async
+from core.asyncdb import database_async
 
 logger = logging.getLogger(__name__)
 

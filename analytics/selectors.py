@@ -20,10 +20,8 @@ import math
 import re
 import threading
 import time
-import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +37,7 @@ from analytics import histograms
 from analytics.aggregates import Percentile
 from analytics.definitions import ASSISTANT, HISTOGRAM_FIELDS
 from analytics.models import HourlyStats, PlatformHourlyStats
+from analytics.periods import Period
 from analytics.services import floor_hour
 from analytics.tallies import (
     Split,
@@ -59,45 +58,11 @@ from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)
 
-PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days"}
-DEFAULT_PERIOD = "today"
 # A call with no final status callback after this long is not shown as live any more.
 LIVE_WINDOW = timedelta(seconds=ratelimits.STALE_CALL_SECONDS)
 LIVE_CALLS_LIMIT = 50
 LIVE_TURNS_PER_CALL = 100
 RECENT_CALLS_LIMIT = 20
-
-
-@dataclass(frozen=True)
-class Period:
-    key: str
-    label: str
-    start: datetime
-    end: datetime
-    tz: zoneinfo.ZoneInfo
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-
-def period_for(key: str, *, now: datetime | None = None, tz_name: str = "UTC") -> Period:
-    """The period named `key` (today, 7d, 30d; anything else means today) ending now.
-
-    "today" starts at midnight in `tz_name`; 7d and 30d are rolling windows.
-    """
-    if key not in PERIODS:
-        key = DEFAULT_PERIOD
-    try:
-        tz = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = zoneinfo.ZoneInfo("UTC")
-    now = now or timezone.now()
-    if key == "today":
-        start = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    else:
-        start = now - timedelta(days=7 if key == "7d" else 30)
-    return Period(key=key, label=PERIODS[key], start=start, end=now, tz=tz)
 
 
 def mask_number(number: str) -> str:

@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -31,11 +31,9 @@ from analytics.definitions import (
     turn_counts,
 )
 from analytics.models import ROLLUP_VERSION, DailyStats, HourlyStats, RollupState
+from analytics.periods import Period
 from analytics.services import ceil_day, ceil_hour, floor_day, floor_hour
 from calls.models import Call, Turn
-
-if TYPE_CHECKING:
-    from analytics.selectors import Period
 
 
 def for_tenants(qs: QuerySet, tenant_ids: list | None) -> QuerySet:

@@ -11,19 +11,19 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from analytics import selectors
+from analytics import periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
 
 LOGIN_URL = "analytics:login"
 
 
-def _period(request: HttpRequest, view: View) -> selectors.Period:
+def _period(request: HttpRequest, view: View) -> periods.Period:
     tz_name = view.tenant.timezone if view.tenant else settings.TIME_ZONE
-    return selectors.period_for(request.GET.get("period", ""), tz_name=tz_name)
+    return periods.period_for(request.GET.get("period", ""), tz_name=tz_name)
 
 
-def _report(view: View, period: selectors.Period) -> dict:
+def _report(view: View, period: periods.Period) -> dict:
     return selectors.cached_report(
         tenant_ids=view.tenant_ids, period=period, budget_tenant=view.tenant
     )
@@ -45,7 +45,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "view": view,
         "selected_tenant": str(view.tenant.id) if view.tenant and request.GET.get("tenant") else "",
         "period": period,
-        "periods": selectors.PERIODS,
+        "periods": periods.PERIODS,
         "report": report,
         "figures": report["figures"],
         "live_calls": live,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,6 +34,31 @@ def validate_speech_timeout(value: str) -> None:
     if value == "auto" or (value.isdigit() and 1 <= int(value) <= 60):
         return
     raise ValidationError('Use "auto" or a number of seconds from 1 to 60.', code="speech_timeout")
+
+
+class CallConfig(TypedDict, total=False):
+    """The assistant's settings a call runs with (`AssistantConfig.snapshot()`), stored on the
+    Call as JSON so that later edits do not rewrite history. Snapshots of older calls may lack
+    keys added since: read optional ones with `.get()`."""
+
+    id: str
+    updated_at: str | None
+    name: str
+    mode: str
+    model: str
+    fallback_model: str
+    temperature: float
+    max_tokens: int
+    context_turns: int
+    system_prompt: str
+    greeting: str
+    language: str
+    tts_engine: str
+    tts_voice: str
+    speech_timeout: str
+    interruptible: bool
+    transfer_number: str
+    transfer_digit: str
 
 
 class AssistantConfig(models.Model):
@@ -134,14 +160,14 @@ class AssistantConfig(models.Model):
         if self.transfer_digit and self.transfer_digit not in "0123456789*#":
             raise ValidationError({"transfer_digit": "Use one keypad key: 0-9, * or #."})
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> CallConfig:
         """The settings a call runs with, stored on the Call so later edits don't rewrite history."""
         fields = [
             "name", "mode", "model", "fallback_model", "temperature", "max_tokens",
             "context_turns", "system_prompt", "greeting", "language", "tts_engine", "tts_voice",
             "speech_timeout", "interruptible", "transfer_number", "transfer_digit",
         ]  # fmt: skip
-        data = {name: getattr(self, name) for name in fields}
+        data: CallConfig = {name: getattr(self, name) for name in fields}  # type: ignore[misc]
         data["id"] = str(self.id)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
         return data

@@ -8,7 +8,7 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from assistants.speech import speech_key
-from assistants.tts import TTSError, get_engine
+from providers.speech import TTSError, get_engine
 from tenants.access import is_platform_staff, member_tenant_ids
 
 

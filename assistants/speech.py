@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from assistants.models import SpeechAudio
-from assistants.tts import TTSError, get_engine
+from providers.speech import TTSError, get_engine
 
 if TYPE_CHECKING:
     from tenants.models import Tenant

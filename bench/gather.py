@@ -19,7 +19,7 @@ class Caller:
         self.http = httpx.Client(timeout=30)
 
     def post(self, path: str, params: dict) -> tuple[int, bytes]:
-        from calls.signatures import sign
+        from calls.transports.signatures import sign
 
         url = self.base + path
         signature = sign(url=url, params=params, auth_token=self.token)
@@ -51,14 +51,14 @@ class Caller:
 
 def sequential_first_audio(*, assistant, question: str) -> float:
     """The seed's design, in this process: whole LLM answer, then speech for all of it."""
-    from assistants import llm
-    from assistants.responder import build_messages
-    from assistants.tts import get_engine
+    from calls.engine import build_messages
+    from providers import llm
+    from providers.speech import get_engine
 
     config = {"system_prompt": assistant.system_prompt, "context_turns": 0}
     started = now()
     result = llm.LLMResult()
-    text = "".join(
+    text = llm.whole_answer(
         llm.stream_reply(
             model=assistant.model, fallback_model="",
             messages=build_messages(config=config, history=[], utterance=question),

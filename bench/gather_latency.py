@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=60)
     args = parser.parse_args()
 
-    from assistants.fake_groq import FakeGroqServer
+    from devtools.fake_groq import FakeGroqServer
 
     groq = FakeGroqServer(
         ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer_tokens=args.answer_tokens
@@ -67,10 +67,10 @@ def main() -> None:
     from django.conf import settings
     from django.test import Client
 
-    from assistants import llm
-    from assistants.responder import build_messages
-    from assistants.tts import get_engine
-    from calls.signatures import sign
+    from calls.engine import build_messages
+    from calls.transports.signatures import sign
+    from providers import llm
+    from providers.speech import get_engine
 
     run = uuid.uuid4().hex[:8]
     _, assistant, number = bench_tenant()
@@ -100,7 +100,7 @@ def main() -> None:
             # Sequential: whole answer, then speech for all of it, then respond.
             started = now()
             result = llm.LLMResult()
-            text = "".join(
+            text = llm.whole_answer(
                 llm.stream_reply(
                     model=assistant.model, fallback_model="",
                     messages=build_messages(config=config, history=[], utterance=question),

@@ -223,7 +223,7 @@ def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
 def fake_groq_process(*, ttft_ms: float = 150.0, tps: float = 280.0, answer_tokens: int = 60):
     """The fake Groq server in a process of its own (in this one it would compete with the
     measuring client for the interpreter lock); yields (base URL, FakeGroqControl)."""
-    from assistants.fake_groq import FakeGroqControl
+    from devtools.fake_groq import FakeGroqControl
 
     process = subprocess.Popen(
         [sys.executable, "manage.py", "fake_groq", "--port", "0", "--ttft-ms", str(ttft_ms),

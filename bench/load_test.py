@@ -55,7 +55,7 @@ class Results:
 
 def caller(index: int, *, base: str, token: str, number: str, until: float, turns: int,
            pause: float, results: Results) -> None:  # fmt: skip
-    from calls.simulator import TwilioSimulator
+    from devtools.simulator import TwilioSimulator
 
     simulator = TwilioSimulator(base_url=base, auth_token=token, timeout=30)
     n = 0
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--report", default="", help="also write the report to this file")
     args = parser.parse_args()
 
-    from assistants.fake_groq import FakeGroqServer
+    from devtools.fake_groq import FakeGroqServer
 
     groq = FakeGroqServer(ttft_ms=150, tokens_per_second=280, answer_tokens=60).start()
     port = free_port()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from harness import ms
 
-from assistants.fake_groq import tokenize
+from devtools.fake_groq import tokenize
 
 
 @dataclass
@@ -31,8 +31,8 @@ class RelayStats:
 async def _open(base: str, token: str, number: str, http):
     import websockets
 
-    from calls.signatures import sign
-    from calls.simulator import parse_connect
+    from calls.transports.signatures import sign
+    from devtools.simulator import parse_connect
 
     call_sid = "CA" + uuid.uuid4().hex
     params = {"CallSid": call_sid, "From": f"+1555{uuid.uuid4().int % 10**7:07d}", "To": number}

@@ -71,8 +71,8 @@ async def session(
     import httpx
     import websockets
 
-    from calls.signatures import sign
-    from calls.simulator import parse_connect
+    from calls.transports.signatures import sign
+    from devtools.simulator import parse_connect
 
     call_sid = "CA" + uuid.uuid4().hex
     sids.append(call_sid)
@@ -122,7 +122,7 @@ def main() -> None:
 
     from django.conf import settings
 
-    from config.testing import FAKE_GROQ_KEY, start_daphne, stop_daphne
+    from devtools.testing import FAKE_GROQ_KEY, start_daphne, stop_daphne
 
     # The fake Groq server runs in a process of its own: in this one it would compete with the
     # measuring client for the interpreter lock.

@@ -6,24 +6,20 @@ import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from analytics.selectors import period_figures
 from calls.models import Call, Turn
 from calls.serializers import (
-    AnalyticsQuerySerializer,
-    AnalyticsSerializer,
     CallDetailSerializer,
     CallSerializer,
     TurnAudioSerializer,
     as_utc,
 )
-from tenants.api_base import TenantAPIView, TenantCursorPagination, TenantViewSet
+from tenants.api_base import TenantCursorPagination, TenantViewSet
 from tenants.phone import normalize_e164
 
 
@@ -111,29 +107,3 @@ class CallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
             tenant=self.tenant, call=call, role=Turn.Role.ASSISTANT
         ).order_by("sequence")
         return Response(TurnAudioSerializer(turns, many=True).data)
-
-
-class AnalyticsView(TenantAPIView):
-    """The dashboard's figures for a period: the tenant's totals and one row per assistant."""
-
-    serializer_class = AnalyticsSerializer
-
-    @extend_schema(
-        summary="Figures for a period, per tenant and per assistant",
-        parameters=[
-            OpenApiParameter("start", OpenApiTypes.DATETIME, description="Default: end - 7 days."),
-            OpenApiParameter("end", OpenApiTypes.DATETIME, description="Exclusive; default: now."),
-            OpenApiParameter("assistant", OpenApiTypes.UUID, description="Only this assistant."),
-        ],
-        responses=AnalyticsSerializer,
-    )
-    def get(self, request: Request) -> Response:
-        query = AnalyticsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        figures = period_figures(
-            tenant=self.tenant,
-            start=query.validated_data["start"],
-            end=query.validated_data["end"],
-            assistant_id=query.validated_data.get("assistant"),
-        )
-        return Response(AnalyticsSerializer(figures).data)

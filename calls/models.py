@@ -109,6 +109,17 @@ class Turn(models.Model):
         CALLER = "caller", "Caller"
         ASSISTANT = "assistant", "Assistant"
 
+    class Source(models.TextChoices):
+        """Where an assistant turn's words came from (empty for the caller's turns)."""
+
+        NONE = "", "—"
+        FAQ = "faq", "FAQ answer"
+        CACHE = "cache", "Answer cache"
+        LLM = "llm", "Language model"
+        APOLOGY = "apology", "Apology (the language model failed)"
+        NOT_CONFIGURED = "not_configured", "No language model configured"
+        SYSTEM = "system", "Platform message (e.g. a rate limit)"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="turns")
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="turns")
@@ -133,9 +144,7 @@ class Turn(models.Model):
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     cache_hit = models.BooleanField(default=False)
-    source = models.CharField(
-        max_length=16, blank=True, help_text="faq, cache, llm, apology or system."
-    )
+    source = models.CharField(max_length=16, choices=Source.choices, blank=True, default="")
     fallbacks = models.JSONField(default=list, blank=True)
     audio_urls = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)

@@ -5,24 +5,25 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import nullcontext
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
-from calls import events
+from assistants.models import AssistantConfig
+from calls import events, phrases
 from calls.models import Call, Turn
-from config import metrics
+from core import metrics
 from tenants import ratelimits
-from tenants.models import PhoneNumber, Tenant
+from tenants.models import PhoneNumber, RateLimit, Tenant
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
-
-    from assistants.models import AssistantConfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,77 @@ _OUTCOME_FOR_STATUS = {
     Call.Status.FAILED: Call.Outcome.FAILED,
     Call.Status.CANCELED: Call.Outcome.CALLER_HUNG_UP,
 }
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to an incoming call: the Call to go on with, or why it is refused."""
+
+    call: Call | None = None
+    message: str = ""  # what to say before hanging up
+    reject: bool = False  # refuse with a busy signal instead of speaking
+
+
+def call_admit(
+    *,
+    number: PhoneNumber | None,
+    call_sid: str,
+    from_number: str,
+    to_number: str,
+    direction: str = "inbound",
+) -> Admission:
+    """Decide whether an incoming call to `number` is answered, and start it if so.
+
+    Unknown or inactive numbers, inactive tenants and rate limits are refused and recorded as
+    rejected calls. A repeated webhook for a call already started gets the same Call. The
+    caller enters the scope of the number's tenant first.
+    """
+    tenant = number.tenant if number else None
+    refusal = {"call_sid": call_sid, "from_number": from_number, "to_number": to_number}
+    if number is None or tenant is None:
+        call_reject(
+            tenant=None, phone_number=None, outcome=Call.Outcome.REJECTED_UNKNOWN_NUMBER, **refusal
+        )
+        return Admission(message=phrases.UNKNOWN_NUMBER)
+    if not (number.active and tenant.active and number.assistant_id):
+        call_reject(
+            tenant=tenant, phone_number=number, outcome=Call.Outcome.REJECTED_INACTIVE, **refusal
+        )
+        return Admission(message=phrases.NOT_AVAILABLE)
+    try:
+        existing = Call.objects.get(tenant=tenant, call_sid=call_sid)
+    except Call.DoesNotExist:
+        existing = None
+    if existing is None:
+        verdict = ratelimits.call_admit(tenant=tenant, call_sid=call_sid, caller=from_number)
+        if not verdict.allowed:
+            call_reject(
+                tenant=tenant,
+                phone_number=number,
+                outcome=Call.Outcome.REJECTED_RATE_LIMIT,
+                reason=f"{verdict.limit.kind} limit {verdict.limit.limit}",
+                **refusal,
+            )
+            return Admission(
+                message=verdict.message, reject=verdict.action == RateLimit.Action.REJECT
+            )
+    elif existing.status == Call.Status.REJECTED:
+        return Admission(message=phrases.NOT_AVAILABLE)
+    relay = number.assistant.mode == AssistantConfig.Mode.RELAY
+    try:
+        call, _ = call_start(
+            phone_number=number,
+            call_sid=call_sid,
+            from_number=from_number,
+            to_number=to_number,
+            direction=direction,
+            mode=Call.Mode.RELAY if relay else Call.Mode.GATHER,
+        )
+    except Exception:
+        if existing is None:  # the line taken above is given back
+            ratelimits.call_release(tenant_id=tenant.id, call_sid=call_sid)
+        raise
+    return Admission(call=call)
 
 
 def call_start(
@@ -192,6 +264,15 @@ def call_count_silence(*, call: Call, silent: bool) -> int:
     return locked.silent_prompts
 
 
+def call_note_silence(*, call: Call) -> bool:
+    """The caller said nothing: count it. True when it has gone on too long and the call
+    should end (its outcome is noted as no input)."""
+    if call_count_silence(call=call, silent=True) <= settings.MAX_SILENT_PROMPTS:
+        return False
+    call_set_outcome(call=call, outcome=Call.Outcome.NO_INPUT)
+    return True
+
+
 def turn_add(
     *, call: Call, role: str, text: str, sequence: int | None = None, publish: bool = True,
     **fields: object,
@@ -269,8 +350,9 @@ def call_history_and_last(*, call: Call) -> tuple[list[tuple[str, str]], int]:
     return history, last
 
 
-def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED) -> bool:
-    """Close a call we know has ended (a relay session over) before Twilio's status callback.
+def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str = "") -> bool:
+    """Close a call we know has ended (a relay session over, or a failure on our side) before
+    Twilio's status callback, and free its line.
 
     Idempotent: a call already closed is left as it is, and an outcome already noted (e.g.
     transferred) is kept. Returns whether anything changed.
@@ -284,6 +366,8 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED) -> bool:
         if call.answered_at:
             call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
         call.outcome = call.outcome or outcome
+        if error:
+            call.error = error[:2000]
         call.save()
     ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
     events.publish(
@@ -291,6 +375,26 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED) -> bool:
         duration=call.duration_seconds,
     )  # fmt: skip
     return True
+
+
+def calls_close_stale(*, quiet_for: timedelta) -> int:
+    """Close calls still "in progress" with no sign of life (no new turn) for `quiet_for`: a
+    server that died mid-call never said the call ended, and the call must neither show as
+    live nor hold a line. Every tenant's calls; returns how many were closed."""
+    cutoff = timezone.now() - quiet_for
+    with scopes_disabled():  # a housekeeping pass over every tenant, one call at a time
+        stale = (
+            Call.objects.filter(status__in=Call.ACTIVE_STATUSES, started_at__lt=cutoff)
+            .annotate(last_turn_at=Max("turns__created_at"))
+            .filter(Q(last_turn_at__isnull=True) | Q(last_turn_at__lt=cutoff))
+            .order_by()
+        )
+        closed = 0
+        for call in stale:
+            hours = quiet_for.total_seconds() / 3600
+            error = f"closed after {hours:g} h without a sign of life (no status callback)"
+            closed += call_finish(call=call, outcome=Call.Outcome.ERROR, error=error)
+    return closed
 
 
 def turn_mark_interrupted(*, turn: Turn, heard_text: str) -> Turn:

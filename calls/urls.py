@@ -1,10 +1,10 @@
 from django.urls import path
 
-from calls import webhooks
+from calls.transports import gather, webhooks
 
 urlpatterns = [
     path("twilio/voice", webhooks.voice, name="twilio-voice"),
-    path("twilio/gather", webhooks.gather, name="twilio-gather"),
+    path("twilio/gather", gather.gather, name="twilio-gather"),
     path("twilio/status", webhooks.status, name="twilio-status"),
     path("twilio/relay-action", webhooks.relay_action, name="twilio-relay-action"),
     path("twilio/fallback", webhooks.fallback, name="twilio-fallback"),

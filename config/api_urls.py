@@ -8,9 +8,10 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from assistants.api import AssistantViewSet, FAQEntryViewSet
-from calls.api import AnalyticsView, CallViewSet
-from tenants.api import PhoneNumberViewSet, RateLimitView
+from analytics.api import AnalyticsView
+from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
+from calls.api import CallViewSet
+from tenants.api import RateLimitView
 
 router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")

@@ -6,7 +6,8 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from analytics.consumers import DashboardConsumer
-from calls.consumers import ConversationRelayConsumer, TalkConsumer
+from calls.transports.relay import ConversationRelayConsumer
+from calls.transports.talk import TalkConsumer
 
 websocket_urlpatterns: list = [
     path("twilio/relay", ConversationRelayConsumer.as_asgi(), name="twilio-relay"),

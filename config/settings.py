@@ -102,6 +102,10 @@ INSTALLED_APPS = [
     "calls",
     "analytics",
 ]
+# Stand-ins at the wire, the call simulator and test fixtures (requirements-devtools.txt).
+DEVTOOLS = env.bool("DEVTOOLS", default=DEBUG or not PRODUCTION)
+if DEVTOOLS:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -249,6 +253,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "assistants.tasks.cleanup_speech_audio",
         "schedule": 3600.0,
     },
+    "close-stale-calls": {
+        "task": "calls.tasks.close_stale_calls",
+        "schedule": 900.0,
+        "options": {"expires": 900.0},
+    },
 }
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -305,10 +314,18 @@ LLM_MODELS = env.list(
     ],
 )
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+
+
 def _twilio_auth_token() -> str:
-    """TWILIO_AUTH_TOKEN, else a local one kept in var/: only simulate_call can sign with it."""
+    """TWILIO_AUTH_TOKEN, else (not in production) a local one kept in var/: only
+    simulate_call can sign with it."""
     if value := env.str("TWILIO_AUTH_TOKEN", default=""):
         return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "TWILIO_AUTH_TOKEN must be set when PRODUCTION is on: without it no request from "
+            "Twilio passes the signature check."
+        )
     path = VAR_DIR / "local_twilio_auth_token"
     if not path.exists():
         path.write_text(secrets.token_hex(16))
@@ -371,7 +388,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q
 
-from config import caching, metrics
+from core import caching, metrics
 from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -17,15 +16,8 @@ from tenants.models import ApiKey, Membership, PhoneNumber, Role, Tenant
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 
 
-@transaction.atomic
-def tenant_create(*, name: str, slug: str, timezone: str = "UTC") -> Tenant:
-    tenant = Tenant(name=name, slug=slug, timezone=timezone)
-    tenant.full_clean()
-    tenant.save()
-    return tenant
-
-
 def membership_grant(*, user, tenant: Tenant, role: str = Role.VIEWER) -> Membership:
+    """Give `user` `role` in `tenant` (or change the role they have)."""
     membership, _ = Membership.objects.update_or_create(
         user=user, tenant=tenant, defaults={"role": role}
     )

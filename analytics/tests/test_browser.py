@@ -18,9 +18,9 @@ from django_scopes import scopes_disabled
 
 from calls import events
 from calls.models import Call
-from calls.signatures import sign
-from config.testing import BASE_DIR
+from calls.transports.signatures import sign
 from conftest import PASSWORD
+from devtools.testing import BASE_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

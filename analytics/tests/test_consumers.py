@@ -20,7 +20,7 @@ from django_scopes import scopes_disabled
 from calls import events
 from calls.models import Call
 from config.asgi import application
-from config.testing import BASE_DIR, channels_database_env, database_url
+from devtools.testing import BASE_DIR, channels_database_env, database_url
 from tenants.models import Membership, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

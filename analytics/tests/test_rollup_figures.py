@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django_scopes import scope, scopes_disabled
 
-from analytics import histograms, selectors
+from analytics import histograms, periods, selectors
 from analytics.models import RollupState
 from analytics.services import hourly_stats_backfill, hourly_stats_refresh
 from analytics.tests.conftest import _call, _turns, answer, caller
@@ -23,7 +23,7 @@ H = timedelta(hours=1)
 LATENCY = ("first_token_p50", "first_token_p90", "turn_p50", "turn_p90")
 
 
-def raw(period: selectors.Period) -> selectors.Split:
+def raw(period: periods.Period) -> selectors.Split:
     """Read the whole period from the calls and turns (the exact figures)."""
     return selectors.Split(None, ((period.start, period.end),))
 
@@ -41,7 +41,7 @@ def assert_same_figures(rolled: dict, exact: dict) -> None:
 
 
 def test_a_period_splits_into_rollup_hours_days_and_raw_edges():
-    period = selectors.Period(
+    period = periods.Period(
         key="custom", label="", start=datetime(2026, 3, 1, 10, 17, tzinfo=UTC),
         end=datetime(2026, 3, 4, 15, 42, tzinfo=UTC), tz=UTC,
     )  # fmt: skip
@@ -63,13 +63,13 @@ def test_a_period_splits_into_rollup_hours_days_and_raw_edges():
     late = (datetime(2026, 3, 3, 5, tzinfo=UTC), datetime(2026, 3, 4, 14, tzinfo=UTC))
     assert selectors.split_period(period, late).raw[0] == (period.start, late[0])
     # Within one hour, or without rollups, everything is raw.
-    short = selectors.Period("custom", "", period.start, period.start + timedelta(minutes=40), UTC)
+    short = periods.Period("custom", "", period.start, period.start + timedelta(minutes=40), UTC)
     assert selectors.split_period(short, coverage).rollup is None
     assert selectors.split_period(period, None) == raw(period)
 
 
 def test_figures_from_rollups_equal_figures_from_raw_rows(book, rolled_up, tenant_a, tenant_b):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         for tenant_ids in ([tenant_a.id], [tenant_b.id], None):
             split = selectors.split_period(period, selectors.rollup_coverage())
@@ -81,7 +81,7 @@ def test_figures_from_rollups_equal_figures_from_raw_rows(book, rolled_up, tenan
 
 
 def test_the_hand_computed_figures_hold_with_rollups(book, rolled_up, tenant_a):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         figures = selectors.figures(tenant_ids=[tenant_a.id], period=period)
     assert (figures["calls"], figures["answered"], figures["rejected"], figures["failed"]) == (
@@ -95,7 +95,7 @@ def test_the_hand_computed_figures_hold_with_rollups(book, rolled_up, tenant_a):
 
 
 def test_breakdown_and_charts_from_rollups_equal_raw_ones(book, rolled_up, tenant_a):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     for tenant_ids in ([tenant_a.id], None):
         with scopes_disabled():
             rolled = selectors.assistant_breakdown(tenant_ids=tenant_ids, period=period)
@@ -119,7 +119,7 @@ def test_breakdown_and_charts_from_rollups_equal_raw_ones(book, rolled_up, tenan
 
 def test_an_arbitrary_period_matches_raw_rows(book, rolled_up, tenant_a):
     """The API's arbitrary start/end: partial hours at both ends come from the raw rows."""
-    period = selectors.Period(
+    period = periods.Period(
         key="custom", label="", start=book.now - timedelta(hours=29, minutes=13),
         end=book.now - timedelta(hours=4, minutes=51), tz=UTC,
     )  # fmt: skip
@@ -166,7 +166,7 @@ def test_switched_off_or_outdated_rollups_are_not_read(book, rolled_up, settings
     assert selectors.rollup_coverage() is None
     hourly_stats_refresh(now=book.now)  # throws them away and starts again
     assert selectors.rollup_coverage() is not None
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         assert selectors.figures(tenant_ids=None, period=period)["calls"] == 6
 
@@ -191,7 +191,7 @@ def test_figures_follow_a_call_that_ends_hours_after_it_started(book, tenant_a, 
         )  # fmt: skip
     later = now + 2 * H
     hourly_stats_refresh(now=later)
-    period = selectors.period_for("7d", now=later)
+    period = periods.period_for("7d", now=later)
     with scopes_disabled():
         assert selectors.split_period(period, selectors.rollup_coverage()).rollup is not None
         rolled = selectors.figures(tenant_ids=[tenant_a.id], period=period)
@@ -207,7 +207,7 @@ def test_a_report_reads_figures_and_breakdown_from_the_same_rollup_rows(book, te
             answered_at=None, duration_seconds=0, outcome=Call.Outcome.REJECTED_UNKNOWN_NUMBER,
         )  # fmt: skip
     hourly_stats_backfill(since=None, now=book.now)
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         for tenant_ids in ([tenant_a.id], None):
             report = selectors.report(tenant_ids=tenant_ids, period=period)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django_scopes import scopes_disabled
 
-from analytics import selectors
+from analytics import periods, selectors
 from calls.models import Call, Turn
 from tenants.models import RateLimit
 
@@ -16,7 +16,7 @@ def test_figures_match_hand_computed_values(book, tenant_a):
     RateLimit.objects.create(
         tenant=tenant_a, kind=RateLimit.Kind.LLM_TOKENS_PER_DAY, limit=1000, window_seconds=86400
     )
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         figures = selectors.figures(tenant_ids=[tenant_a.id], period=period, budget_tenant=tenant_a)
     assert figures == {
@@ -43,7 +43,7 @@ def test_figures_match_hand_computed_values(book, tenant_a):
 
 
 def test_staff_figures_cover_every_tenant(book):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         figures = selectors.figures(tenant_ids=None, period=period)
     assert figures["calls"] == 6
@@ -53,7 +53,7 @@ def test_staff_figures_cover_every_tenant(book):
 
 
 def test_an_empty_period_has_zeroes_and_no_rates(tenant_a):
-    period = selectors.period_for("today")
+    period = periods.period_for("today")
     with scopes_disabled():
         figures = selectors.figures(tenant_ids=[tenant_a.id], period=period)
     assert figures["calls"] == 0
@@ -63,7 +63,7 @@ def test_an_empty_period_has_zeroes_and_no_rates(tenant_a):
 
 
 def test_per_assistant_breakdown_compares_configs(book, tenant_a, assistant_a):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         rows = selectors.assistant_breakdown(tenant_ids=[tenant_a.id], period=period)
     by_name = {row["name"]: row for row in rows}
@@ -79,7 +79,7 @@ def test_per_assistant_breakdown_compares_configs(book, tenant_a, assistant_a):
 
 
 def test_each_assistant_row_names_the_modes_its_calls_ran_in(book, tenant_a, tenant_b):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         # The night line is switched to relay today; its calls of the week ran in gather mode.
         type(book.assistant_a2).objects.filter(pk=book.assistant_a2.pk).update(mode="relay")
@@ -94,7 +94,7 @@ def test_each_assistant_row_names_the_modes_its_calls_ran_in(book, tenant_a, ten
 
 
 def test_charts_count_calls_per_hour_and_latency(book, tenant_a):
-    period = selectors.period_for("7d", now=book.now)
+    period = periods.period_for("7d", now=book.now)
     with scopes_disabled():
         charts = selectors.charts(tenant_ids=[tenant_a.id], period=period)
     assert len(charts["labels"]) == len(charts["calls"]) in (7 * 24, 7 * 24 + 1)
@@ -139,10 +139,10 @@ def test_caller_numbers_are_masked_but_the_last_digits(number, masked):
 
 def test_today_starts_at_local_midnight():
     now = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
-    period = selectors.period_for("today", now=now, tz_name="America/New_York")
+    period = periods.period_for("today", now=now, tz_name="America/New_York")
     assert period.start.isoformat() == "2026-03-10T00:00:00-04:00"
-    assert selectors.period_for("bogus", now=now).key == "today"
-    assert selectors.period_for("today", now=now, tz_name="Mars/Base").start.hour == 0
+    assert periods.period_for("bogus", now=now).key == "today"
+    assert periods.period_for("today", now=now, tz_name="Mars/Base").start.hour == 0
 
 
 def test_waterfall_lays_the_stages_side_by_side():

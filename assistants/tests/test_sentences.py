@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistants.sentences import SentenceSplitter, split_sentences
+from calls.sentences import SentenceSplitter, split_sentences
 
 
 def _stream(text: str, size: int) -> tuple[list[list[str]], list[str]]:

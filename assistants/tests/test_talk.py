@@ -17,6 +17,7 @@ from django_scopes import scopes_disabled
 from calls.events import tenant_group
 from calls.models import Call, Turn
 from config.asgi import application
+from core.asyncdb import database_async
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -256,7 +257,11 @@ def test_the_concurrent_calls_limit_applies_to_web_calls(alice, assistant_a, ten
     async def scenario():
         assert (await first.connect())[0]
         await _receive(first)
+        await first.send_to(text_data=json.dumps({"type": "prompt", "text": "When are you open?"}))
+        await _answer(first)  # the first thing said started the call: the line is taken
         assert (await second.connect())[0]
+        await _receive(second)  # ready: opening the page takes no line
+        await second.send_to(text_data=json.dumps({"type": "prompt", "text": "Hello?"}))
         refusal = await _receive(second)
         assert refusal["type"] == "end" and "lines are busy" in refusal["message"]
         assert (await second.receive_output(timeout=5))["type"] == "websocket.close"
@@ -264,3 +269,46 @@ def test_the_concurrent_calls_limit_applies_to_web_calls(alice, assistant_a, ten
 
     async_to_sync(scenario)()
     assert len(_web_calls()) == 1
+
+
+def test_a_web_call_whose_conversation_cannot_start_is_closed_and_frees_its_line(
+    alice, assistant_a, tenant_a, fake_groq
+):
+    RateLimit.objects.create(tenant=tenant_a, kind=RateLimit.Kind.CONCURRENT_CALLS, limit=1)
+    fake_groq.queue_answer("Back again.")
+    broken, working = _socket(alice, assistant_a), _socket(alice, assistant_a)
+
+    async def scenario():
+        await broken.connect()
+        await _receive(broken)  # ready
+        # A database fault while the conversation starts (it reads the FAQ then).
+        await _sql("ALTER TABLE assistants_faqentry RENAME TO assistants_faqentry_away")
+        try:
+            await broken.send_to(text_data=json.dumps({"type": "prompt", "text": "Hello?"}))
+            assert (await broken.receive_output(timeout=5))["type"] == "websocket.close"
+        finally:
+            await _sql("ALTER TABLE assistants_faqentry_away RENAME TO assistants_faqentry")
+        # The failed call holds no line: the next conversation gets one.
+        await working.connect()
+        await _receive(working)
+        await working.send_to(text_data=json.dumps({"type": "prompt", "text": "Hello again?"}))
+        text, _, _ = await _answer(working)
+        assert text == "Back again."
+        await working.disconnect()
+
+    async_to_sync(scenario)()
+    failed, answered = sorted(_web_calls(), key=lambda c: c.started_at)
+    assert (failed.status, failed.outcome) == ("completed", "error")
+    assert "could not start" in failed.error
+    assert answered.outcome == "completed" and len(_turns(answered)) == 2
+
+
+async def _sql(statement: str) -> None:
+    from django.db import connection
+
+    def run():
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+        connection.close()
+
+    await database_async(run)()

@@ -8,8 +8,8 @@ from django_scopes import scopes_disabled
 from playwright.sync_api import expect, sync_playwright
 
 from calls.models import Call, Turn
-from config.testing import BASE_DIR
 from conftest import PASSWORD
+from devtools.testing import BASE_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from calls.signatures import sign
+from calls.transports.signatures import sign
 
 
 @dataclass

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from calls.signatures import sign
+from calls.transports.signatures import sign
 from config.asgi import application
 
 TIMEOUT = 10

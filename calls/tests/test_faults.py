@@ -227,7 +227,7 @@ def test_database_down_answers_fast_with_an_apology_and_leaves_no_half_state(
 def test_groq_in_trouble_for_a_whole_call_still_answers_every_turn_in_time(
     twilio, number_a, fake_groq, settings, trouble
 ):
-    from assistants.responder import APOLOGY
+    from calls.phrases import APOLOGY
 
     settings.WEBHOOK_DEADLINE_SECONDS = 3.0
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 0.5

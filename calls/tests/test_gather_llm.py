@@ -11,8 +11,8 @@ import pytest
 from django.core.cache import cache
 from django_scopes import scopes_disabled
 
-from assistants.responder import APOLOGY
 from calls.models import Turn
+from calls.phrases import APOLOGY
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db

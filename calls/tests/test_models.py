@@ -9,7 +9,7 @@ from django_scopes import ScopeError, scope, scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
-from tenants.models import PhoneNumber, Tenant
+from tenants.models import PhoneNumber, RateLimit, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -152,3 +152,31 @@ def test_turn_add_takes_the_expected_number_or_the_next_free_one(tenant_a: Tenan
         ordered = list(Turn.objects.filter(call=call).values_list("sequence", "text"))
     assert (first.sequence, second.sequence, third.sequence) == (1, 3, 4)
     assert ordered == [(1, "Hello"), (2, "written elsewhere"), (3, "Hi"), (4, "Bye")]
+
+
+def test_calls_with_no_sign_of_life_for_hours_are_closed_and_free_their_line(tenant_a, number_a):
+    from calls.services import call_start
+    from calls.tasks import close_stale_calls
+    from tenants import ratelimits
+
+    with scopes_disabled():
+        RateLimit.objects.create(tenant=tenant_a, kind=RateLimit.Kind.CONCURRENT_CALLS, limit=3)
+        long_ago = timezone.now() - timedelta(hours=5)
+        dead, _ = call_start(phone_number=number_a, call_sid="CAdead", from_number="+1", to_number="+2")
+        talking, _ = call_start(phone_number=number_a, call_sid="CAtalk", from_number="+1", to_number="+2")
+        fresh, _ = call_start(phone_number=number_a, call_sid="CAnew", from_number="+1", to_number="+2")
+        Call.objects.filter(pk__in=[dead.pk, talking.pk]).update(started_at=long_ago)
+        # A long call that is still talking: its last turn is recent.
+        Turn.objects.create(tenant=tenant_a, call=talking, sequence=1, role="caller",
+                            text="still here", created_at=timezone.now())  # fmt: skip
+        for call in (dead, talking, fresh):
+            assert ratelimits.call_admit(tenant=tenant_a, call_sid=call.call_sid, caller="+1").allowed
+
+        assert close_stale_calls() == 1
+        assert close_stale_calls() == 0  # once
+        dead.refresh_from_db()
+        assert (dead.status, dead.outcome) == ("completed", "error")
+        assert "without a sign of life" in dead.error
+        assert Call.objects.get(pk=talking.pk).status == Call.objects.get(pk=fresh.pk).status == "in-progress"
+        # Its line is free again: a new call fits beside the two live ones (limit: three).
+        assert ratelimits.call_admit(tenant=tenant_a, call_sid="CAnext", caller="+1").allowed

@@ -15,11 +15,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django_scopes import scopes_disabled
 
-from assistants.fake_groq import tokenize
 from assistants.models import AssistantConfig
 from calls.events import tenant_group
 from calls.models import Call, Turn
 from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
+from devtools.fake_groq import tokenize
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -886,7 +886,7 @@ def test_a_model_that_hangs_moves_on_to_the_fallback_model(
 
 
 def test_the_signed_socket_url_is_rebuilt_behind_a_tls_proxy(settings):
-    from calls.signatures import websocket_public_url
+    from calls.transports.signatures import websocket_public_url
 
     ws_scope = {
         "path": "/twilio/relay",

@@ -14,14 +14,14 @@ import httpx
 import pytest
 import websockets
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
-from calls.signatures import sign
-from calls.simulator import TwilioSimulator, parse_connect, run_relay
+from calls.transports.signatures import sign
+from devtools.simulator import TwilioSimulator, parse_connect, run_relay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -186,3 +186,19 @@ def test_a_frame_over_daphnes_limit_closes_only_that_session_and_the_call_is_fin
     assert call.status == Call.Status.COMPLETED, daphne_server.log()
     assert [t.role for t in turns] == ["caller", "assistant"]  # nothing said before was lost
     assert httpx.get(daphne_server.base_url + "/healthz").status_code == 200
+
+
+def test_simulate_call_relay_against_a_gather_assistant_says_so_and_ends_the_call(
+    daphne_server, assistant_a, number_a
+):
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "simulate_call", "--relay", "--url", daphne_server.base_url, "--to", number_a.number,
+            "--say", "Hello?", stdout=io.StringIO(),
+        )  # fmt: skip
+    assert "is in gather mode, not relay" in str(refused.value)
+    assert "without --relay" in str(refused.value)
+    [call_sid] = [w for w in str(refused.value).split() if w.startswith("CA")][:1] or [""]
+    record, _ = stored(call_sid.rstrip(":"))
+    # The answered call was ended: it neither shows as live nor holds a line.
+    assert (record.mode, record.status) == ("gather", "completed")

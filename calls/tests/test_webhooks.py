@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django_scopes import scopes_disabled
+from twilio.twiml.voice_response import Gather
 
 from calls.models import Call, Turn
-from calls.signatures import sign
+from calls.transports.signatures import sign
 from tenants.models import RateLimit
 
 pytestmark = pytest.mark.django_db
@@ -373,3 +374,25 @@ def test_the_fallback_url_apologises_and_hangs_up(twilio, number_a):
     assert "something went wrong" in response.said
     assert response.has("Hangup")
     assert twilio.post("/twilio/fallback", params, auth_token="wrong").status == 403
+
+
+def test_a_voice_webhook_that_fails_after_admission_ends_the_call_and_frees_its_line(
+    twilio, number_a, tenant_a, monkeypatch
+):
+    RateLimit.objects.create(tenant=tenant_a, kind=RateLimit.Kind.CONCURRENT_CALLS, limit=1)
+    # The twilio library fails while building the greeting's <Gather> (after the call started).
+    with monkeypatch.context() as patched:
+        patched.setattr(Gather, "__init__", _fail)
+        call_sid, response = twilio.voice(number_a.number)
+    assert response.status == 200 and response.has("Hangup")
+    assert "something went wrong" in response.said
+    call = _call(call_sid)
+    assert (call.status, call.outcome) == ("completed", "error")
+    assert "voice webhook failed" in call.error
+    # The line was given back: the next caller is answered despite a limit of one.
+    next_sid, answer = twilio.voice(number_a.number)
+    assert answer.has("Gather") and _call(next_sid).status == "in-progress"
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("TwiML could not be built")

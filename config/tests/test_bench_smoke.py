@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from config.testing import BASE_DIR
+from devtools.testing import BASE_DIR
 
 
 def test_the_benchmark_suite_runs_end_to_end(tmp_path):

@@ -17,6 +17,7 @@ PRODUCTION_ENV = {
     "PUBLIC_BASE_URL": "https://voice.example.com",
     "TRUST_PROXY_HEADERS": "true",
     "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+    "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
 }
 
 
@@ -41,6 +42,13 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = _manage("check", **PRODUCTION_ENV)
     assert result.returncode != 0
     assert "SECRET_KEY must be set when PRODUCTION is on" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_twilio_auth_token():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "TWILIO_AUTH_TOKEN"}
+    result = _manage("check", **env, SECRET_KEY=secrets.token_urlsafe(60))
+    assert result.returncode != 0
+    assert "TWILIO_AUTH_TOKEN must be set when PRODUCTION is on" in result.stderr
 
 
 def test_production_refuses_debug():

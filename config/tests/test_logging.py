@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from config.logging import current_log_context, log_context
+from core.logging import current_log_context, log_context
 
 
 @pytest.fixture

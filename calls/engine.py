@@ -1,0 +1,551 @@
+"""The conversation engine: one turn, from the caller's words to the assistant's answer, for
+every transport (gather webhooks, ConversationRelay, the browser talk page).
+
+A turn, in order:
+1. the caller's words are cleaned and bounded; the FAQ (read once per conversation) is matched;
+2. the LLM is asked at once, while the caller's turn is stored, the rate limits and token budget
+   are checked and the answer cache is looked up (one trip to the database pool); nothing the
+   LLM says reaches the caller before that check allows it;
+3. the answer comes from the FAQ, else the answer cache, else the LLM (`providers.llm`: retries,
+   fallback model, deadline), else the apology;
+4. the transport's `Speaker` says it (streams text frames, or makes audio for TwiML) and fills in
+   when the caller got it;
+5. the assistant's turn is stored with its timings, the tokens spent, the answer cached, and the
+   dashboards told.
+
+A transport is a thin adapter: it turns its protocol into calls of `Conversation` and implements
+`Speaker`. Everything here runs on the event loop; database work goes through the thread pool of
+`core.asyncdb` with the caller's tenant scope and log context (entered by the transport).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from django.conf import settings
+
+from assistants.faq import FAQ, normalize
+from assistants.models import CallConfig
+from calls import events, phrases, services
+from calls.models import Call, Turn
+from core import caching
+from core.asyncdb import database_async
+from providers import llm
+from tenants import ratelimits
+from tenants.models import RateLimit
+
+logger = logging.getLogger(__name__)
+
+TRANSFER_REASON = "live-agent-handoff"
+
+
+def clean_text(text: object, limit: int) -> str:
+    """Caller-supplied text as something PostgreSQL stores: a string, no NULs, bounded."""
+    if not isinstance(text, str):
+        return ""
+    return text.replace("\x00", "").strip()[:limit]
+
+
+@dataclass
+class Reply:
+    """One answer of the assistant, filled in as it is made and said (times: monotonic)."""
+
+    utterance: str
+    received_at: float
+    deadline: float
+    source: str = ""  # a Turn.Source
+    cache_hit: bool = False
+    llm: llm.LLMResult = field(default_factory=llm.LLMResult)
+    # What the caller was given, in order (sent frames, or sentences queued for speech).
+    parts: list[str] = field(default_factory=list)
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    first_audio_at: float | None = None
+    audio_urls: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # the transport's own (e.g. tts:say)
+    errors: list[str] = field(default_factory=list)  # the transport's own (e.g. speech)
+    error: str = ""  # why answering failed, if it did
+    partial_at: float = 0.0  # when the dashboard was last shown the words so far
+    interrupted: bool = False
+    heard: str = ""
+    # What should happen to the call after this answer (e.g. hang up with a message).
+    handoff: dict | None = None
+    storing: bool = False
+    turn: Turn | None = None
+    prepare: asyncio.Future | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def ms(self, moment: float | None) -> int | None:
+        return None if moment is None else max(0, round((moment - self.received_at) * 1000))
+
+
+class Speaker(Protocol):
+    """How a transport gets an answer to the caller."""
+
+    # Whether the dashboard should see the answer's words while they stream.
+    streams_text: bool
+
+    async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
+        """Give the caller `text`: a piece of the answer, or (`complete`) all that is left of
+        it. Appends what the caller gets to `reply.parts` and sets `reply.first_sent_at`."""
+
+    async def done(self, reply: Reply) -> None:
+        """The answer is complete: finish saying it and note when the caller got it."""
+
+    async def stop(self, reply: Reply) -> None:
+        """The answer stops early (interrupted, failed): settle what is under way, so that
+        `reply.parts` is what the caller got."""
+
+    async def end(self, handoff: dict) -> None:
+        """End a live session; `handoff` says what should happen to the call next."""
+
+
+@dataclass
+class Prepared:
+    """What the check beside the LLM request found: the caller's stored turn, and a rate limit
+    hit or a ready answer (FAQ, cache) that makes the LLM's answer unwanted."""
+
+    caller_turn: Turn
+    limited: ratelimits.Verdict | None = None
+    source: str = ""
+    text: str = ""
+    cache_key: str = ""  # where the LLM's answer may be cached
+
+
+def build_messages(*, config: CallConfig, history: list[tuple[str, str]], utterance: str) -> list[dict]:
+    """System prompt, the last `context_turns` turns, then what the caller just said."""
+    messages = [{"role": "system", "content": config["system_prompt"]}]
+    keep = int(config.get("context_turns", 10))
+    for role, text in history[-keep:] if keep else []:
+        if text:
+            messages.append({"role": "user" if role == "caller" else "assistant", "content": text})
+    messages.append({"role": "user", "content": utterance[: settings.MAX_UTTERANCE_CHARS]})
+    return messages
+
+
+def answer_cache_key(*, tenant_id: object, config: CallConfig, utterance: str) -> str:
+    raw = "|".join(
+        [str(tenant_id), config["id"], str(config.get("updated_at")), normalize(utterance)]
+    )
+    return "answer:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _cache_get(key: str) -> str | None:
+    try:
+        return caching.shared_cache().get(key)
+    except Exception:  # the cache is an optimisation: carry on without it
+        logger.warning("answer cache unavailable", exc_info=True)
+        return None
+
+
+def _cache_set(key: str, value: str) -> None:
+    try:
+        caching.shared_cache().set(key, value, timeout=settings.ANSWER_CACHE_SECONDS)
+    except Exception:
+        logger.warning("answer cache unavailable", exc_info=True)
+
+
+class Conversation:
+    """A conversation bound to one Call (of the tenant whose scope is active).
+
+    `answer()` runs one whole turn (the gather webhook awaits it). A live session (relay, talk)
+    uses `prompt()`, `interrupt()`, `dtmf()` and `close()`: an answer runs as a task that a new
+    prompt or an interruption cancels, and what the caller heard of it is stored.
+    """
+
+    def __init__(
+        self,
+        *,
+        call: Call,
+        speaker: Speaker,
+        database: Callable[[Callable], Callable] = database_async,
+    ) -> None:
+        self.call = call
+        # How database work is run from the event loop: the shared pool of threads, or (for a
+        # webhook whose view waits for the answer) the view's own thread.
+        self.database = database
+        self.config: CallConfig = call.config_snapshot
+        self.speaker = speaker
+        self.history: list[tuple[str, str]] = []
+        self.faq = FAQ()
+        self.limits: dict[str, RateLimit] = {}
+        self.turns = 0  # turns of the call stored so far (the next one is number turns + 1)
+        self.ended = False
+        self._reply: Reply | None = None
+        self._task: asyncio.Task | None = None
+        self._last_turn: Turn | None = None
+        self._background: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        """Read what the conversation needs before the first turn: the call's turns so far,
+        the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
+        they hold for the whole call; edits apply to the next call)."""
+        self.history, self.turns, self.faq, self.limits = await self.database(self._load)()
+
+    def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit]]:
+        history, last = services.call_history_and_last(call=self.call)
+        return (
+            history,
+            last,
+            FAQ.load(self.config["id"]),
+            ratelimits.effective_limits(self.call.tenant),
+        )
+
+    def _next_sequence(self) -> int:
+        self.turns += 1
+        return self.turns
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    async def answer(
+        self,
+        utterance: str,
+        *,
+        received_at: float,
+        deadline: float,
+        confidence: float | None = None,
+    ) -> Reply:
+        """Answer what the caller said and store both turns. `deadline` (monotonic) bounds the
+        LLM. Cancelling the task stores the answer as interrupted, with what was said of it."""
+        reply = Reply(utterance=utterance, received_at=received_at, deadline=deadline)
+        self._reply = reply
+        try:
+            await self._respond(reply, confidence)
+        except asyncio.CancelledError:
+            await self.speaker.stop(reply)
+            if reply.prepare is not None:
+                await asyncio.wait([reply.prepare])  # the caller's turn is stored first
+            if reply.parts:
+                await asyncio.shield(self._store(reply))
+                if reply.turn is not None:
+                    turn = services.turn_as_event(reply.turn)
+                    await asyncio.shield(events.apublish("interrupted", call=self.call, turn=turn))
+            raise
+        except Exception as exc:
+            logger.exception("answering failed")
+            reply.error = f"{type(exc).__name__}: {exc}"[:500]
+            try:
+                await self.speaker.stop(reply)
+                if reply.last_sent_at is None:  # the caller is waiting: close the answer
+                    reply.source = reply.source or Turn.Source.APOLOGY
+                    await self.speaker.say(reply, "" if reply.parts else phrases.APOLOGY, complete=True)
+                    await self.speaker.done(reply)
+                await self._store(reply)
+            except Exception:
+                logger.exception("could not store the answer")
+        return reply
+
+    async def _respond(self, reply: Reply, confidence: float | None) -> None:
+        history = list(self.history)
+        faq_text = self.faq.answer(reply.utterance)
+        # The caller's turn is stored and the limits and answer cache checked while the LLM is
+        # already being asked: none of it is on the path to the first token.
+        checking = asyncio.ensure_future(
+            self.database(self._prepare)(
+                utterance=reply.utterance,
+                confidence=confidence,
+                history=history,
+                faq_text=faq_text,
+                sequence=self._next_sequence(),
+            )
+        )
+        checking.add_done_callback(self._caller_turn_stored)
+        reply.prepare = checking
+        self.history.append((Turn.Role.CALLER, reply.utterance))
+        stream, first = None, None
+        if not faq_text:
+            stream = self._ask_llm(reply, history)
+            first = asyncio.ensure_future(anext(stream, None))
+        try:
+            # Shielded: an interrupt does not stop the caller's turn from being stored.
+            prepared: Prepared = await asyncio.shield(checking)
+        except BaseException:
+            await self._drop_llm(first, stream)
+            raise
+
+        if prepared.limited is not None or prepared.text:
+            await self._drop_llm(first, stream)
+        if prepared.limited is not None:
+            await self._limited(reply, prepared.limited)
+            return
+        if prepared.text:
+            reply.source, reply.cache_hit = prepared.source, prepared.source == Turn.Source.CACHE
+            await self.speaker.say(reply, prepared.text, complete=True)
+            await self.speaker.done(reply)
+            await self._store(reply)
+            return
+
+        reply.source = Turn.Source.LLM
+        given = False
+        try:
+            delta = await first
+            while delta is not None:
+                given = True
+                await self.speaker.say(reply, delta)
+                self._publish_partial(reply)
+                delta = await anext(stream, None)
+        finally:
+            await stream.aclose()
+        if not given:
+            not_configured = reply.llm.not_configured
+            reply.source = Turn.Source.NOT_CONFIGURED if not_configured else Turn.Source.APOLOGY
+            text = phrases.NOT_CONFIGURED if not_configured else phrases.APOLOGY
+            await self.speaker.say(reply, text, complete=True)
+        await self.speaker.done(reply)
+        await self._store(reply, cache_key=prepared.cache_key)
+
+    def _ask_llm(self, reply: Reply, history: list[tuple[str, str]]) -> AsyncIterator[str]:
+        config = self.config
+        return llm.stream_reply(
+            model=config["model"],
+            fallback_model=config.get("fallback_model", ""),
+            messages=build_messages(config=config, history=history, utterance=reply.utterance),
+            temperature=float(config["temperature"]),
+            max_tokens=int(config["max_tokens"]),
+            deadline=reply.deadline,
+            result=reply.llm,
+        )
+
+    @staticmethod
+    async def _drop_llm(first: asyncio.Future | None, stream: AsyncIterator[str] | None) -> None:
+        """Stop an LLM request whose answer is not wanted (the HTTP stream is closed)."""
+        if first is None or stream is None:
+            return
+        first.cancel()
+        await asyncio.wait([first])
+        await stream.aclose()
+
+    async def _limited(self, reply: Reply, verdict: ratelimits.Verdict) -> None:
+        reply.source, reply.error = Turn.Source.SYSTEM, f"rate limit: {verdict.limit.kind}"
+        if verdict.action == RateLimit.Action.SPEAK_AND_CONTINUE:
+            await self.speaker.say(reply, verdict.message, complete=True)
+            await self.speaker.done(reply)
+            await self._store(reply)
+            return
+        reply.parts.append(verdict.message)  # said by whoever ends the call
+        await self._store(reply)
+        await self.database(services.call_set_outcome)(
+            call=self.call, outcome=Call.Outcome.REJECTED_RATE_LIMIT
+        )
+        reply.handoff = {"reason": "rate-limit", "message": verdict.message}
+
+    async def _store(self, reply: Reply, *, cache_key: str = "") -> None:
+        reply.storing = True
+        if reply.prepare is not None:
+            await asyncio.wait([reply.prepare])  # the caller's turn comes first
+        if reply.last_sent_at is None and reply.parts and self.speaker.streams_text:
+            reply.last_sent_at = time.monotonic()
+        turn = await self.database(self._store_sync)(
+            reply=reply, cache_key=cache_key, sequence=self._next_sequence()
+        )
+        self.turns = max(self.turns, turn.sequence)  # in case another writer took the number
+        self._publish_turn(turn)
+        reply.turn = self._last_turn = turn
+        self.history.append(
+            (Turn.Role.ASSISTANT, turn.heard_text if turn.interrupted else turn.text)
+        )
+
+    # --- database work (runs in a worker thread, inside the conversation's tenant scope) -------
+
+    def _prepare(
+        self,
+        *,
+        utterance: str,
+        confidence: float | None,
+        history: list[tuple[str, str]],
+        faq_text: str | None,
+        sequence: int,
+    ) -> Prepared:
+        """Store the caller's turn, then check the limits and look for a ready answer."""
+        call = self.call
+        if call.silent_prompts:
+            services.call_count_silence(call=call, silent=False)
+        caller_turn = services.turn_add(
+            call=call,
+            role=Turn.Role.CALLER,
+            text=utterance,
+            sequence=sequence,
+            publish=False,
+            confidence=confidence,
+        )
+        verdict = ratelimits.turn_verdict(
+            tenant=call.tenant, call_sid=call.call_sid, limits=self.limits
+        )
+        if not verdict.allowed:
+            return Prepared(caller_turn=caller_turn, limited=verdict)
+        if faq_text:
+            return Prepared(caller_turn=caller_turn, source=Turn.Source.FAQ, text=faq_text)
+        # Only a first question is answered from the cache: later ones depend on the talk.
+        if settings.ANSWER_CACHE_SECONDS <= 0 or any(r == "caller" for r, _ in history):
+            return Prepared(caller_turn=caller_turn)
+        key = answer_cache_key(tenant_id=call.tenant_id, config=self.config, utterance=utterance)
+        if cached := _cache_get(key):
+            return Prepared(caller_turn=caller_turn, source=Turn.Source.CACHE, text=cached)
+        return Prepared(caller_turn=caller_turn, cache_key=key)
+
+    def _store_sync(self, *, reply: Reply, cache_key: str, sequence: int) -> Turn:
+        result = reply.llm
+        is_llm = reply.source == Turn.Source.LLM
+        if result.tokens:
+            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=result.tokens, limits=self.limits)
+        complete = not (reply.interrupted or result.failed or result.truncated or reply.error)
+        if is_llm and complete and cache_key and reply.text:
+            _cache_set(cache_key, reply.text)
+        return services.turn_add(
+            call=self.call,
+            role=Turn.Role.ASSISTANT,
+            text=reply.text,
+            sequence=sequence,
+            publish=False,
+            interrupted=reply.interrupted,
+            heard_text=reply.heard if reply.interrupted else "",
+            source=reply.source,
+            cache_hit=reply.cache_hit,
+            model_used=result.model_used if is_llm else "",
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            llm_first_token_ms=reply.ms(result.first_token_at),
+            llm_done_ms=reply.ms(result.done_at),
+            first_audio_ms=reply.ms(reply.first_audio_at),
+            response_sent_ms=reply.ms(reply.first_sent_at),
+            last_token_sent_ms=reply.ms(reply.last_sent_at),
+            fallbacks=list(result.fallbacks) + reply.fallbacks,
+            audio_urls=reply.audio_urls,
+            error="; ".join([*result.errors, *reply.errors, *filter(None, [reply.error])])[:2000],
+        )
+
+    # --- a live session ------------------------------------------------------------------------
+
+    async def prompt(self, utterance: object) -> None:
+        """The caller said `utterance`: stop any answer still streaming, then answer this."""
+        received_at = time.monotonic()
+        text = clean_text(utterance, settings.MAX_UTTERANCE_CHARS)
+        if not text or self.ended:
+            return
+        await self._stop_answer(heard=None)
+        deadline = received_at + settings.RELAY_ANSWER_SECONDS
+        self._task = asyncio.create_task(self._run(text, received_at, deadline))
+
+    async def _run(self, text: str, received_at: float, deadline: float) -> None:
+        reply = await self.answer(text, received_at=received_at, deadline=deadline)
+        if reply.handoff is not None:
+            await self._end(reply.handoff)
+
+    async def interrupt(self, heard: object) -> None:
+        """The caller talked over the answer; `heard` is what they heard of it."""
+        heard_text = clean_text(heard, 20000)
+        if self._task is not None and not self._task.done():
+            await self._stop_answer(heard=heard_text)
+            return
+        turn = self._last_turn
+        if turn is not None and not turn.interrupted:
+            await self.database(services.turn_mark_interrupted)(turn=turn, heard_text=heard_text)
+            self._replace_history(turn.text, heard_text)
+
+    async def dtmf(self, digit: object) -> None:
+        key = digit[:1] if isinstance(digit, str) else ""
+        if key and key == self.config.get("transfer_digit") and self.config.get("transfer_number"):
+            await self.transfer(trigger="dtmf")
+        else:
+            logger.info("keypad digit ignored", extra={"digit": key})
+
+    async def transfer(self, *, trigger: str) -> None:
+        """Hand the caller to the assistant's transfer number (the transport dials it)."""
+        if self.ended:
+            return
+        await self._stop_answer(heard=None)
+        await self.database(services.call_set_outcome)(
+            call=self.call, outcome=Call.Outcome.TRANSFERRED
+        )
+        await self._end({"reason": TRANSFER_REASON, "transfer": True, "trigger": trigger})
+
+    async def error(self, description: str) -> None:
+        """The transport's far end reported an error: show it on the dashboards."""
+        await events.apublish("error", call=self.call, description=description)
+
+    async def close(self) -> None:
+        """The session is over: store what was said and close the call (once)."""
+        self.ended = True
+        await self._stop_answer(heard=None)
+        await self.settle()
+        await self.database(services.call_finish)(call=self.call)
+
+    async def abandon(self, *, error: str) -> None:
+        """The conversation cannot go on (e.g. it could not start): close the call as failed,
+        so that it does not stay live or hold a line."""
+        self.ended = True
+        await self.database(services.call_finish)(
+            call=self.call, outcome=Call.Outcome.ERROR, error=error
+        )
+
+    async def settle(self) -> None:
+        """Wait (briefly) for the dashboard events still being sent."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=2)
+
+    async def _end(self, handoff: dict) -> None:
+        self.ended = True
+        await self.speaker.end(handoff)
+
+    async def _stop_answer(self, *, heard: str | None) -> None:
+        """Cancel the answer being given (its turn is stored as interrupted).
+
+        `heard` is what the caller heard (None: unknown). An answer already fully given is not
+        cancelled; it is marked interrupted once stored.
+        """
+        task, reply = self._task, self._reply
+        if task is None or reply is None or task.done():
+            return
+        if reply.storing:
+            await asyncio.wait([task])
+            if heard is not None and reply.turn is not None:
+                await self.interrupt(heard)
+            return
+        reply.interrupted, reply.heard = True, heard or ""
+        task.cancel()
+        await asyncio.wait([task])
+
+    def _replace_history(self, text: str, heard: str) -> None:
+        for index in range(len(self.history) - 1, -1, -1):
+            role, said = self.history[index]
+            if role == Turn.Role.ASSISTANT and said == text:
+                self.history[index] = (role, heard)
+                return
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _publish_partial(self, reply: Reply) -> None:
+        """Show the words on the dashboard as they stream, at most every few hundred ms."""
+        if not self.speaker.streams_text:
+            return
+        now = time.monotonic()
+        if now - reply.partial_at < settings.RELAY_PARTIAL_EVENT_SECONDS:
+            return
+        reply.partial_at = now
+        self._in_background(events.apublish("partial", call=self.call, text=reply.text[-2000:]))
+
+    def _caller_turn_stored(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            turn = future.result().caller_turn
+            self.turns = max(self.turns, turn.sequence)
+            self._publish_turn(turn)
+
+    def _publish_turn(self, turn: Turn) -> None:
+        """Announce a stored turn to the dashboards, without waiting for it."""
+        self._in_background(
+            events.apublish("turn", call=self.call, turn=services.turn_as_event(turn))
+        )
+
+    def _in_background(self, coroutine: Coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

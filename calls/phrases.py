@@ -1,0 +1,17 @@
+"""What the platform itself says on a call (not the assistant's answers): one copy of each line.
+
+The conversation engine and every transport take their spoken lines from here.
+"""
+
+from __future__ import annotations
+
+APOLOGY = "I'm sorry, I'm having trouble answering right now. Could you say that again in a moment?"
+NOT_CONFIGURED = (
+    "I'm sorry, this assistant has no language model connected yet, "
+    "so I can only answer a few common questions."
+)
+GOODBYE = "Thank you for calling. Goodbye."
+SORRY_ERROR = "We're sorry, something went wrong on our side. Please call again later. Goodbye."
+UNKNOWN_NUMBER = "Sorry, the number you have called is not in service. Goodbye."
+NOT_AVAILABLE = "Sorry, this line is not available at the moment. Please try again later. Goodbye."
+REPROMPT = "Sorry, I didn't catch that. Could you say it again?"

@@ -1,0 +1,207 @@
+"""Gather mode: `/twilio/gather` gets the caller's words (Twilio's speech recognition) and answers
+with TwiML. The engine's answer is cut into sentences; each goes to a speech worker as soon as it
+is complete, while the LLM keeps talking; the reply plays each sentence whose audio is ready in
+time (`<Play>`) and lets Twilio say the rest (`<Say>`), then listens again.
+
+The view is synchronous (Django runs it on its thread); the engine runs on the event loop, with
+its database work sent back to this thread, so the webhook sees one connection and transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from assistants.models import CallConfig, SpeechAudio
+from assistants.speech import speech_prepare, speech_url
+from calls import phrases, services
+from calls.engine import Conversation, Reply
+from calls.models import Call, Turn
+from calls.sentences import SentenceSplitter
+from calls.transports import twiml
+from calls.transports.signatures import public_base_url, public_url
+from calls.transports.twilio import call_webhook, field, float_field
+
+logger = logging.getLogger(__name__)
+# Polling for audio starts fast and slows down, so many calls waiting at once stay cheap.
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.1
+# Of the webhook's deadline, what the LLM may not use (speech, the reply itself).
+LLM_MARGIN_SECONDS = 1.5
+# Database work of the engine runs back on the view's own thread (its connection, its request).
+on_view_thread = functools.partial(sync_to_async, thread_sensitive=True)
+
+
+def gather_url(request: HttpRequest) -> str:
+    return public_url(request, "/twilio/gather")
+
+
+@dataclass
+class Spoken:
+    sentence: str
+    audio: SpeechAudio | None = None
+    error: str = ""
+
+
+def prepare_speech(*, call: Call, config: CallConfig, text: str) -> Spoken:
+    """Queue speech for `text` with the assistant's engine; a failure means Twilio's <Say>."""
+    try:
+        audio = speech_prepare(
+            tenant=call.tenant,
+            engine=config.get("tts_engine", "say"),
+            voice=config.get("tts_voice", ""),
+            language=config.get("language", "en-US"),
+            text=text,
+        )
+    except Exception as exc:  # speech is best effort: <Say> still answers the caller
+        logger.warning("could not queue speech", exc_info=True)
+        return Spoken(sentence=text, error=f"tts: {type(exc).__name__}")
+    return Spoken(sentence=text, audio=audio)
+
+
+def _audio_ready(pending: set[str]) -> list[dict]:
+    return list(SpeechAudio.objects.filter(id__in=pending).values("id", "file", "error"))
+
+
+class GatherSpeaker:
+    """Says an answer as TwiML: sentences queued for speech as they complete, played where
+    their audio is ready by the time the answer is done."""
+
+    streams_text = False
+
+    def __init__(self, *, call: Call, base_url: str, respond_by: float) -> None:
+        self.call = call
+        self.config = call.config_snapshot
+        self.base_url = base_url
+        self.respond_by = respond_by  # monotonic: when Twilio must have its TwiML
+        self.splitter = SentenceSplitter()
+        self.spoken: list[Spoken] = []
+        self.utterances: list[twiml.Utterance] = []
+        self.database = on_view_thread
+
+    async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
+        if complete:
+            sentences = self.splitter.feed(text + " ") + self.splitter.flush()
+        else:
+            sentences = self.splitter.feed(text)
+        for sentence in sentences:
+            await self._queue(reply, sentence)
+
+    async def _queue(self, reply: Reply, sentence: str) -> None:
+        reply.parts.append((" " if reply.parts else "") + sentence)
+        if reply.source == Turn.Source.SYSTEM:  # the platform's own lines never wait for audio
+            self.spoken.append(Spoken(sentence=sentence))
+            return
+        spoken = await self.database(prepare_speech)(
+            call=self.call, config=self.config, text=sentence
+        )
+        self.spoken.append(spoken)
+
+    async def done(self, reply: Reply) -> None:
+        for sentence in self.splitter.flush():
+            await self._queue(reply, sentence)
+        until = min(time.monotonic() + settings.TTS_WAIT_SECONDS, self.respond_by - 0.3)
+        urls, reply.first_audio_at = await self._wait_for_audio(until)
+        for spoken in self.spoken:
+            url = urls.get(str(spoken.audio.id), "") if spoken.audio is not None else ""
+            self.utterances.append(twiml.Utterance(text=spoken.sentence, audio_url=url))
+            if url:
+                reply.audio_urls.append(url)
+            elif spoken.audio is not None and "tts:say" not in reply.fallbacks:
+                reply.fallbacks.append("tts:say")
+            if spoken.error:
+                reply.errors.append(spoken.error)
+        reply.first_sent_at = time.monotonic()
+
+    async def stop(self, reply: Reply) -> None:
+        """Nothing streams: what was queued is what the caller will hear."""
+
+    async def end(self, handoff: dict) -> None:
+        """A webhook has no session to end: the view reads `reply.handoff`."""
+
+    async def _wait_for_audio(self, until: float) -> tuple[dict[str, str], float | None]:
+        """Wait (until `until`) for the queued audio; return {audio id: url} and when the first
+        sentence's audio was ready (monotonic), if it was."""
+        spoken = self.spoken
+        first_id = str(spoken[0].audio.id) if spoken and spoken[0].audio is not None else None
+        # Audio found in the cache when it was asked for is ready now; only the rest is polled.
+        urls = {
+            str(s.audio.id): speech_url(s.audio, base_url=self.base_url)
+            for s in spoken
+            if s.audio is not None and s.audio.file
+        }
+        pending = {str(s.audio.id) for s in spoken if s.audio is not None} - urls.keys()
+        first_ready_at = None
+        interval = POLL_FIRST_SECONDS
+        while True:
+            if pending:
+                for row in await self.database(_audio_ready)(pending):
+                    key = str(row["id"])
+                    if row["file"]:
+                        urls[key] = speech_url(SpeechAudio(file=row["file"]), base_url=self.base_url)
+                    if row["file"] or row["error"]:
+                        pending.discard(key)
+            if first_id and first_id in urls and first_ready_at is None:
+                first_ready_at = time.monotonic()
+            if not pending or time.monotonic() >= until:
+                return urls, first_ready_at
+            await asyncio.sleep(min(interval, max(0.0, until - time.monotonic())))
+            interval = min(interval * 1.5, POLL_MAX_SECONDS)
+
+
+async def _answer(call: Call, speaker: GatherSpeaker, *, utterance: str, received_at: float,
+                  confidence: float | None) -> Reply:
+    conversation = Conversation(call=call, speaker=speaker, database=on_view_thread)
+    await conversation.start()
+    reply = await conversation.answer(
+        utterance,
+        received_at=received_at,
+        deadline=speaker.respond_by - LLM_MARGIN_SECONDS,
+        confidence=confidence,
+    )
+    await conversation.settle()
+    return reply
+
+
+@call_webhook(
+    unknown=lambda: twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE)), active_only=True
+)
+def gather(request: HttpRequest, call: Call) -> HttpResponse:
+    """The caller said something (or nothing): answer and listen again."""
+    received_at = time.monotonic()
+    config = call.config_snapshot
+    action_url = gather_url(request)
+    speech = field(request, "SpeechResult").strip()
+    if not speech:
+        if services.call_note_silence(call=call):
+            return twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE, config=config))
+        reprompt = [twiml.Utterance(text=phrases.REPROMPT)]
+        return twiml.twiml_response(
+            twiml.speak_and_listen(reprompt, config=config, action_url=action_url)
+        )
+
+    speaker = GatherSpeaker(
+        call=call,
+        base_url=public_base_url(request),
+        respond_by=received_at + settings.WEBHOOK_DEADLINE_SECONDS,
+    )
+    reply = async_to_sync(_answer)(
+        call,
+        speaker,
+        utterance=speech,
+        received_at=received_at,
+        confidence=float_field(request, "Confidence"),
+    )
+    if reply.handoff is not None:
+        message = reply.handoff.get("message") or phrases.GOODBYE
+        return twiml.twiml_response(twiml.hang_up_with(message, config=config))
+    return twiml.twiml_response(
+        twiml.speak_and_listen(speaker.utterances, config=config, action_url=action_url)
+    )

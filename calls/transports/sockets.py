@@ -1,0 +1,212 @@
+"""What the WebSocket transports share: a consumer that carries one conversation, with checked
+frames, and a speaker that streams the answer's text out as it arrives.
+
+Frames that are malformed, unknown or too large are logged and skipped: a bad frame never ends
+a conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Protocol
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django_scopes import scope
+
+from calls.engine import Conversation, Reply
+from calls.models import Call
+from core.logging import log_context
+
+logger = logging.getLogger(__name__)
+
+
+class Output(Protocol):
+    """How a socket's protocol frames a streamed answer."""
+
+    async def send_text(self, token: str, *, last: bool) -> None:
+        """Send a piece of the answer; `last` closes the assistant's talk cycle."""
+
+    async def end(self, handoff: dict) -> None:
+        """End the session; `handoff` says what should happen to the call next."""
+
+
+class TextSpeaker:
+    """Streams an answer as text frames: the first piece at once, the next ones gathered for up
+    to RELAY_TEXT_BATCH_MS into one frame (a frame per token costs more than the token, and
+    speech of the first words lasts far longer than the wait)."""
+
+    streams_text = True
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self._reply: Reply | None = None
+        # Streamed text not sent yet, the timer that sends it, and the send running for it.
+        self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task | None = None
+        self._sending = asyncio.Lock()
+
+    def _begin(self, reply: Reply) -> None:
+        if reply is not self._reply:
+            self._reply, self._pending = reply, []
+            self._timer = self._flushing = None
+
+    async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
+        self._begin(reply)
+        self._pending.append(text)
+        if complete:
+            self._stop_timer()
+            await self._flush(reply, last=True)
+            return
+        window = settings.RELAY_TEXT_BATCH_MS / 1000
+        if reply.first_sent_at is None or window <= 0:
+            await self._flush(reply)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(window, self._flush_soon, reply)
+
+    async def done(self, reply: Reply) -> None:
+        self._begin(reply)
+        if reply.last_sent_at is None:
+            self._stop_timer()
+            await self._flush(reply, last=True)
+
+    async def stop(self, reply: Reply) -> None:
+        """No more batched sends; one already under way finishes, so that what is stored is
+        what was sent."""
+        self._begin(reply)
+        self._stop_timer()
+        self._pending.clear()
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.wait([self._flushing])
+
+    async def end(self, handoff: dict) -> None:
+        await self.output.end(handoff)
+
+    def _flush_soon(self, reply: Reply) -> None:
+        self._timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(reply))
+
+    async def _flush(self, reply: Reply, *, last: bool = False) -> None:
+        """Send the text gathered so far (in order: one send at a time)."""
+        async with self._sending:
+            if reply.interrupted:  # the caller talked over it: what is left is not said
+                self._pending.clear()
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            if text or last:
+                await self.output.send_text(text, last=last)
+                now = time.monotonic()
+                if text:
+                    reply.parts.append(text)
+                    if reply.first_sent_at is None:
+                        reply.first_sent_at = now
+                if last:
+                    reply.last_sent_at = now
+        if self._pending and self._timer is None and not last and reply is self._reply:
+            window = settings.RELAY_TEXT_BATCH_MS / 1000
+            self._timer = asyncio.get_running_loop().call_later(window, self._flush_soon, reply)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    """A WebSocket that carries one conversation bound to one Call.
+
+    Subclasses resolve `self.call` in `connect()` and handle messages in `on_<type>` methods
+    listed in `MESSAGES`.
+    """
+
+    # Nothing is ever sent to a session through the channel layer (events go out through
+    # group_send): no channel of its own, so a thousand sessions hold no layer connections.
+    channel_layer_alias = None
+    call: Call | None = None
+    conversation: Conversation | None = None
+    MESSAGES: frozenset[str] = frozenset()
+    # Messages accepted before the conversation exists.
+    BEFORE_SESSION: frozenset[str] = frozenset()
+    # Log lines start with this ("relay: ...", "talk: ...").
+    LOG_NAME = "session"
+
+    async def disconnect(self, code: int) -> None:
+        if self.conversation is None:
+            return
+        with self.call_context():
+            try:
+                await self.conversation.close()
+            except Exception:
+                logger.exception(f"{self.LOG_NAME}: closing failed")
+
+    @contextmanager
+    def call_context(self) -> Iterator[None]:
+        """The call's tenant scope and log context, for everything a message sets off (tasks
+        started inside inherit them)."""
+        call = self.call
+        if call is None:
+            yield
+            return
+        with (
+            scope(tenant=[call.tenant_id]),
+            log_context(tenant=call.tenant.slug, call_sid=call.call_sid),
+        ):
+            yield
+
+    async def start_conversation(self, call: Call, speaker: TextSpeaker) -> bool:
+        """Bind the socket to `call` and read what its conversation needs. A call whose
+        conversation cannot start is closed at once (it never stays live)."""
+        self.call = call
+        conversation = Conversation(call=call, speaker=speaker)
+        with self.call_context():
+            try:
+                await conversation.start()
+            except Exception:
+                logger.exception(f"{self.LOG_NAME}: the conversation could not start")
+                await conversation.abandon(error="the conversation could not start")
+                return False
+        self.conversation = conversation
+        return True
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        with self.call_context() if self.conversation is not None else nullcontext():
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
+        if text_data is None:
+            logger.warning(f"{self.LOG_NAME}: binary frame ignored")
+            return
+        if len(text_data) > settings.RELAY_MAX_FRAME_CHARS:
+            logger.warning(
+                f"{self.LOG_NAME}: oversized frame ignored", extra={"chars": len(text_data)}
+            )
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            logger.warning(f"{self.LOG_NAME}: malformed JSON frame ignored")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        handler = getattr(self, f"on_{kind}", None) if kind in self.MESSAGES else None
+        if handler is None:
+            logger.warning(
+                f"{self.LOG_NAME}: unknown message ignored", extra={"kind": str(kind)[:40]}
+            )
+            return
+        if self.conversation is None and kind not in self.BEFORE_SESSION:
+            logger.warning(
+                f"{self.LOG_NAME}: message before the session ignored", extra={"kind": kind}
+            )
+            return
+        try:
+            await handler(message)
+        except Exception:
+            logger.exception(f"{self.LOG_NAME}: handling a message failed", extra={"kind": kind})

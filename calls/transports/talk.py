@@ -1,0 +1,129 @@
+"""The browser's "talk to the assistant" page: `/ws/assistants/<id>/talk/`.
+
+Session auth: only members of the assistant's tenant (and platform staff) get in. The page's
+recognised speech (or typed text) arrives as `prompt` messages; the answer streams back as `text`
+messages, then a `latency` message. The conversation is a call of mode "web", started by the
+first thing said (opening the page alone is not a call) and counted against the tenant's
+concurrent-calls limit like a phone call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django_scopes import scope
+
+from assistants.models import AssistantConfig
+from assistants.selectors import assistant_for_user
+from calls import services
+from calls.models import Call
+from calls.transports.sockets import SessionConsumer, TextSpeaker
+from core.asyncdb import database_async
+
+logger = logging.getLogger(__name__)
+
+# Close code (application range) sent after the handshake was accepted.
+CLOSE_BUSY = 4429
+
+
+def web_call_start(*, user, assistant: AssistantConfig) -> tuple[Call | None, str]:
+    """(the web call, "") when the tenant has a line free, (None, what to tell the user)."""
+    with scope(tenant=[assistant.tenant_id]):
+        started = services.call_start_web(assistant=assistant, user=user)
+    if isinstance(started, Call):
+        return started, ""
+    return None, started.message
+
+
+class BrowserOutput:
+    """Sends a session's answers to the page, with the turn's latency once it is complete."""
+
+    def __init__(self, consumer: AsyncWebsocketConsumer) -> None:
+        self.consumer = consumer
+        self.prompt_at: float | None = None
+        self.first_at: float | None = None
+
+    def prompted(self) -> None:
+        self.prompt_at, self.first_at = time.monotonic(), None
+
+    async def send_text(self, token: str, *, last: bool) -> None:
+        now = time.monotonic()
+        if token and self.first_at is None:
+            self.first_at = now
+        await self.consumer.send(json.dumps({"type": "text", "token": token, "last": last}))
+        if last and self.prompt_at is not None:
+            first = self.first_at if self.first_at is not None else now
+            await self.consumer.send(
+                json.dumps(
+                    {
+                        "type": "latency",
+                        "first_token_ms": round((first - self.prompt_at) * 1000),
+                        "total_ms": round((now - self.prompt_at) * 1000),
+                    }
+                )
+            )
+            self.prompt_at = None
+
+    async def end(self, handoff: dict) -> None:
+        await self.consumer.send(json.dumps({"type": "end", **handoff}))
+        await self.consumer.close()
+
+
+class TalkConsumer(SessionConsumer):
+    """Talk to an assistant from the browser: `prompt` and `interrupt` in, streamed text out."""
+
+    MESSAGES = frozenset({"prompt", "interrupt"})
+    BEFORE_SESSION = frozenset({"prompt"})
+    LOG_NAME = "talk"
+    assistant: AssistantConfig | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept: refused (HTTP 403)
+            return
+        assistant_id = self.scope["url_route"]["kwargs"]["assistant_id"]
+        self.assistant = await database_async(assistant_for_user)(
+            user=user, assistant_id=assistant_id
+        )
+        if self.assistant is None:
+            logger.warning("talk: refused a socket for an assistant the user may not use")
+            await self.close()
+            return
+        await self.accept()
+        self.output = BrowserOutput(self)
+        await self.send(
+            json.dumps(
+                {
+                    "type": "ready",
+                    "greeting": self.assistant.greeting,
+                    "language": self.assistant.language,
+                }
+            )
+        )
+
+    async def on_prompt(self, message: dict) -> None:
+        if self.conversation is None and not await self._start():
+            return
+        self.output.prompted()
+        await self.conversation.prompt(message.get("text"))
+
+    async def _start(self) -> bool:
+        """The first thing said starts the call (if a line is free)."""
+        call, refusal = await database_async(web_call_start)(
+            user=self.scope["user"], assistant=self.assistant
+        )
+        if call is None:  # a rate limit: say why, then close
+            await self.send(json.dumps({"type": "end", "reason": "busy", "message": refusal}))
+            await self.close(code=CLOSE_BUSY)
+            return False
+        if not await self.start_conversation(call, TextSpeaker(self.output)):
+            await self.close()
+            return False
+        return True
+
+    async def on_interrupt(self, message: dict) -> None:
+        await self.conversation.interrupt(message.get("heard", ""))

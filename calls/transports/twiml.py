@@ -1,0 +1,123 @@
+"""TwiML answers, built with the twilio library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpResponse
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from assistants.models import CallConfig
+
+
+@dataclass
+class Utterance:
+    """One thing to say: a ready audio URL to <Play>, or text for Twilio's <Say>."""
+
+    text: str
+    audio_url: str = ""
+
+
+def twiml_response(response: VoiceResponse, status: int = 200) -> HttpResponse:
+    return HttpResponse(str(response), content_type="text/xml", status=status)
+
+
+def say(container: VoiceResponse | Gather, text: str, *, config: CallConfig) -> None:
+    kwargs = {"language": config.get("language", "en-US")}
+    if config.get("tts_engine") == "say" and config.get("tts_voice"):
+        kwargs["voice"] = config["tts_voice"]
+    container.say(text, **kwargs)
+
+
+def speak(container: VoiceResponse | Gather, utterances: list[Utterance], *, config: CallConfig) -> None:
+    for utterance in utterances:
+        if utterance.audio_url:
+            container.play(utterance.audio_url)
+        else:
+            say(container, utterance.text, config=config)
+
+
+def hang_up_with(text: str, *, config: CallConfig | None = None) -> VoiceResponse:
+    response = VoiceResponse()
+    say(response, text, config=config or {})
+    response.hangup()
+    return response
+
+
+def reject() -> VoiceResponse:
+    response = VoiceResponse()
+    response.reject(reason="busy")
+    return response
+
+
+def speak_and_listen(
+    utterances: list[Utterance], *, config: CallConfig, action_url: str
+) -> VoiceResponse:
+    """Say the utterances, then listen for the caller's next words.
+
+    When the assistant is interruptible the speech sits inside <Gather>, so the caller can
+    talk over it; otherwise it is played first and the gather starts after it.
+    """
+    response = VoiceResponse()
+    gather = Gather(
+        input="speech",
+        action=action_url,
+        method="POST",
+        language=config.get("language", "en-US"),
+        speech_timeout=config.get("speech_timeout", "auto"),
+        action_on_empty_result=True,
+    )
+    if config.get("interruptible", True):
+        speak(gather, utterances, config=config)
+    else:
+        speak(response, utterances, config=config)
+    response.append(gather)
+    return response
+
+
+def _relay_voice(config: CallConfig) -> dict:
+    """ConversationRelay's TTS provider and voice for the assistant's configured voice.
+
+    "Polly.Joanna-Neural" / "Google.en-US-Journey-O" name a provider; anything else is passed
+    as the voice of Twilio's default provider; empty means Twilio's default voice.
+    """
+    voice = config.get("tts_voice", "")
+    if not voice:
+        return {}
+    provider, _, name = voice.partition(".")
+    if name and provider in ("Polly", "Amazon"):
+        return {"tts_provider": "Amazon", "voice": name}
+    if name and provider == "Google":
+        return {"tts_provider": "Google", "voice": name}
+    return {"voice": voice}
+
+
+def conversation_relay(
+    *, config: CallConfig, socket_url: str, action_url: str, parameters: dict[str, str]
+) -> VoiceResponse:
+    """<Connect action><ConversationRelay url ...><Parameter/>...</ConversationRelay></Connect>."""
+    response = VoiceResponse()
+    connect = response.connect(action=action_url, method="POST")
+    relay = connect.conversation_relay(
+        url=socket_url,
+        welcome_greeting=config.get("greeting") or None,
+        language=config.get("language", "en-US"),
+        interruptible="any" if config.get("interruptible", True) else "none",
+        dtmf_detection=True,
+        **_relay_voice(config),
+    )
+    for name, value in parameters.items():
+        relay.parameter(name=name, value=value)
+    return response
+
+
+def dial(number: str) -> VoiceResponse:
+    response = VoiceResponse()
+    response.dial(number)
+    return response
+
+
+def hang_up() -> VoiceResponse:
+    response = VoiceResponse()
+    response.hangup()
+    return response

@@ -1,0 +1,35 @@
+"""Database work from the event loop, in a pool of threads.
+
+Channels' `database_sync_to_async` is thread-sensitive: every consumer of a process queues its
+database calls on one shared thread, so a thousand live conversations wait on each other. Here
+each call runs in a thread of a pool (`ASYNC_DB_THREADS`), takes a connection from the process'
+pool, and gives it back when done; the tenant scope and log context travel with it (contextvars).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from channels.db import DatabaseSyncToAsync
+from django.conf import settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=settings.ASYNC_DB_THREADS, thread_name_prefix="db"
+        )
+    return _executor
+
+
+def database_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """`func` as a coroutine function that runs `func` in the database thread pool."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_pool())
