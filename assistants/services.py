@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import ProtectedError
-from django_scopes import scope, scopes_disabled
 
 from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
-from assistants.selectors import unscoped_greeting_speech_keys
-from assistants.speech import speech_cleanup, speech_prepare
+from assistants.speech import speech_prepare
 from tenants.models import PhoneNumber, Tenant
 
 logger = logging.getLogger(__name__)
@@ -39,27 +36,6 @@ def assistant_prepare_greeting(*, assistant: AssistantConfig) -> SpeechAudio | N
             exc_info=True,
         )
         return None
-
-
-def speech_expire(*, older_than: timedelta) -> int:
-    """Delete speech audio created more than `older_than` ago, except the current greeting of
-    every assistant, and queue the greetings that have no audio at all (deleted before they were
-    kept, or never queued); return the number of rows deleted.
-
-    Greetings stay because every call starts with one: without its file a caller would hear
-    Twilio's voice until the assistant is saved again. Crosses tenants, as `speech_cleanup` does.
-    """
-    greetings = unscoped_greeting_speech_keys()
-    deleted = speech_cleanup(older_than=older_than, keep=greetings.keys())
-    with scopes_disabled():
-        present = set(
-            SpeechAudio.objects.filter(key__in=list(greetings)).values_list("key", flat=True)
-        )
-    for key, assistant in greetings.items():
-        if key not in present:
-            with scope(tenant=assistant.tenant_id):
-                assistant_prepare_greeting(assistant=assistant)
-    return deleted
 
 
 # Fields a tenant may set on an assistant (everything but ids, tenant and timestamps).

@@ -22,9 +22,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
-from assistants.models import SpeechAudio
+from assistants.models import AssistantConfig, SpeechAudio
 from providers.speech import TTSError, get_engine
 
 if TYPE_CHECKING:
@@ -179,6 +179,59 @@ def speech_cleanup(*, older_than: timedelta, keep: Collection[str] = ()) -> int:
                     continue
                 done.append(pk)
             deleted += expired.filter(pk__in=done).delete()[0]
+
+
+def speech_expire(*, older_than: timedelta) -> int:
+    """Delete speech audio created more than `older_than` ago, except the current greeting of
+    every assistant, and queue the greetings that have no audio at all (deleted before they were
+    kept, or never queued); return the number of rows deleted.
+
+    Greetings stay because every call starts with one: without its file a caller would hear
+    Twilio's voice until the assistant is saved again. Crosses tenants, as `speech_cleanup` does.
+    """
+    greetings = _unscoped_greetings()
+    deleted = speech_cleanup(older_than=older_than, keep=greetings.keys())
+    with scopes_disabled():
+        present = set(
+            SpeechAudio.objects.filter(key__in=list(greetings)).values_list("key", flat=True)
+        )
+    for key, assistant in greetings.items():
+        if key in present:
+            continue
+        try:
+            with scope(tenant=assistant.tenant_id):
+                speech_prepare(
+                    tenant=assistant.tenant, engine=assistant.tts_engine,
+                    voice=assistant.tts_voice, language=assistant.language,
+                    text=assistant.greeting,
+                )  # fmt: skip
+        except Exception:  # one assistant's engine problem must not stop the others
+            logger.warning(
+                "could not queue a greeting's audio",
+                extra={"assistant": str(assistant.id)},
+                exc_info=True,
+            )
+    return deleted
+
+
+def _unscoped_greetings() -> dict[str, AssistantConfig]:
+    """Every assistant (of every tenant) whose greeting is spoken from an audio file, by the
+    speech key of that greeting. A named bypass: expiry keeps these for all tenants."""
+    greetings = {}
+    with scopes_disabled():
+        for assistant in AssistantConfig.objects.select_related("tenant"):
+            try:
+                makes_audio = get_engine(assistant.tts_engine).produces_audio
+            except TTSError:
+                continue
+            text = assistant.greeting.strip()
+            if makes_audio and text:
+                key = speech_key(
+                    tenant_id=assistant.tenant_id, engine=assistant.tts_engine,
+                    voice=assistant.tts_voice, language=assistant.language, text=text,
+                )  # fmt: skip
+                greetings[key] = assistant
+    return greetings
 
 
 def _delete_file(name: str) -> bool:

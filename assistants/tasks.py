@@ -10,8 +10,7 @@ from django.core.exceptions import ValidationError
 from django_scopes import scope
 
 from assistants.models import SpeechAudio
-from assistants.services import speech_expire
-from assistants.speech import speech_synthesize
+from assistants.speech import speech_expire, speech_synthesize
 
 # Engines have their own timeouts (gTTS per request, espeak-ng per run); this is the backstop.
 SYNTHESIS_SOFT_TIME_LIMIT = 20
