@@ -17,6 +17,7 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -86,12 +87,14 @@ def _claim_retry(audio: SpeechAudio) -> bool:
     return bool(claimed)
 
 
-def _queue(audio: SpeechAudio) -> None:
-    from assistants.tasks import synthesize_speech  # the tasks module imports this one
+# The worker's task, named rather than imported: the tasks module calls these services.
+SYNTHESIZE_TASK = "assistants.tasks.synthesize_speech"
 
-    tenant_id, audio_id = str(audio.tenant_id), str(audio.id)
+
+def _queue(audio: SpeechAudio) -> None:
+    task = current_app.signature(SYNTHESIZE_TASK, args=(str(audio.tenant_id), str(audio.id)))
     # robust: a broker outage must not fail the caller's request; the row is retried later.
-    transaction.on_commit(lambda: synthesize_speech.delay(tenant_id, audio_id), robust=True)
+    transaction.on_commit(task.delay, robust=True)
 
 
 def speech_engine_problem(engine: str) -> str:
