@@ -18,12 +18,22 @@ REJECTED = Q(status=Call.Status.REJECTED)
 ASSISTANT = Q(role=Turn.Role.ASSISTANT)
 
 CALL_COUNT_FIELDS = (
-    "calls", "answered", "rejected", "failed", "duration_total", "duration_count",
-)  # fmt: skip
+    "calls",
+    "answered",
+    "rejected",
+    "failed",
+    "duration_total",
+    "duration_count",
+)
 TURN_COUNT_FIELDS = (
-    "turns", "assistant_turns", "fallback_turns", "error_turns", "cache_hits", "tokens_in",
+    "turns",
+    "assistant_turns",
+    "fallback_turns",
+    "error_turns",
+    "cache_hits",
+    "tokens_in",
     "tokens_out",
-)  # fmt: skip
+)
 COUNT_FIELDS = CALL_COUNT_FIELDS + TURN_COUNT_FIELDS
 # The latencies whose percentiles are shown, as (Turn field, histogram field of the rollups).
 LATENCIES = (("llm_first_token_ms", "first_token_ms"), ("response_sent_ms", "turn_ms"))

@@ -193,9 +193,7 @@ def charts(*, tenant_ids: list | None, period: Period, split: Split | None = Non
         ).values_list("hour", "calls", *HISTOGRAM_FIELDS)
         for hour, n, *counts in platform:
             calls_by_hour[hour] = n
-            latency_by_hour[hour] = _chart_latency(
-                dict(zip(HISTOGRAM_FIELDS, counts, strict=True))
-            )
+            latency_by_hour[hour] = _chart_latency(dict(zip(HISTOGRAM_FIELDS, counts, strict=True)))
     elif split.rollup is not None:
         rows = for_tenants(
             HourlyStats.objects.filter(hour__gte=split.rollup[0], hour__lt=split.rollup[1]),
@@ -270,7 +268,7 @@ def _breakdown_of(
                 "modes": modes.get(assistant_id, []),
                 "tenant": tenant_name,
                 **_derived(tally),
-            }  # fmt: skip
+            }
         )
     result.sort(key=lambda row: (-row["calls"], row["name"]))
     return result
@@ -354,9 +352,11 @@ def report(*, tenant_ids: list | None, period: Period, budget_tenant: Tenant | N
         )
         return {
             "period": {
-                "key": period.key, "label": period.label, "start": period.start.isoformat(),
+                "key": period.key,
+                "label": period.label,
+                "start": period.start.isoformat(),
                 "rollup": rollup,
-            },  # fmt: skip
+            },
             **_figures_and_breakdown(tenant_ids, period, split, budget_tenant),
             "charts": charts(tenant_ids=tenant_ids, period=period, split=split),
         }

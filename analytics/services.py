@@ -136,9 +136,12 @@ def _compute(start: datetime, end: datetime) -> list[HourlyStats]:
     latencies = (
         turns.filter(ASSISTANT)
         .values_list(
-            "tenant_id", "call__assistant_id", "created_at", "llm_first_token_ms",
+            "tenant_id",
+            "call__assistant_id",
+            "created_at",
+            "llm_first_token_ms",
             "response_sent_ms",
-        )  # fmt: skip
+        )
         .order_by()
     )
     histos: dict[tuple, tuple[dict, dict]] = {}

@@ -17,23 +17,48 @@ from tenants.admin_base import TenantScopedAdmin
 class AssistantConfigAdmin(TenantScopedAdmin):
     # The talk link next to the name: a last column is scrolled out of sight on laptop screens.
     list_display = [
-        "name", "talk_link", "tenant", "mode", "model", "language", "tts_engine", "updated_at",
-    ]  # fmt: skip
+        "name",
+        "talk_link",
+        "tenant",
+        "mode",
+        "model",
+        "language",
+        "tts_engine",
+        "updated_at",
+    ]
     list_filter = ["mode", "tts_engine", "model"]
     search_fields = ["name"]
     list_select_related = ["tenant"]
     fieldsets = [
         (None, {"fields": ["tenant", "name", "mode"]}),
-        ("Language model", {
-            "fields": ["model", "fallback_model", "temperature", "max_tokens", "context_turns",
-                       "system_prompt"],
-        }),
-        ("Voice", {
-            "fields": ["greeting", "language", "tts_engine", "tts_voice", "speech_timeout",
-                       "interruptible"],
-        }),
+        (
+            "Language model",
+            {
+                "fields": [
+                    "model",
+                    "fallback_model",
+                    "temperature",
+                    "max_tokens",
+                    "context_turns",
+                    "system_prompt",
+                ],
+            },
+        ),
+        (
+            "Voice",
+            {
+                "fields": [
+                    "greeting",
+                    "language",
+                    "tts_engine",
+                    "tts_voice",
+                    "speech_timeout",
+                    "interruptible",
+                ],
+            },
+        ),
         ("Transfer to a human", {"fields": ["transfer_number", "transfer_digit"]}),
-    ]  # fmt: skip
+    ]
 
     @admin.display(description="Try it")
     def talk_link(self, obj: AssistantConfig) -> str:
@@ -56,14 +81,33 @@ class FAQEntryAdmin(TenantScopedAdmin):
 class SpeechAudioAdmin(TenantScopedAdmin):
     """Made and expired by the speech tasks; here to read why a sentence had no audio."""
 
-    list_display = ["text", "tenant", "engine", "voice", "language", "state", "synth_ms",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "text",
+        "tenant",
+        "engine",
+        "voice",
+        "language",
+        "state",
+        "synth_ms",
+        "created_at",
+    ]
     list_filter = ["engine", "language"]
     search_fields = ["text", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]
-    fields = ["tenant", "text", "engine", "voice", "language", "state", "error", "player",
-              "content_type", "synth_ms", "created_at"]  # fmt: skip
+    fields = [
+        "tenant",
+        "text",
+        "engine",
+        "voice",
+        "language",
+        "state",
+        "error",
+        "player",
+        "content_type",
+        "synth_ms",
+        "created_at",
+    ]
     readonly_fields = fields
 
     @admin.display(description="State")

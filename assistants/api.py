@@ -122,10 +122,14 @@ class AssistantViewSet(
 )
 @extend_schema(
     parameters=[
-        OpenApiParameter("assistant_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                         description="The assistant's id.")
+        OpenApiParameter(
+            "assistant_pk",
+            OpenApiTypes.UUID,
+            OpenApiParameter.PATH,
+            description="The assistant's id.",
+        )
     ]
-)  # fmt: skip
+)
 class FAQEntryViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,

@@ -163,10 +163,23 @@ class AssistantConfig(models.Model):
     def snapshot(self) -> CallConfig:
         """The settings a call runs with, stored on the Call so later edits don't rewrite history."""
         fields = [
-            "name", "mode", "model", "fallback_model", "temperature", "max_tokens",
-            "context_turns", "system_prompt", "greeting", "language", "tts_engine", "tts_voice",
-            "speech_timeout", "interruptible", "transfer_number", "transfer_digit",
-        ]  # fmt: skip
+            "name",
+            "mode",
+            "model",
+            "fallback_model",
+            "temperature",
+            "max_tokens",
+            "context_turns",
+            "system_prompt",
+            "greeting",
+            "language",
+            "tts_engine",
+            "tts_voice",
+            "speech_timeout",
+            "interruptible",
+            "transfer_number",
+            "transfer_digit",
+        ]
         data: CallConfig = {name: getattr(self, name) for name in fields}  # type: ignore[misc]
         data["id"] = str(self.id)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
@@ -213,7 +226,9 @@ class SpeechAudio(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="speech_audio")
-    key = models.CharField(max_length=64, help_text="sha256 of tenant, engine, voice, language, text.")
+    key = models.CharField(
+        max_length=64, help_text="sha256 of tenant, engine, voice, language, text."
+    )
     engine = models.CharField(max_length=16)
     voice = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=35)

@@ -41,11 +41,24 @@ def assistant_prepare_greeting(*, assistant: AssistantConfig) -> SpeechAudio | N
 # Fields a tenant may set on an assistant (everything but ids, tenant and timestamps).
 ASSISTANT_FIELDS = frozenset(
     {
-        "name", "mode", "model", "fallback_model", "temperature", "max_tokens", "context_turns",
-        "system_prompt", "greeting", "language", "tts_engine", "tts_voice", "speech_timeout",
-        "interruptible", "transfer_number", "transfer_digit",
+        "name",
+        "mode",
+        "model",
+        "fallback_model",
+        "temperature",
+        "max_tokens",
+        "context_turns",
+        "system_prompt",
+        "greeting",
+        "language",
+        "tts_engine",
+        "tts_voice",
+        "speech_timeout",
+        "interruptible",
+        "transfer_number",
+        "transfer_digit",
     }
-)  # fmt: skip
+)
 
 
 class AssistantInUse(Exception):

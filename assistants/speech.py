@@ -130,9 +130,11 @@ def speech_synthesize(*, audio: SpeechAudio) -> SpeechAudio:
         error = (PERMANENT_ERROR_PREFIX if exc.permanent else "") + exc.message
         # The reason goes in the message: a Celery worker's plain log format drops extra fields.
         logger.warning(
-            "speech synthesis failed (%s): %s", audio.engine, error,
+            "speech synthesis failed (%s): %s",
+            audio.engine,
+            error,
             extra={"engine": audio.engine, "error": error},
-        )  # fmt: skip
+        )
         SpeechAudio.objects.filter(pk=audio.pk, tenant_id=audio.tenant_id, file="").update(
             error=error[:2000]
         )
@@ -151,8 +153,11 @@ def speech_synthesize(*, audio: SpeechAudio) -> SpeechAudio:
         current = SpeechAudio.objects.filter(pk=audio.pk, tenant_id=audio.tenant_id).first()
         return current or audio
     audio.file, audio.content_type, audio.synth_ms, audio.error = (
-        name, result.content_type, synth_ms, ""
-    )  # fmt: skip
+        name,
+        result.content_type,
+        synth_ms,
+        "",
+    )
     return audio
 
 
@@ -204,10 +209,12 @@ def speech_expire(*, older_than: timedelta) -> int:
         try:
             with scope(tenant=assistant.tenant_id):
                 speech_prepare(
-                    tenant=assistant.tenant, engine=assistant.tts_engine,
-                    voice=assistant.tts_voice, language=assistant.language,
+                    tenant=assistant.tenant,
+                    engine=assistant.tts_engine,
+                    voice=assistant.tts_voice,
+                    language=assistant.language,
                     text=assistant.greeting,
-                )  # fmt: skip
+                )
         except Exception:  # one assistant's engine problem must not stop the others
             logger.warning(
                 "could not queue a greeting's audio",
@@ -230,9 +237,12 @@ def _unscoped_greetings() -> dict[str, AssistantConfig]:
             text = assistant.greeting.strip()
             if makes_audio and text:
                 key = speech_key(
-                    tenant_id=assistant.tenant_id, engine=assistant.tts_engine,
-                    voice=assistant.tts_voice, language=assistant.language, text=text,
-                )  # fmt: skip
+                    tenant_id=assistant.tenant_id,
+                    engine=assistant.tts_engine,
+                    voice=assistant.tts_voice,
+                    language=assistant.language,
+                    text=text,
+                )
                 greetings[key] = assistant
     return greetings
 

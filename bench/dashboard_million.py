@@ -148,38 +148,64 @@ def load(total_turns: int) -> None:
         )
         status = Call.Status.IN_PROGRESS if live else rng.choice(statuses)
         call_id = uuid.uuid4()
-        calls.append({
-            "id": call_id, "tenant_id": tenant.id, "assistant_id": assistant.id,
-            "config_snapshot": json.dumps({"name": assistant.name}), "call_sid": f"CA{call_id.hex}",
-            "from_number": f"+1555{rng.randrange(10**7):07d}", "to_number": "+14155550100",
-            "direction": "inbound", "status": status, "mode": "gather", "started_at": at,
-            "answered_at": at if status != Call.Status.REJECTED else None,
-            "ended_at": None if live else at + timedelta(seconds=120),
-            "duration_seconds": None if live else rng.randrange(10, 600),
-            "outcome": "" if live else ("completed" if status == "completed" else status),
-            "error": "", "silent_prompts": 0, "status_sequence": -1,
-        })  # fmt: skip
+        calls.append(
+            {
+                "id": call_id,
+                "tenant_id": tenant.id,
+                "assistant_id": assistant.id,
+                "config_snapshot": json.dumps({"name": assistant.name}),
+                "call_sid": f"CA{call_id.hex}",
+                "from_number": f"+1555{rng.randrange(10**7):07d}",
+                "to_number": "+14155550100",
+                "direction": "inbound",
+                "status": status,
+                "mode": "gather",
+                "started_at": at,
+                "answered_at": at if status != Call.Status.REJECTED else None,
+                "ended_at": None if live else at + timedelta(seconds=120),
+                "duration_seconds": None if live else rng.randrange(10, 600),
+                "outcome": "" if live else ("completed" if status == "completed" else status),
+                "error": "",
+                "silent_prompts": 0,
+                "status_sequence": -1,
+            }
+        )
         if status == Call.Status.REJECTED:
             continue
         for seq in range(1, turns_per_call + 1):
             role = "caller" if seq % 2 else "assistant"
             row = {
-                "id": uuid.uuid4(), "tenant_id": tenant.id, "call_id": call_id, "sequence": seq,
-                "role": role, "text": "Could you tell me when you are open on Saturday?",
-                "interrupted": False, "heard_text": "", "created_at": at + timedelta(seconds=seq * 6),
-                "model_used": "", "cache_hit": False, "source": "", "error": "",
-                "fallbacks": "[]", "audio_urls": "[]",
-            }  # fmt: skip
+                "id": uuid.uuid4(),
+                "tenant_id": tenant.id,
+                "call_id": call_id,
+                "sequence": seq,
+                "role": role,
+                "text": "Could you tell me when you are open on Saturday?",
+                "interrupted": False,
+                "heard_text": "",
+                "created_at": at + timedelta(seconds=seq * 6),
+                "model_used": "",
+                "cache_hit": False,
+                "source": "",
+                "error": "",
+                "fallbacks": "[]",
+                "audio_urls": "[]",
+            }
             if role == "assistant":
                 ftt = int(rng.lognormvariate(5.8, 0.4))
                 row.update(
-                    llm_first_token_ms=ftt, llm_done_ms=ftt + 400, first_audio_ms=ftt + 500,
-                    response_sent_ms=ftt + 700 + rng.randrange(300), tokens_in=400,
-                    tokens_out=60, model_used="llama-3.3-70b-versatile", source="llm",
+                    llm_first_token_ms=ftt,
+                    llm_done_ms=ftt + 400,
+                    first_audio_ms=ftt + 500,
+                    response_sent_ms=ftt + 700 + rng.randrange(300),
+                    tokens_in=400,
+                    tokens_out=60,
+                    model_used="llama-3.3-70b-versatile",
+                    source="llm",
                     cache_hit=rng.random() < 0.1,
                     fallbacks='["llama-3.1-8b-instant"]' if rng.random() < 0.03 else "[]",
                     error="timeout" if rng.random() < 0.01 else "",
-                )  # fmt: skip
+                )
             turns.append(row)
     with connection.cursor() as cursor:
         raw = cursor.cursor
@@ -213,8 +239,10 @@ def report(runs: int, *, raw: bool = True) -> None:
     from calls.models import Turn
 
     with scopes_disabled():
-        print(f"turns stored: {Turn.objects.count():,}; hourly rollup rows: "
-              f"{HourlyStats.objects.count():,}")  # fmt: skip
+        print(
+            f"turns stored: {Turn.objects.count():,}; hourly rollup rows: "
+            f"{HourlyStats.objects.count():,}"
+        )
     users = get_user_model().objects
     who = {
         "staff (all tenants)": users.get(username="staff"),

@@ -60,10 +60,14 @@ def sequential_first_audio(*, assistant, question: str) -> float:
     result = llm.LLMResult()
     text = llm.whole_answer(
         llm.stream_reply(
-            model=assistant.model, fallback_model="",
+            model=assistant.model,
+            fallback_model="",
             messages=build_messages(config=config, history=[], utterance=question),
-            temperature=1.0, max_tokens=1024, deadline=time.monotonic() + 12, result=result,
-        )  # fmt: skip
+            temperature=1.0,
+            max_tokens=1024,
+            deadline=time.monotonic() + 12,
+            result=result,
+        )
     )
     get_engine(assistant.tts_engine).synthesize(text, language="en-US", voice="")
     return ms(now() - started)
@@ -80,9 +84,14 @@ def pipelined_first_audio(caller: Caller, *, question: str) -> tuple[float, int,
 
 
 def concurrent_turns(
-    make_caller, *, concurrency: int, turns_each: int, question: str, pause: float = 0.0,
+    make_caller,
+    *,
+    concurrency: int,
+    turns_each: int,
+    question: str,
+    pause: float = 0.0,
     stagger: bool = False,
-) -> tuple[list[float], int, float]:  # fmt: skip
+) -> tuple[list[float], int, float]:
     """`concurrency` calls at once, each saying `question` `turns_each` times, `pause` seconds
     apart; with `stagger`, the calls begin spread over one pause (callers do not all speak at
     the same moment).

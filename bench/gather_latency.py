@@ -55,9 +55,12 @@ def main() -> None:
         ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer_tokens=args.answer_tokens
     ).start()
     env = configure_environment(
-        GROQ_BASE_URL=groq.base_url, GROQ_API_KEY="bench", ANSWER_CACHE_SECONDS="0",
-        TTS_WAIT_SECONDS="5", WEBHOOK_DEADLINE_SECONDS="12",
-    )  # fmt: skip
+        GROQ_BASE_URL=groq.base_url,
+        GROQ_API_KEY="bench",
+        ANSWER_CACHE_SECONDS="0",
+        TTS_WAIT_SECONDS="5",
+        WEBHOOK_DEADLINE_SECONDS="12",
+    )
 
     import django
 
@@ -75,8 +78,9 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     _, assistant, number = bench_tenant()
     config = {
-        "system_prompt": assistant.system_prompt, "context_turns": 0,
-    }  # fmt: skip
+        "system_prompt": assistant.system_prompt,
+        "context_turns": 0,
+    }
     engine = get_engine("simulated")
     client = Client(SERVER_NAME="localhost")
 
@@ -102,10 +106,14 @@ def main() -> None:
             result = llm.LLMResult()
             text = llm.whole_answer(
                 llm.stream_reply(
-                    model=assistant.model, fallback_model="",
+                    model=assistant.model,
+                    fallback_model="",
                     messages=build_messages(config=config, history=[], utterance=question),
-                    temperature=1.0, max_tokens=1024, deadline=started + 12, result=result,
-                )  # fmt: skip
+                    temperature=1.0,
+                    max_tokens=1024,
+                    deadline=started + 12,
+                    result=result,
+                )
             )
             engine.synthesize(text, language="en-US", voice="")
             sequential.append(ms(now() - started))
@@ -117,9 +125,13 @@ def main() -> None:
             started = now()
             body = post(
                 "/twilio/gather",
-                {**base, "CallStatus": "in-progress", "SpeechResult": question + " (pipelined)",
-                 "Confidence": "0.9"},
-            )  # fmt: skip
+                {
+                    **base,
+                    "CallStatus": "in-progress",
+                    "SpeechResult": question + " (pipelined)",
+                    "Confidence": "0.9",
+                },
+            )
             pipelined.append(ms(now() - started))
             played += body.count(b"<Play>")
             said += body.count(b"<Say")
@@ -134,10 +146,12 @@ def main() -> None:
     print(
         table(
             f"Time to first audio, one gather turn ({args.turns} turns)",
-            {"sequential (LLM, then TTS, then respond)": sequential,
-             "pipelined (gather mode, sentence TTS in Celery)": pipelined},
+            {
+                "sequential (LLM, then TTS, then respond)": sequential,
+                "pipelined (gather mode, sentence TTS in Celery)": pipelined,
+            },
             baseline="sequential (LLM, then TTS, then respond)",
-        )  # fmt: skip
+        )
     )
     print(f"Pipelined replies: {played} sentences played as audio, {said} fell back to <Say>.")
 

@@ -111,9 +111,13 @@ def create_database() -> None:
 
     db = settings.DATABASES["default"]
     with psycopg.connect(
-        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
-        dbname="postgres", autocommit=True,
-    ) as connection:  # fmt: skip
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
         exists = connection.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
         ).fetchone()
@@ -130,11 +134,28 @@ def celery_worker(env: dict[str, str], *, concurrency: int = 8) -> Iterator[subp
     log = open(Path(env["MEDIA_ROOT"]) / "worker.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", env["CELERY_QUEUE"],
-            "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "WARNING",
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-        ],  # fmt: skip
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            env["CELERY_QUEUE"],
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         from config.celery import app
@@ -151,7 +172,9 @@ def celery_worker(env: dict[str, str], *, concurrency: int = 8) -> Iterator[subp
         log.close()
 
 
-def bench_tenant(*, mode: str = "gather", tts_engine: str = "simulated", generous_limits: bool = False):
+def bench_tenant(
+    *, mode: str = "gather", tts_engine: str = "simulated", generous_limits: bool = False
+):
     """A fresh tenant with one assistant and one number; returns (tenant, assistant, number)."""
     from django_scopes import scopes_disabled
 
@@ -162,9 +185,12 @@ def bench_tenant(*, mode: str = "gather", tts_engine: str = "simulated", generou
     with scopes_disabled():
         tenant = Tenant.objects.create(name=f"Bench {run}", slug=f"bench-{run}")
         assistant = AssistantConfig.objects.create(
-            tenant=tenant, name="Bench", mode=mode, tts_engine=tts_engine,
+            tenant=tenant,
+            name="Bench",
+            mode=mode,
+            tts_engine=tts_engine,
             system_prompt="You are a plumber's receptionist.",
-        )  # fmt: skip
+        )
         number = PhoneNumber.objects.create(
             tenant=tenant, assistant=assistant, number=f"+1415{int(run, 16) % 10**7:07d}"
         )
@@ -194,10 +220,21 @@ def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
 
     log = open(Path(env["MEDIA_ROOT"]) / f"daphne-{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "config.asgi:application"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -226,11 +263,24 @@ def fake_groq_process(*, ttft_ms: float = 150.0, tps: float = 280.0, answer_toke
     from devtools.fake_groq import FakeGroqControl
 
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "fake_groq", "--port", "0", "--ttft-ms", str(ttft_ms),
-         "--tps", str(tps), "--answer-tokens", str(answer_tokens)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "manage.py",
+            "fake_groq",
+            "--port",
+            "0",
+            "--ttft-ms",
+            str(ttft_ms),
+            "--tps",
+            str(tps),
+            "--answer-tokens",
+            str(answer_tokens),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
-    )  # fmt: skip
+    )
     try:
         url = ""
         for line in process.stdout:

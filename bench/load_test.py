@@ -53,8 +53,17 @@ class Results:
     said: int = 0
 
 
-def caller(index: int, *, base: str, token: str, number: str, until: float, turns: int,
-           pause: float, results: Results) -> None:  # fmt: skip
+def caller(
+    index: int,
+    *,
+    base: str,
+    token: str,
+    number: str,
+    until: float,
+    turns: int,
+    pause: float,
+    results: Results,
+) -> None:
     from devtools.simulator import TwilioSimulator
 
     simulator = TwilioSimulator(base_url=base, auth_token=token, timeout=30)
@@ -103,9 +112,11 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = configure_environment(
-        GROQ_BASE_URL=groq.base_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base,
+        GROQ_BASE_URL=groq.base_url,
+        GROQ_API_KEY="bench",
+        PUBLIC_BASE_URL=base,
         ANSWER_CACHE_SECONDS="0",
-    )  # fmt: skip
+    )
 
     import django
 
@@ -127,9 +138,16 @@ def main() -> None:
                 threading.Thread(
                     target=caller,
                     args=(i,),
-                    kwargs=dict(base=base, token=settings.TWILIO_AUTH_TOKEN, number=number.number,
-                                until=until, turns=args.turns, pause=args.pause, results=results),
-                )  # fmt: skip
+                    kwargs=dict(
+                        base=base,
+                        token=settings.TWILIO_AUTH_TOKEN,
+                        number=number.number,
+                        until=until,
+                        turns=args.turns,
+                        pause=args.pause,
+                        results=results,
+                    ),
+                )
                 for i in range(args.calls)
             ]
             for thread in threads:

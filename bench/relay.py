@@ -38,9 +38,10 @@ async def _open(base: str, token: str, number: str, http):
     params = {"CallSid": call_sid, "From": f"+1555{uuid.uuid4().int % 10**7:07d}", "To": number}
     url = base + "/twilio/voice"
     response = await http.post(
-        url, data=params,
+        url,
+        data=params,
         headers={"X-Twilio-Signature": sign(url=url, params=params, auth_token=token)},
-    )  # fmt: skip
+    )
     socket_url, _, parameters = parse_connect(response.content)
     if not socket_url:
         raise RuntimeError(f"no ConversationRelay in the voice answer ({response.status_code})")
@@ -76,10 +77,18 @@ async def _ask(socket, question: str, stats: RelayStats, timeout: float) -> None
 
 
 async def run_sessions(
-    *, base: str, token: str, number: str, sessions: int, prompts: int, pause: float,
-    stats: RelayStats, until: float | None = None, ramp_seconds: float = 0.0,
+    *,
+    base: str,
+    token: str,
+    number: str,
+    sessions: int,
+    prompts: int,
+    pause: float,
+    stats: RelayStats,
+    until: float | None = None,
+    ramp_seconds: float = 0.0,
     timeout: float = 30.0,
-) -> None:  # fmt: skip
+) -> None:
     """`sessions` calls at once, each asking `prompts` questions `pause` seconds apart (or until
     `until`, a time.monotonic() value)."""
     import httpx
@@ -117,8 +126,9 @@ async def run_sessions(
         await asyncio.gather(*(one(i) for i in range(sessions)))
 
 
-async def open_sessions(*, base: str, token: str, number: str, count: int, stats: RelayStats,
-                        concurrency: int = 50) -> list:  # fmt: skip
+async def open_sessions(
+    *, base: str, token: str, number: str, count: int, stats: RelayStats, concurrency: int = 50
+) -> list:
     """Open `count` relay sessions (webhook, handshake, setup), `concurrency` at a time."""
     import httpx
 
@@ -139,8 +149,9 @@ async def open_sessions(*, base: str, token: str, number: str, count: int, stats
     return sockets
 
 
-async def drive(sockets: list, *, until: float, pause: float, stats: RelayStats,
-                timeout: float = 30.0) -> None:  # fmt: skip
+async def drive(
+    sockets: list, *, until: float, pause: float, stats: RelayStats, timeout: float = 30.0
+) -> None:
     """Each open session asks, waits for the whole answer, waits `pause` seconds (a caller's
     rhythm), and asks again, until `until` (time.monotonic())."""
 
@@ -150,8 +161,9 @@ async def drive(sockets: list, *, until: float, pause: float, stats: RelayStats,
         asked = 0
         try:
             while time.monotonic() < until:
-                await _ask(socket, f"Question {asked} of session {index}: my boiler?", stats,
-                           timeout)  # fmt: skip
+                await _ask(
+                    socket, f"Question {asked} of session {index}: my boiler?", stats, timeout
+                )
                 asked += 1
                 await asyncio.sleep(pause)
         except Exception as exc:
@@ -160,8 +172,9 @@ async def drive(sockets: list, *, until: float, pause: float, stats: RelayStats,
     await asyncio.gather(*(one(i, s) for i, s in enumerate(sockets)))
 
 
-async def ask_each_once(sockets: list, *, spread: float, stats: RelayStats,
-                        timeout: float = 30.0) -> None:  # fmt: skip
+async def ask_each_once(
+    sockets: list, *, spread: float, stats: RelayStats, timeout: float = 30.0
+) -> None:
     """Each open session asks one question, the questions spread over `spread` seconds."""
 
     async def one(index: int, socket) -> None:

@@ -51,17 +51,19 @@ def prepare_database() -> str:
     with scopes_disabled():
         tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
         assistant, _ = AssistantConfig.objects.update_or_create(
-            tenant=tenant, name="Bench relay",
+            tenant=tenant,
+            name="Bench relay",
             defaults={"mode": AssistantConfig.Mode.RELAY, "tts_engine": "say"},
-        )  # fmt: skip
+        )
         PhoneNumber.objects.update_or_create(
             number="+14155550999", defaults={"tenant": tenant, "assistant": assistant}
         )
         for kind in RateLimit.Kind.values:
             RateLimit.objects.update_or_create(
-                tenant=tenant, kind=kind,
+                tenant=tenant,
+                kind=kind,
                 defaults={"limit": 10**9, "window_seconds": 60, "action": "speak_continue"},
-            )  # fmt: skip
+            )
     return "+14155550999"
 
 
@@ -80,7 +82,9 @@ async def session(
     url = base_url + "/twilio/voice"
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            url, data=params, headers={"X-Twilio-Signature": sign(url=url, params=params, auth_token=token)}
+            url,
+            data=params,
+            headers={"X-Twilio-Signature": sign(url=url, params=params, auth_token=token)},
         )
     socket_url, _, parameters = parse_connect(response.content)
     if not socket_url:
@@ -128,11 +132,22 @@ def main() -> None:
     # measuring client for the interpreter lock.
     fake = subprocess.Popen(
         [
-            sys.executable, "manage.py", "fake_groq", "--port", "0", "--ttft-ms", str(args.ttft_ms),
-            "--tps", "2000", "--answer-tokens", "30",
+            sys.executable,
+            "manage.py",
+            "fake_groq",
+            "--port",
+            "0",
+            "--ttft-ms",
+            str(args.ttft_ms),
+            "--tps",
+            "2000",
+            "--answer-tokens",
+            "30",
         ],
-        cwd=BASE_DIR, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     groq_url = ""
     for line in fake.stdout:
         if line.startswith("GROQ_BASE_URL="):
@@ -169,7 +184,9 @@ def main() -> None:
     overhead = [r - args.ttft_ms for r in results]
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     mode = "services" if settings.REDIS_URL else "embedded"
-    print(f"relay overhead over {len(results)} prompts ({args.sessions} sessions, {mode} mode, {database}),")
+    print(
+        f"relay overhead over {len(results)} prompts ({args.sessions} sessions, {mode} mode, {database}),"
+    )
     print(f"prompt -> first text frame minus fake Groq ttft {args.ttft_ms:.0f} ms:")
     print(
         f"  p50 {percentile(overhead, 0.5):.1f} ms   p90 {percentile(overhead, 0.9):.1f} ms   "
@@ -192,7 +209,9 @@ def main() -> None:
             f"as stored by the server (prompt received -> first token sent, {len(inside)} turns):\n"
             f"  p50 {percentile(inside, 0.5):.1f} ms   p99 {percentile(inside, 0.99):.1f} ms"
         )
-    print(f"  ({elapsed:.1f} s in all; load average {os.getloadavg()[0]:.2f}; daphne log: {server.log_path})")
+    print(
+        f"  ({elapsed:.1f} s in all; load average {os.getloadavg()[0]:.2f}; daphne log: {server.log_path})"
+    )
 
 
 if __name__ == "__main__":

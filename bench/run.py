@@ -83,9 +83,13 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = configure_environment(
-            GROQ_BASE_URL=groq_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base,
-            ANSWER_CACHE_SECONDS="0", TTS_WAIT_SECONDS="5", WEBHOOK_DEADLINE_SECONDS="12",
-        )  # fmt: skip
+            GROQ_BASE_URL=groq_url,
+            GROQ_API_KEY="bench",
+            PUBLIC_BASE_URL=base,
+            ANSWER_CACHE_SECONDS="0",
+            TTS_WAIT_SECONDS="5",
+            WEBHOOK_DEADLINE_SECONDS="12",
+        )
 
         import django
 
@@ -111,9 +115,12 @@ def main() -> None:
 
             async def phase() -> None:
                 sockets = await open_sessions(
-                    base=base, token=token, number=relay_number.number, count=sessions,
+                    base=base,
+                    token=token,
+                    number=relay_number.number,
+                    count=sessions,
                     stats=stats,
-                )  # fmt: skip
+                )
                 await drive(sockets, until=time.monotonic() + seconds, pause=pause, stats=stats)
                 await close_all(sockets)
 
@@ -124,9 +131,14 @@ def main() -> None:
             stats = RelayStats()
             asyncio.run(
                 run_sessions(
-                    base=base, token=token, number=relay_number.number, sessions=sessions,
-                    prompts=prompts, pause=pause, stats=stats,
-                )  # fmt: skip
+                    base=base,
+                    token=token,
+                    number=relay_number.number,
+                    sessions=sessions,
+                    prompts=prompts,
+                    pause=pause,
+                    stats=stats,
+                )
             )
             return stats
 
@@ -147,11 +159,13 @@ def main() -> None:
                 sections.append(
                     table(
                         "1. Time to first audio, one caller turn (~60-token answer)",
-                        {"a. sequential: whole answer, then TTS, then respond": sequential,
-                         "b. gather mode: sentences to TTS while the LLM streams": pipelined,
-                         "c. relay mode: prompt to first text frame": streamed.first_ms},
+                        {
+                            "a. sequential: whole answer, then TTS, then respond": sequential,
+                            "b. gather mode: sentences to TTS while the LLM streams": pipelined,
+                            "c. relay mode: prompt to first text frame": streamed.first_ms,
+                        },
                         baseline="a. sequential: whole answer, then TTS, then respond",
-                    )  # fmt: skip
+                    )
                     + f"\nGather replies: {played} sentences played as audio, {said} said by "
                     "`<Say>` (audio not ready in time). In relay mode Twilio speaks the text as "
                     "it arrives; relay errors: "
@@ -182,17 +196,24 @@ def main() -> None:
                 _warm_speech_cache(make_caller)
                 for level in levels:
                     latencies, errors, _ = concurrent_turns(
-                        make_caller, concurrency=level, turns_each=max(3, samples // level + 2),
-                        question=QUESTION, pause=back_to_back, stagger=True,
-                    )  # fmt: skip
+                        make_caller,
+                        concurrency=level,
+                        turns_each=max(3, samples // level + 2),
+                        question=QUESTION,
+                        pause=back_to_back,
+                        stagger=True,
+                    )
                     rows[f"gather, {level} call(s) asking back to back"] = latencies
                     notes.append(f"gather {level} back to back: {errors} failed turns")
                 for level in levels[1:]:
                     latencies, errors, _ = concurrent_turns(
-                        make_caller, concurrency=level,
+                        make_caller,
+                        concurrency=level,
                         turns_each=max(2, round(rhythm_seconds / RHYTHM)),
-                        question=QUESTION, pause=RHYTHM, stagger=True,
-                    )  # fmt: skip
+                        question=QUESTION,
+                        pause=RHYTHM,
+                        stagger=True,
+                    )
                     rows[f"gather, {level} calls at a caller's rhythm"] = latencies
                     notes.append(f"gather {level} at a caller's rhythm: {errors} failed turns")
                 groq.configure(ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer=None)
@@ -202,24 +223,36 @@ def main() -> None:
                         "first token; gather: response time with an instant LLM and cached "
                         f"speech). Back to back: the next turn 0.5 s after each answer; a "
                         f"caller's rhythm: {RHYTHM:g} s after",
-                        rows, baseline=f"relay, {levels[0]} call(s) asking back to back",
-                    )  # fmt: skip
-                    + "\nErrors: " + ", ".join(notes) + ".\n"
+                        rows,
+                        baseline=f"relay, {levels[0]} call(s) asking back to back",
+                    )
+                    + "\nErrors: "
+                    + ", ".join(notes)
+                    + ".\n"
                 )
 
             if "capacity" in wanted:
                 # Idle sessions first: the RSS they add is only seen before the levels below
                 # have grown the heap (Python keeps memory it once used).
                 idle = _idle_hold(
-                    server.pid, base=base, token=token, number=relay_number.number,
-                    sessions=idle_sessions, seconds=idle_seconds,
-                )  # fmt: skip
+                    server.pid,
+                    base=base,
+                    token=token,
+                    number=relay_number.number,
+                    sessions=idle_sessions,
+                    seconds=idle_seconds,
+                )
                 sections.append(
                     _capacity(
-                        server.pid, base=base, token=token, number=relay_number.number,
-                        levels=capacity_levels, seconds=capacity_seconds, pause=pause,
+                        server.pid,
+                        base=base,
+                        token=token,
+                        number=relay_number.number,
+                        levels=capacity_levels,
+                        seconds=capacity_seconds,
+                        pause=pause,
                         ttft_ms=args.ttft_ms,
-                    )  # fmt: skip
+                    )
                     + idle
                 )
 
@@ -235,9 +268,11 @@ def main() -> None:
                 best = 0.0
                 for level in throughput_levels:
                     latencies, errors, seconds = concurrent_turns(
-                        make_caller, concurrency=level, turns_each=3 if args.quick else 10,
+                        make_caller,
+                        concurrency=level,
+                        turns_each=3 if args.quick else 10,
                         question=QUESTION,
-                    )  # fmt: skip
+                    )
                     rate = len(latencies) / seconds
                     if not errors:
                         best = max(best, rate)
@@ -246,8 +281,11 @@ def main() -> None:
                         f"{percentile(latencies, 50):.0f} | {percentile(latencies, 99):.0f} | "
                         f"{errors} |"
                     )
-                lines += ["", f"Best rate with no failed turn: **{best:.1f} turns/s** "
-                          "(one daphne process).", ""]  # fmt: skip
+                lines += [
+                    "",
+                    f"Best rate with no failed turn: **{best:.1f} turns/s** (one daphne process).",
+                    "",
+                ]
                 sections.append("\n".join(lines))
 
     speed_after = python_speed_ns()
@@ -292,8 +330,17 @@ def _warm_speech_cache(make_caller) -> None:
     warm.close()
 
 
-def _capacity(pid: int, *, base: str, token: str, number: str, levels: list[int],
-              seconds: float, pause: float, ttft_ms: float) -> str:  # fmt: skip
+def _capacity(
+    pid: int,
+    *,
+    base: str,
+    token: str,
+    number: str,
+    levels: list[int],
+    seconds: float,
+    pause: float,
+    ttft_ms: float,
+) -> str:
     from relay import RelayStats, close_all, drive, open_sessions
 
     lines = [
@@ -371,8 +418,9 @@ def _wait_until_quiet(pid: int, *, limit: float = 120.0) -> None:
             return
 
 
-def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
-               seconds: float) -> str:  # fmt: skip
+def _idle_hold(
+    pid: int, *, base: str, token: str, number: str, sessions: int, seconds: float
+) -> str:
     """Sessions opened and left idle (a caller listening, or thinking), then each asked once:
     are they all still there, what do they cost while idle?"""
     from relay import RelayStats, ask_each_once, close_all, open_sessions
@@ -382,8 +430,9 @@ def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
     rss_before = process_rss_mb(pid)
 
     async def phase() -> tuple[float, float, float]:
-        sockets = await open_sessions(base=base, token=token, number=number, count=sessions,
-                                      stats=stats)  # fmt: skip
+        sockets = await open_sessions(
+            base=base, token=token, number=number, count=sessions, stats=stats
+        )
         await asyncio.sleep(2)  # the last set-ups finish
         rss_open, cpu_idle = process_rss_mb(pid), process_cpu_seconds(pid)
         await asyncio.sleep(seconds)
@@ -394,20 +443,22 @@ def _idle_hold(pid: int, *, base: str, token: str, number: str, sessions: int,
 
     rss_open, idle_cpu, opened = asyncio.run(phase())
     _wait_until_quiet(pid)
-    return "\n".join([
-        "",
-        f"Held idle: {sessions} sessions opened, left without a prompt for {seconds:g} s, then "
-        f"each asked once (the questions spread over {spread:g} s).",
-        "",
-        "| sessions | opened | answered after the pause | errors | RSS per idle "
-        "session (KB) | server CPU while idle (% of a core) |",
-        "|---|---|---|---|---|---|",
-        f"| {sessions} | {opened} | {stats.answers} | {len(stats.errors)} | "
-        f"{(rss_open - rss_before) * 1024 / max(1, sessions):.0f} | "
-        f"{idle_cpu * 100 / seconds:.1f} |",
-        "",
-        *([_errors_line("holding idle sessions", stats.errors)] if stats.errors else []),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "",
+            f"Held idle: {sessions} sessions opened, left without a prompt for {seconds:g} s, then "
+            f"each asked once (the questions spread over {spread:g} s).",
+            "",
+            "| sessions | opened | answered after the pause | errors | RSS per idle "
+            "session (KB) | server CPU while idle (% of a core) |",
+            "|---|---|---|---|---|---|",
+            f"| {sessions} | {opened} | {stats.answers} | {len(stats.errors)} | "
+            f"{(rss_open - rss_before) * 1024 / max(1, sessions):.0f} | "
+            f"{idle_cpu * 100 / seconds:.1f} |",
+            "",
+            *([_errors_line("holding idle sessions", stats.errors)] if stats.errors else []),
+        ]
+    )
 
 
 if __name__ == "__main__":

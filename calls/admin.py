@@ -27,8 +27,16 @@ class TurnInline(admin.TabularInline):
     model = Turn
     extra = 0
     can_delete = False
-    fields = ["sequence", "role", "text", "interrupted", "llm_first_token_ms",
-              "response_sent_ms", "source", "model_used"]  # fmt: skip
+    fields = [
+        "sequence",
+        "role",
+        "text",
+        "interrupted",
+        "llm_first_token_ms",
+        "response_sent_ms",
+        "source",
+        "model_used",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -44,8 +52,17 @@ class TurnInline(admin.TabularInline):
 
 @admin.register(Call)
 class CallAdmin(ReadOnlyRecordAdmin):
-    list_display = ["call_sid", "tenant", "to_number", "assistant", "mode", "status", "outcome",
-                    "started_at", "duration_seconds"]  # fmt: skip
+    list_display = [
+        "call_sid",
+        "tenant",
+        "to_number",
+        "assistant",
+        "mode",
+        "status",
+        "outcome",
+        "started_at",
+        "duration_seconds",
+    ]
     list_filter = ["status", "mode", "outcome"]
     search_fields = ["call_sid", "from_number", "to_number"]
     date_hierarchy = "started_at"
@@ -55,8 +72,16 @@ class CallAdmin(ReadOnlyRecordAdmin):
 
 @admin.register(Turn)
 class TurnAdmin(ReadOnlyRecordAdmin):
-    list_display = ["call", "sequence", "role", "text", "llm_first_token_ms", "response_sent_ms",
-                    "cache_hit", "created_at"]  # fmt: skip
+    list_display = [
+        "call",
+        "sequence",
+        "role",
+        "text",
+        "llm_first_token_ms",
+        "response_sent_ms",
+        "cache_hit",
+        "created_at",
+    ]
     list_filter = ["role", "cache_hit", "source"]
     search_fields = ["text", "call__call_sid"]
     list_select_related = ["call"]

@@ -121,7 +121,9 @@ class Prepared:
     cache_key: str = ""  # where the LLM's answer may be cached
 
 
-def build_messages(*, config: CallConfig, history: list[tuple[str, str]], utterance: str) -> list[dict]:
+def build_messages(
+    *, config: CallConfig, history: list[tuple[str, str]], utterance: str
+) -> list[dict]:
     """System prompt, the last `context_turns` turns, then what the caller just said."""
     messages = [{"role": "system", "content": config["system_prompt"]}]
     keep = int(config.get("context_turns", 10))
@@ -237,7 +239,9 @@ class Conversation:
                 await self.speaker.stop(reply)
                 if reply.last_sent_at is None:  # the caller is waiting: close the answer
                     reply.source = reply.source or Turn.Source.APOLOGY
-                    await self.speaker.say(reply, "" if reply.parts else phrases.APOLOGY, complete=True)
+                    await self.speaker.say(
+                        reply, "" if reply.parts else phrases.APOLOGY, complete=True
+                    )
                     await self.speaker.done(reply)
                 await self._store(reply)
             except Exception:
@@ -396,7 +400,9 @@ class Conversation:
         result = reply.llm
         is_llm = reply.source == Turn.Source.LLM
         if result.tokens:
-            ratelimits.tokens_spend(tenant=self.call.tenant, tokens=result.tokens, limits=self.limits)
+            ratelimits.tokens_spend(
+                tenant=self.call.tenant, tokens=result.tokens, limits=self.limits
+            )
         complete = not (reply.interrupted or result.failed or result.truncated or reply.error)
         if is_llm and complete and cache_key and reply.text:
             _cache_set(cache_key, reply.text)

@@ -40,9 +40,13 @@ class Call(models.Model):
 
     ACTIVE_STATUSES = (Status.RINGING, Status.IN_PROGRESS)
     FINAL_STATUSES = (
-        Status.COMPLETED, Status.BUSY, Status.NO_ANSWER, Status.FAILED, Status.CANCELED,
+        Status.COMPLETED,
+        Status.BUSY,
+        Status.NO_ANSWER,
+        Status.FAILED,
+        Status.CANCELED,
         Status.REJECTED,
-    )  # fmt: skip
+    )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Empty only for calls rejected before a tenant was known (an unknown number).

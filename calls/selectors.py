@@ -35,4 +35,3 @@ def unscoped_call_by_id(call_id: uuid.UUID) -> Call | None:
             return Call.objects.select_related("tenant").get(id=call_id)
         except Call.DoesNotExist:
             return None
-

@@ -5,9 +5,28 @@ from __future__ import annotations
 import re
 
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx",
-    "no", "mt", "ave", "inc", "ltd", "co", "a.m", "p.m",
-}  # fmt: skip
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "jr",
+    "st",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "approx",
+    "no",
+    "mt",
+    "ave",
+    "inc",
+    "ltd",
+    "co",
+    "a.m",
+    "p.m",
+}
 # End of sentence: . ! ? or … with optional closing quotes/brackets, then a space; or a CJK full
 # stop, which needs no space after it.
 _END = re.compile(r"([.!?…]+[\"'”’)\]]*)(?=\s)\s*|([。！？]+[」』”’）]*)\s*")

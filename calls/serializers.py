@@ -21,11 +21,28 @@ class TurnSerializer(serializers.ModelSerializer):
     class Meta:
         model = Turn
         fields = [
-            "id", "sequence", "role", "text", "confidence", "interrupted", "heard_text",
-            "created_at", "llm_first_token_ms", "llm_done_ms", "first_audio_ms",
-            "response_sent_ms", "last_token_sent_ms", "model_used", "tokens_in", "tokens_out",
-            "cache_hit", "source", "fallbacks", "audio_urls", "error",
-        ]  # fmt: skip
+            "id",
+            "sequence",
+            "role",
+            "text",
+            "confidence",
+            "interrupted",
+            "heard_text",
+            "created_at",
+            "llm_first_token_ms",
+            "llm_done_ms",
+            "first_audio_ms",
+            "response_sent_ms",
+            "last_token_sent_ms",
+            "model_used",
+            "tokens_in",
+            "tokens_out",
+            "cache_hit",
+            "source",
+            "fallbacks",
+            "audio_urls",
+            "error",
+        ]
         read_only_fields = fields
 
 
@@ -37,10 +54,23 @@ class CallSerializer(serializers.ModelSerializer):
     class Meta:
         model = Call
         fields = [
-            "id", "call_sid", "status", "outcome", "mode", "direction", "from_number",
-            "to_number", "phone_number", "assistant", "started_at", "answered_at", "ended_at",
-            "duration_seconds", "error", "turn_count",
-        ]  # fmt: skip
+            "id",
+            "call_sid",
+            "status",
+            "outcome",
+            "mode",
+            "direction",
+            "from_number",
+            "to_number",
+            "phone_number",
+            "assistant",
+            "started_at",
+            "answered_at",
+            "ended_at",
+            "duration_seconds",
+            "error",
+            "turn_count",
+        ]
         read_only_fields = fields
 
 

@@ -107,9 +107,14 @@ def call_admit(
 
 
 def call_start(
-    *, phone_number: PhoneNumber, call_sid: str, from_number: str, to_number: str,
-    direction: str = "inbound", mode: str = Call.Mode.GATHER,
-) -> tuple[Call, bool]:  # fmt: skip
+    *,
+    phone_number: PhoneNumber,
+    call_sid: str,
+    from_number: str,
+    to_number: str,
+    direction: str = "inbound",
+    mode: str = Call.Mode.GATHER,
+) -> tuple[Call, bool]:
     """Create the Call for an incoming call (or return the existing one on a webhook retry)."""
     assistant = phone_number.assistant
     try:
@@ -142,7 +147,9 @@ def call_start(
     return call, True
 
 
-def call_start_web(*, assistant: AssistantConfig, user: AbstractBaseUser) -> Call | ratelimits.Verdict:
+def call_start_web(
+    *, assistant: AssistantConfig, user: AbstractBaseUser
+) -> Call | ratelimits.Verdict:
     """Start a conversation with `assistant` from the browser (a call of mode "web").
 
     Counted against the tenant's concurrent-calls limit like a phone call; returns the limit's
@@ -169,16 +176,26 @@ def call_start_web(*, assistant: AssistantConfig, user: AbstractBaseUser) -> Cal
     )
     metrics.CALLS.labels(tenant=tenant.slug, mode=Call.Mode.WEB, result="started").inc()
     events.publish(
-        "started", call=call, from_number=call.from_number, to_number="",
-        assistant=assistant.name, mode=call.mode,
-    )  # fmt: skip
+        "started",
+        call=call,
+        from_number=call.from_number,
+        to_number="",
+        assistant=assistant.name,
+        mode=call.mode,
+    )
     return call
 
 
 def call_reject(
-    *, tenant: Tenant | None, phone_number: PhoneNumber | None, call_sid: str,
-    from_number: str, to_number: str, outcome: str, reason: str = "",
-) -> Call:  # fmt: skip
+    *,
+    tenant: Tenant | None,
+    phone_number: PhoneNumber | None,
+    call_sid: str,
+    from_number: str,
+    to_number: str,
+    outcome: str,
+    reason: str = "",
+) -> Call:
     """Record a call we refused (unknown number, inactive, rate limit). Idempotent per CallSid."""
     now = timezone.now()
     # An unknown number has no tenant yet, so this record is written outside any tenant scope.
@@ -208,9 +225,13 @@ def call_reject(
 
 
 def call_status_update(
-    *, call: Call, status: str, sequence: int | None, duration: int | None,
+    *,
+    call: Call,
+    status: str,
+    sequence: int | None,
+    duration: int | None,
     timestamp: datetime | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """Apply a Twilio status callback once. Repeats and late arrivals change nothing.
 
     Returns whether anything changed. A final status frees the call's line at once and tells
@@ -240,9 +261,12 @@ def call_status_update(
     if final:
         ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
         events.publish(
-            "ended", call=call, status=call.status, outcome=call.outcome,
+            "ended",
+            call=call,
+            status=call.status,
+            outcome=call.outcome,
             duration=call.duration_seconds,
-        )  # fmt: skip
+        )
     return True
 
 
@@ -274,9 +298,14 @@ def call_note_silence(*, call: Call) -> bool:
 
 
 def turn_add(
-    *, call: Call, role: str, text: str, sequence: int | None = None, publish: bool = True,
+    *,
+    call: Call,
+    role: str,
+    text: str,
+    sequence: int | None = None,
+    publish: bool = True,
     **fields: object,
-) -> Turn:  # fmt: skip
+) -> Turn:
     """Append a turn to the call; sequence numbers are assigned under the call's row lock.
 
     `sequence`: the number the caller expects the turn to get (a relay session writes its
@@ -297,9 +326,13 @@ def turn_add(
             last = Turn.objects.filter(call=call).aggregate(last=Max("sequence"))["last"]
             turn = _insert_turn(call, (last or 0) + 1, role, text, fields)
     metrics.turn_observe(
-        mode=call.mode, role=role, source=turn.source, timings=fields,
-        fallbacks=turn.fallbacks or [], cache_hit=turn.cache_hit,
-    )  # fmt: skip
+        mode=call.mode,
+        role=role,
+        source=turn.source,
+        timings=fields,
+        fallbacks=turn.fallbacks or [],
+        cache_hit=turn.cache_hit,
+    )
     if publish:
         events.publish("turn", call=call, turn=turn_as_event(turn))
     return turn
@@ -307,9 +340,14 @@ def turn_add(
 
 def _insert_turn(call: Call, sequence: int, role: str, text: str, fields: dict) -> Turn:
     return Turn.objects.create(
-        tenant_id=call.tenant_id, call=call, sequence=sequence, role=role, text=text,
-        created_at=timezone.now(), **fields,
-    )  # fmt: skip
+        tenant_id=call.tenant_id,
+        call=call,
+        sequence=sequence,
+        role=role,
+        text=text,
+        created_at=timezone.now(),
+        **fields,
+    )
 
 
 def turn_as_event(turn: Turn) -> dict:
@@ -371,9 +409,12 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str
         call.save()
     ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
     events.publish(
-        "ended", call=call, status=call.status, outcome=call.outcome,
+        "ended",
+        call=call,
+        status=call.status,
+        outcome=call.outcome,
         duration=call.duration_seconds,
-    )  # fmt: skip
+    )
     return True
 
 

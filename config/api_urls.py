@@ -28,7 +28,6 @@ v1 = [
 ]
 
 
-
 @csrf_exempt
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Unknown /api/ addresses answer in JSON like the rest of the API, not with an HTML page."""

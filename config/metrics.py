@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
+
 class ActiveCallsCollector(Collector):
     """Calls in progress per tenant, read from the database at scrape time."""
 

@@ -46,8 +46,9 @@ STAGES = {
 }
 
 
-def turn_observe(*, mode: str, role: str, source: str, timings: dict, fallbacks: Iterable[str],
-                 cache_hit: bool) -> None:  # fmt: skip
+def turn_observe(
+    *, mode: str, role: str, source: str, timings: dict, fallbacks: Iterable[str], cache_hit: bool
+) -> None:
     """Count one stored turn and observe its stage latencies."""
     try:
         TURNS.labels(mode=mode, role=role, source=source or "none").inc()
@@ -69,10 +70,14 @@ def error_kind(message: str) -> str:
     """A short, bounded label for an LLM error message."""
     text = message.lower()
     for needle, kind in (
-        ("timeout", "timeout"), ("http 429", "rate_limited"), ("http 5", "server_error"),
-        ("http 4", "client_error"), ("stream", "stream_broken"), ("connection", "connection"),
+        ("timeout", "timeout"),
+        ("http 429", "rate_limited"),
+        ("http 5", "server_error"),
+        ("http 4", "client_error"),
+        ("stream", "stream_broken"),
+        ("connection", "connection"),
         ("no llm configured", "not_configured"),
-    ):  # fmt: skip
+    ):
         if needle in text:
             return kind
     return "other"

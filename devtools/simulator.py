@@ -81,9 +81,14 @@ class TwilioSimulator:
     """Drives one call. `base_url` is where the platform is reachable and what gets signed."""
 
     def __init__(
-        self, *, base_url: str, auth_token: str, transport: Transport | None = None,
-        fetch: Fetch | None = None, timeout: float = 20.0,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        base_url: str,
+        auth_token: str,
+        transport: Transport | None = None,
+        fetch: Fetch | None = None,
+        timeout: float = 20.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth_token = auth_token
         self._http = httpx.Client(timeout=timeout) if transport is None or fetch is None else None
@@ -138,9 +143,15 @@ class TwilioSimulator:
         return step
 
     def run(
-        self, *, to: str, from_: str, utterances: list[str], account_sid: str = "",
-        on_step: Callable[[Step], None] | None = None, pause: float = 0.0,
-    ) -> SimulatedCall:  # fmt: skip
+        self,
+        *,
+        to: str,
+        from_: str,
+        utterances: list[str],
+        account_sid: str = "",
+        on_step: Callable[[Step], None] | None = None,
+        pause: float = 0.0,
+    ) -> SimulatedCall:
         """Play one call; `pause` seconds pass between an answer and the caller's next words."""
         call_sid = "CA" + uuid.uuid4().hex
         base = {
@@ -229,9 +240,16 @@ def parse_connect(body: bytes) -> tuple[str, str, dict[str, str]]:
 
 
 def _relay_call(
-    simulator: TwilioSimulator, *, to: str, from_: str, utterances: list[str], press: str,
-    account_sid: str, on_turn: Callable[[RelayTurn], None] | None, timeout: float,
-) -> SimulatedRelayCall:  # fmt: skip
+    simulator: TwilioSimulator,
+    *,
+    to: str,
+    from_: str,
+    utterances: list[str],
+    press: str,
+    account_sid: str,
+    on_turn: Callable[[RelayTurn], None] | None,
+    timeout: float,
+) -> SimulatedRelayCall:
     call_sid = "CA" + uuid.uuid4().hex
     base = {
         "CallSid": call_sid,
@@ -265,20 +283,30 @@ def _relay_call(
     async def converse() -> None:
         signature = sign(url=socket_url, params={}, auth_token=simulator.auth_token)
         async with websockets.connect(
-            socket_url, additional_headers={"X-Twilio-Signature": signature},
-            open_timeout=timeout, max_size=None,
-        ) as socket:  # fmt: skip
+            socket_url,
+            additional_headers={"X-Twilio-Signature": signature},
+            open_timeout=timeout,
+            max_size=None,
+        ) as socket:
             setup = {
-                "type": "setup", "sessionId": "VX" + uuid.uuid4().hex, "callSid": call_sid,
-                "accountSid": base["AccountSid"], "from": from_, "to": to,
-                "direction": "inbound", "callStatus": "RINGING", "customParameters": parameters,
-            }  # fmt: skip
+                "type": "setup",
+                "sessionId": "VX" + uuid.uuid4().hex,
+                "callSid": call_sid,
+                "accountSid": base["AccountSid"],
+                "from": from_,
+                "to": to,
+                "direction": "inbound",
+                "callStatus": "RINGING",
+                "customParameters": parameters,
+            }
             await socket.send(json.dumps(setup))
             for text in utterances:
                 turn = RelayTurn(caller=text)
                 sent_at = time.perf_counter()
                 await socket.send(
-                    json.dumps({"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True})
+                    json.dumps(
+                        {"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True}
+                    )
                 )
                 while True:
                     message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
@@ -345,13 +373,25 @@ def _relay_call(
 
 
 def run_relay(
-    simulator: TwilioSimulator, *, to: str, from_: str, utterances: list[str], press: str = "",
-    account_sid: str = "", on_turn: Callable[[RelayTurn], None] | None = None,
+    simulator: TwilioSimulator,
+    *,
+    to: str,
+    from_: str,
+    utterances: list[str],
+    press: str = "",
+    account_sid: str = "",
+    on_turn: Callable[[RelayTurn], None] | None = None,
     timeout: float = 30.0,
-) -> SimulatedRelayCall:  # fmt: skip
+) -> SimulatedRelayCall:
     """Play a relay-mode call: the voice webhook, then ConversationRelay's WebSocket side
     (setup, a prompt per utterance, optionally a keypad digit), then the <Connect action>."""
     return _relay_call(
-        simulator, to=to, from_=from_, utterances=utterances, press=press,
-        account_sid=account_sid, on_turn=on_turn, timeout=timeout,
-    )  # fmt: skip
+        simulator,
+        to=to,
+        from_=from_,
+        utterances=utterances,
+        press=press,
+        account_sid=account_sid,
+        on_turn=on_turn,
+        timeout=timeout,
+    )

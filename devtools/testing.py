@@ -81,8 +81,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         transaction = "transactional_db" in item.fixturenames or "live_server" in item.fixturenames
         kwargs = {"transaction": transaction}
         if marker is not None:
-            marked_transaction, reset_sequences, databases, serialized, apps = (
-                validate_django_db(marker)
+            marked_transaction, reset_sequences, databases, serialized, apps = validate_django_db(
+                marker
             )
             if databases is not None:
                 continue
@@ -172,10 +172,26 @@ def _celery_worker_session(
     }
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
-        "-Q", queue, "-n", f"{queue}@%h", "--pool", "threads", "--concurrency", "4",
-        "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        f"{queue}@%h",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "4",
+        "--loglevel",
+        "WARNING",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -281,9 +297,17 @@ def start_daphne(*, env: dict[str, str], log_path: Path) -> DaphneServer:
 
     port = _free_port()
     command = [
-        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-        "--application-close-timeout", "10", "config.asgi:application",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--application-close-timeout",
+        "10",
+        "config.asgi:application",
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -315,9 +339,11 @@ def stop_daphne(server: DaphneServer) -> None:
 
 @pytest.fixture(scope="session")
 def _daphne_session(
-    django_db_setup, _fake_groq_server, _shared_media_root: Path,
+    django_db_setup,
+    _fake_groq_server,
+    _shared_media_root: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[DaphneServer]:  # fmt: skip
+) -> Iterator[DaphneServer]:
     from django.conf import settings
 
     env = {
@@ -338,8 +364,11 @@ def _daphne_session(
     # whitenoise serves what collectstatic gathered (the pages' JavaScript, Chart.js).
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=BASE_DIR, env=env, check=True, timeout=120,
-    )  # fmt: skip
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     server = start_daphne(env=env, log_path=tmp_path_factory.mktemp("daphne") / "daphne.log")
     try:
         yield server

@@ -173,8 +173,16 @@ class ApiKeyAdmin(TenantScopedAdmin):
     """Tenant owners create and revoke keys; the full key is shown once, on creation."""
 
     form = ApiKeyForm
-    list_display = ["name", "display_prefix", "tenant", "role", "created_by", "created_at",
-                    "last_used_at", "revoked_at"]  # fmt: skip
+    list_display = [
+        "name",
+        "display_prefix",
+        "tenant",
+        "role",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["role"]
     search_fields = ["name", "prefix"]
     list_select_related = ["tenant", "created_by"]
@@ -194,8 +202,16 @@ class ApiKeyAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
             return ["display_prefix"]
-        return ["tenant", "name", "role", "display_prefix", "created_by", "created_at",
-                "last_used_at", "revoked_at"]  # fmt: skip
+        return [
+            "tenant",
+            "name",
+            "role",
+            "display_prefix",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:

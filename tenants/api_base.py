@@ -90,9 +90,11 @@ def resolve_tenant(request: Request) -> TenantAccess:
         raise exceptions.NotFound("You are not a member of any active tenant.")
     else:
         raise exceptions.ValidationError(
-            {TENANT_HEADER: "You belong to several tenants: name one with the X-Tenant header "
-             "(its slug or id)."}
-        )  # fmt: skip
+            {
+                TENANT_HEADER: "You belong to several tenants: name one with the X-Tenant header "
+                "(its slug or id)."
+            }
+        )
     return TenantAccess(tenant=membership.tenant, role=membership.role)
 
 
@@ -242,10 +244,11 @@ def _error_response(code: str) -> OpenApiResponse:
         response=ErrorSerializer,
         description=_ERROR_DESCRIPTIONS[code],
         examples=[
-            OpenApiExample(f"Error {code}", value={"detail": _ERROR_EXAMPLES[code]},
-                           status_codes=[code])
+            OpenApiExample(
+                f"Error {code}", value={"detail": _ERROR_EXAMPLES[code]}, status_codes=[code]
+            )
         ],
-    )  # fmt: skip
+    )
 
 
 class TenantAutoSchema(AutoSchema):

@@ -188,7 +188,7 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
                     concurrent.limit,
                     call_sid,
                     STALE_CALL_SECONDS,
-                )  # fmt: skip
+                )
             ),
             lambda: _local.admit(key, call_sid, concurrent.limit, now),
         )

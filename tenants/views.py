@@ -24,10 +24,10 @@ class ApiKeyCreateForm(forms.Form):
 def _owned_tenants(request: HttpRequest) -> list[Tenant]:
     return [
         m.tenant
-        for m in Membership.objects.filter(
-            user=request.user, role=Role.OWNER, tenant__active=True
-        ).select_related("tenant").order_by("tenant__name")
-    ]  # fmt: skip
+        for m in Membership.objects.filter(user=request.user, role=Role.OWNER, tenant__active=True)
+        .select_related("tenant")
+        .order_by("tenant__name")
+    ]
 
 
 def _tenant(request: HttpRequest, slug: str | None) -> tuple[Tenant, list[Tenant]]:
@@ -62,10 +62,15 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "tenants/api_keys.html",
-            {"tenant": tenant, "owned": owned, "keys": api_keys_of(tenant=tenant), "form": form,
-             "new_key": new_key},
+            {
+                "tenant": tenant,
+                "owned": owned,
+                "keys": api_keys_of(tenant=tenant),
+                "form": form,
+                "new_key": new_key,
+            },
             status=status,
-        )  # fmt: skip
+        )
 
 
 @login_required

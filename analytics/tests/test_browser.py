@@ -24,9 +24,15 @@ from devtools.testing import BASE_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 OUTPUT = BASE_DIR / "test-output"
 WAIT_MS = 15_000
 
@@ -44,9 +50,14 @@ class Caller:
 
     def post(self, path: str, **extra: str) -> str:
         params = {
-            "CallSid": self.call_sid, "AccountSid": "AC" + "1" * 32, "From": self.from_,
-            "To": self.to, "Direction": "inbound", "ApiVersion": "2010-04-01", **extra,
-        }  # fmt: skip
+            "CallSid": self.call_sid,
+            "AccountSid": "AC" + "1" * 32,
+            "From": self.from_,
+            "To": self.to,
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            **extra,
+        }
         url = self.base_url + path
         signature = sign(url=url, params=params, auth_token=settings.TWILIO_AUTH_TOKEN)
         response = requests.post(
@@ -224,9 +235,14 @@ def test_the_tables_show_rates_as_percentages_and_the_modes_the_calls_ran_in(
     page.evaluate("document.querySelector('#assistants tbody').replaceChildren()")
     live = book.calls["c5"]
     off_loop(
-        events.publish, "started", call=live, from_number="••••••0042", to_number=live.to_number,
-        assistant="Acme front desk", mode=live.mode,
-    )  # fmt: skip
+        events.publish,
+        "started",
+        call=live,
+        from_number="••••••0042",
+        to_number=live.to_number,
+        assistant="Acme front desk",
+        mode=live.mode,
+    )
     page.locator("#assistants tbody tr", has_text="Acme night line").wait_for(timeout=WAIT_MS)
     assert {name: cells(name) for name in served} == served
     page.screenshot(path=str(OUTPUT / "dashboard-assistants.png"), full_page=True)
@@ -295,24 +311,44 @@ def relay_call_with_a_streamed_turn(tenant, assistant) -> Call:
     snapshot = {**assistant.snapshot(), "system_prompt": "Be brief and kind. " * 40}
     with scopes_disabled():
         call = Call.objects.create(
-            tenant=tenant, assistant=assistant, call_sid="CA" + "7" * 32, mode=Call.Mode.RELAY,
-            status=Call.Status.IN_PROGRESS, started_at=now, answered_at=now,
-            from_number="+15551230123", to_number="+14155550100", config_snapshot=snapshot,
-        )  # fmt: skip
+            tenant=tenant,
+            assistant=assistant,
+            call_sid="CA" + "7" * 32,
+            mode=Call.Mode.RELAY,
+            status=Call.Status.IN_PROGRESS,
+            started_at=now,
+            answered_at=now,
+            from_number="+15551230123",
+            to_number="+14155550100",
+            config_snapshot=snapshot,
+        )
         Turn.objects.create(
-            tenant=tenant, call=call, sequence=1, role=Turn.Role.CALLER, text="Hello?",
+            tenant=tenant,
+            call=call,
+            sequence=1,
+            role=Turn.Role.CALLER,
+            text="Hello?",
             created_at=now,
-        )  # fmt: skip
+        )
         Turn.objects.create(
-            tenant=tenant, call=call, sequence=2, role=Turn.Role.ASSISTANT, created_at=now,
-            text="Hello! How can I help?", source="llm", llm_first_token_ms=350,
-            response_sent_ms=352, llm_done_ms=900, last_token_sent_ms=901,
-        )  # fmt: skip
+            tenant=tenant,
+            call=call,
+            sequence=2,
+            role=Turn.Role.ASSISTANT,
+            created_at=now,
+            text="Hello! How can I help?",
+            source="llm",
+            llm_first_token_ms=350,
+            response_sent_ms=352,
+            llm_done_ms=900,
+            last_token_sent_ms=901,
+        )
     return call
 
 
-def test_the_call_page_of_a_relay_call_in_progress(daphne_server, alice, tenant_a, assistant_a,
-                                                   browser_page):  # fmt: skip
+def test_the_call_page_of_a_relay_call_in_progress(
+    daphne_server, alice, tenant_a, assistant_a, browser_page
+):
     page = browser_page
     call = off_loop(relay_call_with_a_streamed_turn, tenant_a, assistant_a)
     log_in(page, daphne_server.base_url, alice)
@@ -349,8 +385,11 @@ def test_the_call_page_of_a_relay_call_in_progress(daphne_server, alice, tenant_
         })()"""
     )
     assert [bar["stage"] for bar in bars] == [
-        "LLM first token", "First token sent", "LLM done", "Last token sent",
-    ]  # fmt: skip
+        "LLM first token",
+        "First token sent",
+        "LLM done",
+        "Last token sent",
+    ]
     assert [bar["span"] for bar in bars] == [[0, 350], [350, 352], [352, 900], [900, 901]]
     assert all(bar["pixels"] >= 3 and not bar["hidden"] for bar in bars), bars
     assert page.errors == []

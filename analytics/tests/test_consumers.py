@@ -58,9 +58,13 @@ def _call(tenant, sid: str, from_number: str = "+15551230123") -> Call:
 
     with scopes_disabled():
         return Call.objects.create(
-            tenant=tenant, call_sid=sid, from_number=from_number, to_number="+14155550100",
-            started_at=timezone.now(), status=Call.Status.IN_PROGRESS,
-        )  # fmt: skip
+            tenant=tenant,
+            call_sid=sid,
+            from_number=from_number,
+            to_number="+14155550100",
+            started_at=timezone.now(),
+            status=Call.Status.IN_PROGRESS,
+        )
 
 
 async def publish(kind: str, call: Call, **data) -> None:
@@ -197,9 +201,12 @@ async def test_events_published_by_another_process_arrive(alice, tenant_a):
         "LOG_LEVEL": "WARNING",
     }
     result = await sync_to_async(subprocess.run)(
-        [sys.executable, "-c", PUBLISHER, "CAproc"], cwd=BASE_DIR, env=env,
-        capture_output=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", PUBLISHER, "CAproc"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr.decode()
     message = await communicator.receive_json_from(timeout=TIMEOUT)
     assert message["data"]["turn"]["text"] == "from another process"
@@ -325,10 +332,13 @@ async def test_logging_out_ends_that_sessions_feed_only(alice, tenant_a):
     for client in (first, second):
         cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
         communicator = WebsocketCommunicator(
-            application, "/ws/dashboard/",
-            headers=[(b"origin", b"http://localhost"),
-                     (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())],
-        )  # fmt: skip
+            application,
+            "/ws/dashboard/",
+            headers=[
+                (b"origin", b"http://localhost"),
+                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+            ],
+        )
         assert (await communicator.connect(timeout=TIMEOUT))[0]
         assert (await communicator.receive_json_from(timeout=TIMEOUT))["event"] == "hello"
         feeds.append(communicator)

@@ -42,14 +42,18 @@ def assert_same_figures(rolled: dict, exact: dict) -> None:
 
 def test_a_period_splits_into_rollup_hours_days_and_raw_edges():
     period = periods.Period(
-        key="custom", label="", start=datetime(2026, 3, 1, 10, 17, tzinfo=UTC),
-        end=datetime(2026, 3, 4, 15, 42, tzinfo=UTC), tz=UTC,
-    )  # fmt: skip
+        key="custom",
+        label="",
+        start=datetime(2026, 3, 1, 10, 17, tzinfo=UTC),
+        end=datetime(2026, 3, 4, 15, 42, tzinfo=UTC),
+        tz=UTC,
+    )
     coverage = (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 4, 14, tzinfo=UTC))
     split = selectors.split_period(period, coverage)
     assert split.rollup == (
-        datetime(2026, 3, 1, 11, tzinfo=UTC), datetime(2026, 3, 4, 14, tzinfo=UTC),
-    )  # fmt: skip
+        datetime(2026, 3, 1, 11, tzinfo=UTC),
+        datetime(2026, 3, 4, 14, tzinfo=UTC),
+    )
     assert split.raw == (
         (period.start, datetime(2026, 3, 1, 11, tzinfo=UTC)),
         (datetime(2026, 3, 4, 14, tzinfo=UTC), period.end),  # newer than the rollups
@@ -85,8 +89,11 @@ def test_the_hand_computed_figures_hold_with_rollups(book, rolled_up, tenant_a):
     with scopes_disabled():
         figures = selectors.figures(tenant_ids=[tenant_a.id], period=period)
     assert (figures["calls"], figures["answered"], figures["rejected"], figures["failed"]) == (
-        5, 3, 1, 1,
-    )  # fmt: skip
+        5,
+        3,
+        1,
+        1,
+    )
     assert (figures["total_duration"], figures["avg_duration"], figures["turns"]) == (180, 60.0, 10)
     assert (figures["fallback_rate"], figures["error_rate"], figures["tokens"]) == (0.2, 0.2, 150)
     # Of 100, 200, 300 and of 30, 50, 400, 600, 900 ms: the middle of the ~5 % buckets of
@@ -120,9 +127,12 @@ def test_breakdown_and_charts_from_rollups_equal_raw_ones(book, rolled_up, tenan
 def test_an_arbitrary_period_matches_raw_rows(book, rolled_up, tenant_a):
     """The API's arbitrary start/end: partial hours at both ends come from the raw rows."""
     period = periods.Period(
-        key="custom", label="", start=book.now - timedelta(hours=29, minutes=13),
-        end=book.now - timedelta(hours=4, minutes=51), tz=UTC,
-    )  # fmt: skip
+        key="custom",
+        label="",
+        start=book.now - timedelta(hours=29, minutes=13),
+        end=book.now - timedelta(hours=4, minutes=51),
+        tz=UTC,
+    )
     with scopes_disabled():
         split = selectors.split_period(period, selectors.rollup_coverage())
         assert split.rollup is not None and len(split.raw) == 2
@@ -175,20 +185,31 @@ def test_figures_follow_a_call_that_ends_hours_after_it_started(book, tenant_a, 
     now = book.now
     with scopes_disabled():
         long_call = _call(
-            tenant_a, assistant_a, "CALONG", now - 3 * H, status=Call.Status.IN_PROGRESS,
+            tenant_a,
+            assistant_a,
+            "CALONG",
+            now - 3 * H,
+            status=Call.Status.IN_PROGRESS,
             duration_seconds=None,
-        )  # fmt: skip
+        )
         _turns(long_call, [caller(), answer(llm_first_token_ms=150, response_sent_ms=700)])
     hourly_stats_refresh(now=now)
     with scope(tenant=[tenant_a.id]):
         call_status_update(
-            call=long_call, status=Call.Status.FAILED, sequence=None, duration=600,
+            call=long_call,
+            status=Call.Status.FAILED,
+            sequence=None,
+            duration=600,
             timestamp=now - 3 * H + timedelta(minutes=10),
-        )  # fmt: skip
+        )
         Turn.objects.create(
-            tenant=tenant_a, call=book.calls["c5"], sequence=3, role=Turn.Role.ASSISTANT,
-            created_at=now + timedelta(minutes=1), response_sent_ms=4000,
-        )  # fmt: skip
+            tenant=tenant_a,
+            call=book.calls["c5"],
+            sequence=3,
+            role=Turn.Role.ASSISTANT,
+            created_at=now + timedelta(minutes=1),
+            response_sent_ms=4000,
+        )
     later = now + 2 * H
     hourly_stats_refresh(now=later)
     period = periods.period_for("7d", now=later)
@@ -203,9 +224,15 @@ def test_figures_follow_a_call_that_ends_hours_after_it_started(book, tenant_a, 
 def test_a_report_reads_figures_and_breakdown_from_the_same_rollup_rows(book, tenant_a):
     with scopes_disabled():  # a call to an unknown number: no tenant, no assistant
         _call(
-            None, None, "CAUNKNOWN", book.now - 6 * H, status=Call.Status.REJECTED,
-            answered_at=None, duration_seconds=0, outcome=Call.Outcome.REJECTED_UNKNOWN_NUMBER,
-        )  # fmt: skip
+            None,
+            None,
+            "CAUNKNOWN",
+            book.now - 6 * H,
+            status=Call.Status.REJECTED,
+            answered_at=None,
+            duration_seconds=0,
+            outcome=Call.Outcome.REJECTED_UNKNOWN_NUMBER,
+        )
     hourly_stats_backfill(since=None, now=book.now)
     period = periods.period_for("7d", now=book.now)
     with scopes_disabled():

@@ -48,13 +48,21 @@ def test_an_hour_counts_its_calls_and_turns(book, tenant_a, assistant_a):
     with scopes_disabled():
         started = hour + timedelta(minutes=10)
         call = _call(tenant_a, assistant_a, "CAHOUR", started, duration_seconds=60)
-        _turns(call, [
-            caller(),
-            answer(llm_first_token_ms=100, response_sent_ms=400, tokens_in=50, tokens_out=10,
-                   fallbacks=["llama-3.1-8b-instant"]),
-            caller(),
-            answer(response_sent_ms=50, cache_hit=True, error="LLM timeout"),
-        ])  # fmt: skip
+        _turns(
+            call,
+            [
+                caller(),
+                answer(
+                    llm_first_token_ms=100,
+                    response_sent_ms=400,
+                    tokens_in=50,
+                    tokens_out=10,
+                    fallbacks=["llama-3.1-8b-instant"],
+                ),
+                caller(),
+                answer(response_sent_ms=50, cache_hit=True, error="LLM timeout"),
+            ],
+        )
     hourly_stats_backfill(since=hour, now=book.now)
     with scopes_disabled():
         row = HourlyStats.objects.get(hour=hour)
@@ -71,9 +79,13 @@ def test_a_call_that_ends_hours_after_it_started_is_picked_up(book, tenant_a, as
     now = book.now
     with scopes_disabled():
         long_call = _call(
-            tenant_a, assistant_a, "CALONG", now - 3 * H, status=Call.Status.IN_PROGRESS,
+            tenant_a,
+            assistant_a,
+            "CALONG",
+            now - 3 * H,
+            status=Call.Status.IN_PROGRESS,
             duration_seconds=None,
-        )  # fmt: skip
+        )
         _turns(long_call, [caller(), answer(llm_first_token_ms=150, response_sent_ms=700)])
     hourly_stats_refresh(now=now)
     long_hour = floor_hour(long_call.started_at)
@@ -86,14 +98,21 @@ def test_a_call_that_ends_hours_after_it_started_is_picked_up(book, tenant_a, as
     # turn of another long call lands in the current hour, which closes before the next run.
     with scope(tenant=[tenant_a.id]):
         call_status_update(
-            call=long_call, status=Call.Status.FAILED, sequence=None, duration=600,
+            call=long_call,
+            status=Call.Status.FAILED,
+            sequence=None,
+            duration=600,
             timestamp=now - 3 * H + timedelta(minutes=10),
-        )  # fmt: skip
+        )
     with scopes_disabled():
         Turn.objects.create(
-            tenant=tenant_a, call=book.calls["c5"], sequence=3, role=Turn.Role.ASSISTANT,
-            created_at=now + timedelta(minutes=1), response_sent_ms=4000,
-        )  # fmt: skip
+            tenant=tenant_a,
+            call=book.calls["c5"],
+            sequence=3,
+            role=Turn.Role.ASSISTANT,
+            created_at=now + timedelta(minutes=1),
+            response_sent_ms=4000,
+        )
     later = now + 2 * H
     run = hourly_stats_refresh(now=later)
     assert long_hour.isoformat() not in RollupState.objects.get().open_hours
@@ -127,9 +146,11 @@ def test_daily_and_all_tenant_rows_add_up_their_hours(book, rolled_up):
     with scopes_disabled():
         day = DailyStats.objects.order_by("day").first()
         hours = HourlyStats.objects.filter(
-            hour__gte=day.day, hour__lt=day.day + timedelta(days=1),
-            tenant_id=day.tenant_id, assistant_id=day.assistant_id,
-        )  # fmt: skip
+            hour__gte=day.day,
+            hour__lt=day.day + timedelta(days=1),
+            tenant_id=day.tenant_id,
+            assistant_id=day.assistant_id,
+        )
         assert day.calls == sum(h.calls for h in hours) and day.turns == sum(h.turns for h in hours)
         platform = PlatformHourlyStats.objects.get(hour=floor_hour(book.calls["b"].started_at))
         assert platform.tokens_in == 1000  # tenant B's call, in the all-tenant row of its hour
@@ -148,8 +169,9 @@ def test_rollup_rows_are_scoped_to_tenants(book, rolled_up, tenant_a, tenant_b):
     assert tenants == {tenant_a.id} and days <= {tenant_a.id}
     with scopes_disabled():
         assert set(HourlyStats.objects.values_list("tenant_id", flat=True)) == {
-            tenant_a.id, tenant_b.id,
-        }  # fmt: skip
+            tenant_a.id,
+            tenant_b.id,
+        }
 
 
 def test_rollups_of_another_version_are_thrown_away(book, rolled_up):

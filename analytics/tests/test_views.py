@@ -109,8 +109,10 @@ def test_the_call_page_shows_transcript_waterfall_audio_and_snapshot(book, alice
     assert "You are Acme Plumbing&#x27;s receptionist." in html  # the config snapshot
     assert "••••••0123" in html and "+15551230123" not in html
     assert response.context["waterfall"][0]["spans"][-1] == {
-        "stage": "Response sent", "start": 350, "end": 400,
-    }  # fmt: skip
+        "stage": "Response sent",
+        "start": 350,
+        "end": 400,
+    }
 
 
 def test_hostile_text_is_escaped(book, alice):

@@ -48,7 +48,9 @@ def test_very_short_sentences_wait_for_the_next_one():
 
 
 def test_quotes_and_brackets_stay_with_their_sentence():
-    assert split_sentences('He said "we are closed." Then he left (for good.) The end is here.') == [
+    assert split_sentences(
+        'He said "we are closed." Then he left (for good.) The end is here.'
+    ) == [
         'He said "we are closed."',
         "Then he left (for good.)",
         "The end is here.",

@@ -176,10 +176,15 @@ def test_a_transient_failure_is_retried_by_a_later_request_after_a_minute(
 ):
     with scopes_disabled():
         audio = SpeechAudio.objects.create(
-            tenant=tenant_a, key=speech_key(tenant_id=tenant_a.id, engine="espeak", voice="",
-            language="en-US", text=SENTENCE), engine="espeak", language="en-US", text=SENTENCE,
+            tenant=tenant_a,
+            key=speech_key(
+                tenant_id=tenant_a.id, engine="espeak", voice="", language="en-US", text=SENTENCE
+            ),
+            engine="espeak",
+            language="en-US",
+            text=SENTENCE,
             error="espeak-ng took longer than 10.0 s",
-        )  # fmt: skip
+        )
     assert prepare(tenant_a).error != ""  # too recent: not retried yet
     assert published == []
 
@@ -199,9 +204,14 @@ def test_a_sentence_whose_task_never_ran_is_queued_again_after_a_minute(
 ):
     with scopes_disabled():
         audio = SpeechAudio.objects.create(
-            tenant=tenant_a, key=speech_key(tenant_id=tenant_a.id, engine="espeak", voice="",
-            language="en-US", text=SENTENCE), engine="espeak", language="en-US", text=SENTENCE,
-        )  # fmt: skip
+            tenant=tenant_a,
+            key=speech_key(
+                tenant_id=tenant_a.id, engine="espeak", voice="", language="en-US", text=SENTENCE
+            ),
+            engine="espeak",
+            language="en-US",
+            text=SENTENCE,
+        )
     make_old(audio, age=timedelta(minutes=2))
 
     prepare(tenant_a)
@@ -258,9 +268,14 @@ def test_a_task_for_a_row_that_is_gone_or_garbage_finds_nothing(celery_worker_pr
 def _made_in_process(tenant, text: str) -> SpeechAudio:
     with scope(tenant=tenant):
         audio = SpeechAudio.objects.create(
-            tenant=tenant, key=speech_key(tenant_id=tenant.id, engine="espeak", voice="",
-            language="en-US", text=text), engine="espeak", language="en-US", text=text,
-        )  # fmt: skip
+            tenant=tenant,
+            key=speech_key(
+                tenant_id=tenant.id, engine="espeak", voice="", language="en-US", text=text
+            ),
+            engine="espeak",
+            language="en-US",
+            text=text,
+        )
         return speech_synthesize(audio=audio)
 
 
@@ -308,17 +323,22 @@ def test_the_cleanup_task_runs_through_the_worker(celery_worker_process, tenant_
 def _espeak_assistant(tenant, greeting: str) -> AssistantConfig:
     with scope(tenant=tenant):
         return assistant_create(
-            tenant=tenant, name=f"Espeaking {tenant.slug}", greeting=greeting,
+            tenant=tenant,
+            name=f"Espeaking {tenant.slug}",
+            greeting=greeting,
             tts_engine=AssistantConfig.TTSEngine.ESPEAK,
-        )  # fmt: skip
+        )
 
 
 def greeting_audio(assistant: AssistantConfig, worker) -> SpeechAudio:
     """The audio row of the assistant's greeting once the worker made it (or failed to)."""
     key = speech_key(
-        tenant_id=assistant.tenant_id, engine=assistant.tts_engine, voice=assistant.tts_voice,
-        language=assistant.language, text=assistant.greeting,
-    )  # fmt: skip
+        tenant_id=assistant.tenant_id,
+        engine=assistant.tts_engine,
+        voice=assistant.tts_voice,
+        language=assistant.language,
+        text=assistant.greeting,
+    )
     deadline = time.monotonic() + WAIT_SECONDS
     with scopes_disabled():
         while time.monotonic() < deadline:
@@ -413,9 +433,12 @@ def test_the_key_depends_on_the_tenant_and_on_every_field():
     assert re.fullmatch(r"[0-9a-f]{64}", key)
     assert speech_key(**base) == key
     for field, other in [
-        ("tenant_id", "b"), ("engine", "gtts"), ("voice", "en-us+f3"),
-        ("language", "en-GB"), ("text", "Hi!"),
-    ]:  # fmt: skip
+        ("tenant_id", "b"),
+        ("engine", "gtts"),
+        ("voice", "en-us+f3"),
+        ("language", "en-GB"),
+        ("text", "Hi!"),
+    ]:
         assert speech_key(**{**base, field: other}) != key
     # Fields cannot run into each other.
     assert speech_key(**{**base, "voice": "x", "language": "y"}) != speech_key(
@@ -479,9 +502,13 @@ def test_a_file_made_for_a_row_deleted_meanwhile_is_not_kept(tenant_a, media_roo
 def test_a_failure_is_logged_with_its_reason(tenant_a, media_root, caplog):
     with scope(tenant=tenant_a):
         audio = SpeechAudio.objects.create(
-            tenant=tenant_a, key="v" * 64, engine="espeak", voice="nosuchvoice", language="en-US",
+            tenant=tenant_a,
+            key="v" * 64,
+            engine="espeak",
+            voice="nosuchvoice",
+            language="en-US",
             text=SENTENCE,
-        )  # fmt: skip
+        )
         with caplog.at_level("WARNING", logger="assistants.speech"):
             failed = speech_synthesize(audio=audio)
 

@@ -181,8 +181,11 @@ def test_a_conversation_streams_answers_and_is_stored_as_a_web_call(
     assert call.status == Call.Status.COMPLETED  # closed when the page went away
     turns = _turns(call)
     assert [(t.role, t.source) for t in turns] == [
-        ("caller", ""), ("assistant", "llm"), ("caller", ""), ("assistant", "faq"),
-    ]  # fmt: skip
+        ("caller", ""),
+        ("assistant", "llm"),
+        ("caller", ""),
+        ("assistant", "faq"),
+    ]
     assert turns[1].llm_first_token_ms is not None and turns[1].last_token_sent_ms is not None
     # The dashboard sees it like a phone call.
     kinds = [e["event"] for e in events]
@@ -234,9 +237,13 @@ def test_bad_frames_do_not_end_the_conversation(alice, assistant_a, fake_groq):
     async def scenario():
         await communicator.connect()
         await _receive(communicator)
-        for frame in ("not json", json.dumps({"type": "nope"}), json.dumps([1, 2]),
-                      json.dumps({"type": "prompt", "text": "x" * 1_100_000}),
-                      json.dumps({"type": "prompt", "text": {"not": "text"}})):  # fmt: skip
+        for frame in (
+            "not json",
+            json.dumps({"type": "nope"}),
+            json.dumps([1, 2]),
+            json.dumps({"type": "prompt", "text": "x" * 1_100_000}),
+            json.dumps({"type": "prompt", "text": {"not": "text"}}),
+        ):
             await communicator.send_to(text_data=frame)
         await communicator.send_to(bytes_data=b"\x00\x01")
         await communicator.send_to(text_data=json.dumps({"type": "prompt", "text": "Hello?"}))

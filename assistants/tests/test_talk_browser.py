@@ -13,9 +13,15 @@ from devtools.testing import BASE_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 OUTPUT = BASE_DIR / "test-output"
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,7 +149,9 @@ def test_the_talk_link_of_the_admin_assistant_list_fits_a_1366_pixel_screen(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.goto(f"{daphne_server.base_url}/admin/login/?next=/admin/assistants/assistantconfig/")
+            page.goto(
+                f"{daphne_server.base_url}/admin/login/?next=/admin/assistants/assistantconfig/"
+            )
             page.fill("#id_username", username)
             page.fill("#id_password", PASSWORD)
             page.click("input[type=submit]")

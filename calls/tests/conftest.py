@@ -53,19 +53,29 @@ class FakeTwilio:
         }
 
     def post(
-        self, path: str, params: dict, *, auth_token: str | None = None, signature: str | None = None,
-        signed_url: str | None = None, **headers: str,
-    ) -> TwiML:  # fmt: skip
+        self,
+        path: str,
+        params: dict,
+        *,
+        auth_token: str | None = None,
+        signature: str | None = None,
+        signed_url: str | None = None,
+        **headers: str,
+    ) -> TwiML:
         url = signed_url or self.base_url + path
         if signature is None:
             signature = sign(url=url, params=params, auth_token=auth_token or self.auth_token)
-        response = self.client.post(path, params, headers={"X-Twilio-Signature": signature, **headers})
+        response = self.client.post(
+            path, params, headers={"X-Twilio-Signature": signature, **headers}
+        )
         return TwiML(status=response.status_code, body=response.content)
 
     def new_sid(self) -> str:
         return "CA" + uuid.uuid4().hex
 
-    def voice(self, to: str, *, call_sid: str | None = None, from_: str = "+15551230000", **kw) -> tuple[str, TwiML]:
+    def voice(
+        self, to: str, *, call_sid: str | None = None, from_: str = "+15551230000", **kw
+    ) -> tuple[str, TwiML]:
         call_sid = call_sid or self.new_sid()
         params = self.params(call_sid, to=to, from_=from_, CallStatus="ringing")
         return call_sid, self.post("/twilio/voice", params, **kw)
@@ -76,11 +86,17 @@ class FakeTwilio:
             extra.update(SpeechResult=speech, Confidence="0.91")
         return self.post("/twilio/gather", self.params(call_sid, to=to, **extra), **kw)
 
-    def status(self, call_sid: str, to: str, status: str, *, sequence: int, duration: int = 0, **kw) -> TwiML:
+    def status(
+        self, call_sid: str, to: str, status: str, *, sequence: int, duration: int = 0, **kw
+    ) -> TwiML:
         params = self.params(
-            call_sid, to=to, CallStatus=status, SequenceNumber=str(sequence),
-            CallDuration=str(duration), CallbackSource="call-progress-events",
-        )  # fmt: skip
+            call_sid,
+            to=to,
+            CallStatus=status,
+            SequenceNumber=str(sequence),
+            CallDuration=str(duration),
+            CallbackSource="call-progress-events",
+        )
         return self.post("/twilio/status", params, **kw)
 
 

@@ -26,16 +26,21 @@ class RelayClient:
     """Twilio's side of one ConversationRelay session, over a real WebSocket to the ASGI app."""
 
     def __init__(
-        self, socket_url: str, *, auth_token: str | None = None, signature: str | None = None,
+        self,
+        socket_url: str,
+        *,
+        auth_token: str | None = None,
+        signature: str | None = None,
         signed_url: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         parts = urlsplit(socket_url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         if signature is None:
             signature = sign(
-                url=signed_url or socket_url, params={},
+                url=signed_url or socket_url,
+                params={},
                 auth_token=auth_token or settings.TWILIO_AUTH_TOKEN,
-            )  # fmt: skip
+            )
         headers = [(b"host", parts.netloc.encode())]
         if signature:
             headers.append((b"x-twilio-signature", signature.encode()))
@@ -53,11 +58,17 @@ class RelayClient:
     async def setup(self, call_sid: str, **extra) -> None:
         await self.send(
             {
-                "type": "setup", "sessionId": "VX" + "0" * 32, "accountSid": "AC" + "1" * 32,
-                "callSid": call_sid, "from": "+15551230000", "to": "+14155550100",
-                "direction": "inbound", "callStatus": "RINGING", **extra,
+                "type": "setup",
+                "sessionId": "VX" + "0" * 32,
+                "accountSid": "AC" + "1" * 32,
+                "callSid": call_sid,
+                "from": "+15551230000",
+                "to": "+14155550100",
+                "direction": "inbound",
+                "callStatus": "RINGING",
+                **extra,
             }
-        )  # fmt: skip
+        )
 
     async def prompt(self, text: str) -> None:
         await self.send({"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True})

@@ -24,38 +24,100 @@ URL = "/api/v1/calls/"
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
 
 
-def make_call(tenant, number, assistant, *, sid, minutes=0, status="completed", caller="+15550001111",
-              duration=60, answered=True, outcome="completed", turns=()):  # fmt: skip
+def make_call(
+    tenant,
+    number,
+    assistant,
+    *,
+    sid,
+    minutes=0,
+    status="completed",
+    caller="+15550001111",
+    duration=60,
+    answered=True,
+    outcome="completed",
+    turns=(),
+):
     with scopes_disabled():
         call = Call.objects.create(
-            tenant=tenant, phone_number=number, assistant=assistant, call_sid=sid,
-            from_number=caller, to_number=number.number if number else "", status=status,
+            tenant=tenant,
+            phone_number=number,
+            assistant=assistant,
+            call_sid=sid,
+            from_number=caller,
+            to_number=number.number if number else "",
+            status=status,
             started_at=T0 + timedelta(minutes=minutes),
             answered_at=T0 + timedelta(minutes=minutes) if answered else None,
-            duration_seconds=duration, outcome=outcome,
+            duration_seconds=duration,
+            outcome=outcome,
             config_snapshot=assistant.snapshot() if assistant else {},
-        )  # fmt: skip
+        )
         for i, extra in enumerate(turns):
             Turn.objects.create(
-                tenant=tenant, call=call, sequence=i, created_at=call.started_at,
+                tenant=tenant,
+                call=call,
+                sequence=i,
+                created_at=call.started_at,
                 role=Turn.Role.ASSISTANT if i % 2 else Turn.Role.CALLER,
-                text=f"turn {i}", **extra,
-            )  # fmt: skip
+                text=f"turn {i}",
+                **extra,
+            )
     return call
 
 
 @pytest.fixture
 def calls_a(tenant_a, number_a, assistant_a):
-    reply = dict(llm_first_token_ms=300, response_sent_ms=900, tokens_in=50, tokens_out=20,
-                 audio_urls=["https://voice.example.com/media/speech/a.mp3"])  # fmt: skip
-    first = make_call(tenant_a, number_a, assistant_a, sid="CA1", minutes=0,
-                      turns=[{}, reply, {}, {**reply, "cache_hit": True, "llm_first_token_ms": 100,
-                                           "response_sent_ms": 500, "audio_urls": []}])  # fmt: skip
-    second = make_call(tenant_a, number_a, assistant_a, sid="CA2", minutes=10, caller="+15550002222",
-                       status="failed", outcome="error", answered=False, duration=None,
-                       turns=[{}, {"error": "llm: timeout", "fallbacks": ["llm:fallback"]}])  # fmt: skip
-    third = make_call(tenant_a, None, None, sid="CA3", minutes=20, status="rejected",
-                      outcome="rejected_rate_limit", answered=False, duration=None)  # fmt: skip
+    reply = dict(
+        llm_first_token_ms=300,
+        response_sent_ms=900,
+        tokens_in=50,
+        tokens_out=20,
+        audio_urls=["https://voice.example.com/media/speech/a.mp3"],
+    )
+    first = make_call(
+        tenant_a,
+        number_a,
+        assistant_a,
+        sid="CA1",
+        minutes=0,
+        turns=[
+            {},
+            reply,
+            {},
+            {
+                **reply,
+                "cache_hit": True,
+                "llm_first_token_ms": 100,
+                "response_sent_ms": 500,
+                "audio_urls": [],
+            },
+        ],
+    )
+    second = make_call(
+        tenant_a,
+        number_a,
+        assistant_a,
+        sid="CA2",
+        minutes=10,
+        caller="+15550002222",
+        status="failed",
+        outcome="error",
+        answered=False,
+        duration=None,
+        turns=[{}, {"error": "llm: timeout", "fallbacks": ["llm:fallback"]}],
+    )
+    third = make_call(
+        tenant_a,
+        None,
+        None,
+        sid="CA3",
+        minutes=20,
+        status="rejected",
+        outcome="rejected_rate_limit",
+        answered=False,
+        duration=None,
+    )
     return first, second, third
 
 
@@ -128,10 +190,14 @@ def test_a_call_is_read_with_its_turns(api, alice, calls_a, assistant_a):
 def test_the_audio_urls_of_the_assistant_turns(api, alice, calls_a):
     body = api(alice).get(f"{URL}{calls_a[0].id}/audio/").json()
     assert body == [
-        {"turn": body[0]["turn"], "sequence": 1, "text": "turn 1",
-         "audio_urls": ["https://voice.example.com/media/speech/a.mp3"]},
+        {
+            "turn": body[0]["turn"],
+            "sequence": 1,
+            "text": "turn 1",
+            "audio_urls": ["https://voice.example.com/media/speech/a.mp3"],
+        },
         {"turn": body[1]["turn"], "sequence": 3, "text": "turn 3", "audio_urls": []},
-    ]  # fmt: skip
+    ]
 
 
 def test_the_viewer_reads_calls_and_cannot_write(api, bob, calls_a):
@@ -161,15 +227,19 @@ ANALYTICS = "/api/v1/analytics/"
 
 
 def period(**extra):
-    return {"start": (T0 - timedelta(hours=1)).isoformat(),
-            "end": (T0 + timedelta(hours=1)).isoformat(), **extra}  # fmt: skip
+    return {
+        "start": (T0 - timedelta(hours=1)).isoformat(),
+        "end": (T0 + timedelta(hours=1)).isoformat(),
+        **extra,
+    }
 
 
 def test_the_figures_of_a_period(api, bob, calls_a, call_b, assistant_a, tenant_a):
     RateLimit.objects.update_or_create(
-        tenant=tenant_a, kind=RateLimit.Kind.LLM_TOKENS_PER_DAY,
+        tenant=tenant_a,
+        kind=RateLimit.Kind.LLM_TOKENS_PER_DAY,
         defaults={"limit": 1000, "window_seconds": 86400},
-    )  # fmt: skip
+    )
     body = api(bob).get(ANALYTICS, period()).json()
     totals = body["tenant"]
     assert totals["calls"] == 3
@@ -210,11 +280,15 @@ def test_the_api_gives_the_dashboards_figures_also_from_rollups(
         dashboard = figures(tenant_ids=[tenant_a.id], period=period, budget_tenant=tenant_a)
         [dashboard_row] = assistant_breakdown(tenant_ids=[tenant_a.id], period=period)
     names = {
-        "total_duration_seconds": "total_duration", "avg_duration_seconds": "avg_duration",
-        "assistant_replies": "assistant_turns", "llm_first_token_ms_p50": "first_token_p50",
-        "llm_first_token_ms_p90": "first_token_p90", "response_sent_ms_p50": "turn_p50",
-        "response_sent_ms_p90": "turn_p90", "tokens_used": "tokens",
-    }  # fmt: skip
+        "total_duration_seconds": "total_duration",
+        "avg_duration_seconds": "avg_duration",
+        "assistant_replies": "assistant_turns",
+        "llm_first_token_ms_p50": "first_token_p50",
+        "llm_first_token_ms_p90": "first_token_p90",
+        "response_sent_ms_p50": "turn_p50",
+        "response_sent_ms_p90": "turn_p90",
+        "tokens_used": "tokens",
+    }
     for field, value in body["tenant"].items():
         assert value == dashboard[names.get(field, field)], field
     [row] = body["assistants"]

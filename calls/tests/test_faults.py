@@ -50,10 +50,20 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is needed (apt-get install redis-server)"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -220,8 +230,11 @@ def test_database_down_answers_fast_with_an_apology_and_leaves_no_half_state(
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "trouble",
-    [{"fail_rate": 1.0, "fail_kinds": ["503"]}, {"fail_rate": 1.0, "fail_kinds": ["429"],
-     "retry_after": 0.3}, {"ttft_ms": 5000}],
+    [
+        {"fail_rate": 1.0, "fail_kinds": ["503"]},
+        {"fail_rate": 1.0, "fail_kinds": ["429"], "retry_after": 0.3},
+        {"ttft_ms": 5000},
+    ],
     ids=["failing", "rate-limited", "slow"],
 )
 def test_groq_in_trouble_for_a_whole_call_still_answers_every_turn_in_time(

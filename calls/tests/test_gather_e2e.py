@@ -70,7 +70,9 @@ class Listener:
             messages, timeout = [], first_timeout
             while True:
                 try:
-                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout))
+                    messages.append(
+                        await asyncio.wait_for(self.layer.receive(self.channel), timeout)
+                    )
                 except TimeoutError:
                     return messages
                 timeout = 0.5  # after the first, only what is already there

@@ -57,7 +57,9 @@ def test_the_llm_answer_is_spoken_and_stored_with_its_timings(twilio, number_a, 
     assert assistant.first_audio_ms is None and assistant.audio_urls == []
 
 
-def test_the_request_carries_the_config_prompt_and_history(twilio, number_a, assistant_a, fake_groq):
+def test_the_request_carries_the_config_prompt_and_history(
+    twilio, number_a, assistant_a, fake_groq
+):
     with scopes_disabled():
         assistant_a.temperature, assistant_a.max_tokens, assistant_a.context_turns = 0.3, 200, 2
         assistant_a.save()
@@ -102,7 +104,9 @@ def test_a_rate_limited_request_is_retried_after_retry_after(twilio, number_a, f
     assert "HTTP 429" in turn.error
 
 
-def test_a_failing_main_model_falls_back_to_the_fallback_model(twilio, number_a, fake_groq, settings):
+def test_a_failing_main_model_falls_back_to_the_fallback_model(
+    twilio, number_a, fake_groq, settings
+):
     settings.LLM_BACKOFF_SECONDS = 0.01
     fake_groq.queue_fault(500, model=MAIN, count=settings.LLM_MAX_ATTEMPTS)
     fake_groq.queue_answer("The small model answers.", model=FALLBACK)
@@ -217,8 +221,11 @@ def test_later_questions_are_not_answered_from_the_cache(twilio, number_a, fake_
     # "hello" once (cached for the second call? no: a different first question), and each
     # follow-up question goes to the LLM because it depends on the conversation so far.
     assert [r.messages[-1]["content"] for r in fake_groq.requests] == [
-        "hello", "Which areas do you cover?", "hello there", "Which areas do you cover?",
-    ]  # fmt: skip
+        "hello",
+        "Which areas do you cover?",
+        "hello there",
+        "Which areas do you cover?",
+    ]
 
 
 def test_one_tenants_cached_answer_is_never_served_to_another(
@@ -301,7 +308,9 @@ def test_a_caller_of_tenant_b_never_gets_tenant_as_assistant_or_history(
     assert len(_turns(a_sid)) == before
 
 
-def test_secrets_never_reach_the_logs(twilio, number_a, tenant_a, fake_groq, caplog, capfd, settings):
+def test_secrets_never_reach_the_logs(
+    twilio, number_a, tenant_a, fake_groq, caplog, capfd, settings
+):
     import logging
 
     caplog.set_level(logging.DEBUG)

@@ -162,21 +162,39 @@ def test_calls_with_no_sign_of_life_for_hours_are_closed_and_free_their_line(ten
     with scopes_disabled():
         RateLimit.objects.create(tenant=tenant_a, kind=RateLimit.Kind.CONCURRENT_CALLS, limit=3)
         long_ago = timezone.now() - timedelta(hours=5)
-        dead, _ = call_start(phone_number=number_a, call_sid="CAdead", from_number="+1", to_number="+2")
-        talking, _ = call_start(phone_number=number_a, call_sid="CAtalk", from_number="+1", to_number="+2")
-        fresh, _ = call_start(phone_number=number_a, call_sid="CAnew", from_number="+1", to_number="+2")
+        dead, _ = call_start(
+            phone_number=number_a, call_sid="CAdead", from_number="+1", to_number="+2"
+        )
+        talking, _ = call_start(
+            phone_number=number_a, call_sid="CAtalk", from_number="+1", to_number="+2"
+        )
+        fresh, _ = call_start(
+            phone_number=number_a, call_sid="CAnew", from_number="+1", to_number="+2"
+        )
         Call.objects.filter(pk__in=[dead.pk, talking.pk]).update(started_at=long_ago)
         # A long call that is still talking: its last turn is recent.
-        Turn.objects.create(tenant=tenant_a, call=talking, sequence=1, role="caller",
-                            text="still here", created_at=timezone.now())  # fmt: skip
+        Turn.objects.create(
+            tenant=tenant_a,
+            call=talking,
+            sequence=1,
+            role="caller",
+            text="still here",
+            created_at=timezone.now(),
+        )
         for call in (dead, talking, fresh):
-            assert ratelimits.call_admit(tenant=tenant_a, call_sid=call.call_sid, caller="+1").allowed
+            assert ratelimits.call_admit(
+                tenant=tenant_a, call_sid=call.call_sid, caller="+1"
+            ).allowed
 
         assert close_stale_calls() == 1
         assert close_stale_calls() == 0  # once
         dead.refresh_from_db()
         assert (dead.status, dead.outcome) == ("completed", "error")
         assert "without a sign of life" in dead.error
-        assert Call.objects.get(pk=talking.pk).status == Call.objects.get(pk=fresh.pk).status == "in-progress"
+        assert (
+            Call.objects.get(pk=talking.pk).status
+            == Call.objects.get(pk=fresh.pk).status
+            == "in-progress"
+        )
         # Its line is free again: a new call fits beside the two live ones (limit: three).
         assert ratelimits.call_admit(tenant=tenant_a, call_sid="CAnext", caller="+1").allowed

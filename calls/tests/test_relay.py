@@ -169,9 +169,7 @@ def test_a_whole_conversation_of_several_prompts(twilio, relay_a, number_a, fake
     assert call.status == Call.Status.COMPLETED and call.outcome == Call.Outcome.COMPLETED
 
 
-def test_the_first_text_frame_leaves_before_groq_has_finished(
-    twilio, relay_a, number_a, fake_groq
-):
+def test_the_first_text_frame_leaves_before_groq_has_finished(twilio, relay_a, number_a, fake_groq):
     fake_groq.set_latency(ttft_ms=20, tokens_per_second=15)
     fake_groq.configure(answer_tokens=40)
     call_sid, socket_url, _ = start_call(twilio, number_a)
@@ -242,9 +240,7 @@ def test_gathered_text_does_not_wait_for_the_next_token(
     assert times[1] < 0.25 + 0.2  # the second token did not wait for the third
 
 
-def test_one_frame_per_token_when_gathering_is_off(
-    twilio, relay_a, number_a, fake_groq, settings
-):
+def test_one_frame_per_token_when_gathering_is_off(twilio, relay_a, number_a, fake_groq, settings):
     settings.RELAY_TEXT_BATCH_MS = 0
     fake_groq.configure(answer_tokens=20)
 
@@ -333,8 +329,11 @@ def test_a_new_prompt_while_streaming_cancels_the_old_answer(twilio, relay_a, nu
     assert fake_groq.requests[0].client_closed
     turns = turns_of(call_sid)
     assert [(t.role, t.interrupted) for t in turns] == [
-        ("caller", False), ("assistant", True), ("caller", False), ("assistant", False),
-    ]  # fmt: skip
+        ("caller", False),
+        ("assistant", True),
+        ("caller", False),
+        ("assistant", False),
+    ]
     assert turns[3].text == "Sure, water heaters are our speciality."
 
 
@@ -359,9 +358,13 @@ def test_dtmf_transfers_to_a_human_with_dial(twilio, relay_a, number_a, fake_gro
     assert handoff["transfer"] is True and handoff["reason"] == "live-agent-handoff"
 
     params = twilio.params(
-        call_sid, to=number_a.number, CallStatus="in-progress", SessionStatus="ended",
-        SessionDuration="12", HandoffData=end["handoffData"],
-    )  # fmt: skip
+        call_sid,
+        to=number_a.number,
+        CallStatus="in-progress",
+        SessionStatus="ended",
+        SessionDuration="12",
+        HandoffData=end["handoffData"],
+    )
     response = twilio.post("/twilio/relay-action", params)
     assert response.status == 200
     assert response.texts("Dial") == ["+15005550001"]
@@ -376,9 +379,12 @@ def test_dtmf_transfers_to_a_human_with_dial(twilio, relay_a, number_a, fake_gro
 def test_relay_action_hangs_up_when_the_session_just_ended(twilio, relay_a, number_a):
     call_sid, _, _ = start_call(twilio, number_a)
     params = twilio.params(
-        call_sid, to=number_a.number, CallStatus="in-progress", SessionStatus="completed",
+        call_sid,
+        to=number_a.number,
+        CallStatus="in-progress",
+        SessionStatus="completed",
         SessionDuration="30",
-    )  # fmt: skip
+    )
     response = twilio.post("/twilio/relay-action", params)
     assert response.status == 200
     assert response.has("Hangup") and not response.has("Dial")
@@ -483,14 +489,22 @@ def test_malformed_unknown_and_huge_frames_do_not_crash_it(twilio, relay_a, numb
         await client.prompt("before setup")  # ignored: no session yet
         await client.setup(call_sid)
         for raw in (
-            "{not json", "[]", "null", '"text"', "{}", '{"type": 5}', '{"type": "explode"}',
-            '{"type": "prompt"}', '{"type": "prompt", "voicePrompt": {"a": 1}}',
-            '{"type": "prompt", "voicePrompt": "   "}', '{"type": "dtmf", "digit": null}',
+            "{not json",
+            "[]",
+            "null",
+            '"text"',
+            "{}",
+            '{"type": 5}',
+            '{"type": "explode"}',
+            '{"type": "prompt"}',
+            '{"type": "prompt", "voicePrompt": {"a": 1}}',
+            '{"type": "prompt", "voicePrompt": "   "}',
+            '{"type": "dtmf", "digit": null}',
             '{"type": "interrupt", "utteranceUntilInterrupt": 12}',
             '{"type": "setup", "callSid": "CAother"}',
             json.dumps({"type": "prompt", "voicePrompt": "x" * (1024 * 1024)}),
             "\x00" * 1000,
-        ):  # fmt: skip
+        ):
             await client.send_raw(text=raw)
         await client.send_raw(data=b"\x00\x01binary")
         await client.send({"type": "error", "description": "Invalid message received"})
@@ -504,11 +518,14 @@ def test_malformed_unknown_and_huge_frames_do_not_crash_it(twilio, relay_a, numb
     assert quiet
     assert text_of(frames) == "Still here and listening."
     assert [(t.role, t.text) for t in turns_of(call_sid)] == [
-        ("caller", "Are you still there?"), ("assistant", "Still here and listening."),
-    ]  # fmt: skip
+        ("caller", "Are you still there?"),
+        ("assistant", "Still here and listening."),
+    ]
 
 
-def test_a_huge_prompt_is_cut_to_the_utterance_limit(twilio, relay_a, number_a, fake_groq, settings):
+def test_a_huge_prompt_is_cut_to_the_utterance_limit(
+    twilio, relay_a, number_a, fake_groq, settings
+):
     settings.RELAY_MAX_FRAME_CHARS = 2 * 1024 * 1024
     call_sid, socket_url, _ = start_call(twilio, number_a)
 
@@ -573,9 +590,12 @@ def test_groq_failing_gets_an_apology_after_the_fallback_model(
 
 def test_the_turn_limit_speaks_and_continues(twilio, relay_a, number_a, tenant_a, fake_groq):
     RateLimit.objects.create(
-        tenant=tenant_a, kind=RateLimit.Kind.TURNS_PER_CALL, limit=1, window_seconds=60,
+        tenant=tenant_a,
+        kind=RateLimit.Kind.TURNS_PER_CALL,
+        limit=1,
+        window_seconds=60,
         action=RateLimit.Action.SPEAK_AND_CONTINUE,
-    )  # fmt: skip
+    )
     call_sid, socket_url, _ = start_call(twilio, number_a)
 
     async def conversation():
@@ -621,9 +641,12 @@ def test_a_limited_turn_sends_nothing_of_the_llm_asked_beside_the_check(
     # The LLM is asked while the limits are checked; a refused turn closes that request and
     # the caller hears only the limit's message.
     RateLimit.objects.create(
-        tenant=tenant_a, kind=RateLimit.Kind.TURNS_PER_CALL, limit=1, window_seconds=60,
+        tenant=tenant_a,
+        kind=RateLimit.Kind.TURNS_PER_CALL,
+        limit=1,
+        window_seconds=60,
         action=RateLimit.Action.SPEAK_AND_CONTINUE,
-    )  # fmt: skip
+    )
     fake_groq.set_latency(ttft_ms=200, tokens_per_second=100)
     call_sid, socket_url, _ = start_call(twilio, number_a)
 
@@ -661,9 +684,12 @@ def test_the_token_budget_ends_the_session_and_the_action_says_why(
     twilio, relay_a, number_a, tenant_a, fake_groq
 ):
     RateLimit.objects.create(
-        tenant=tenant_a, kind=RateLimit.Kind.LLM_TOKENS_PER_DAY, limit=1, window_seconds=86400,
+        tenant=tenant_a,
+        kind=RateLimit.Kind.LLM_TOKENS_PER_DAY,
+        limit=1,
+        window_seconds=86400,
         action=RateLimit.Action.SPEAK_AND_HANG_UP,
-    )  # fmt: skip
+    )
     call_sid, socket_url, _ = start_call(twilio, number_a)
 
     async def conversation():
@@ -756,7 +782,10 @@ def test_fifty_concurrent_sessions_all_complete_with_every_turn_stored(
     with scopes_disabled():
         sids = [sid for sid, _, _ in calls]
         assert Turn.objects.filter(call__call_sid__in=sids).count() == 200
-        assert Turn.objects.filter(call__call_sid__in=sids, role="assistant", source="llm").count() == 100
+        assert (
+            Turn.objects.filter(call__call_sid__in=sids, role="assistant", source="llm").count()
+            == 100
+        )
         assert Call.objects.filter(call_sid__in=sids, status=Call.Status.COMPLETED).count() == 50
 
 
@@ -785,8 +814,9 @@ def test_log_lines_of_a_session_carry_its_tenant_and_call_sid(twilio, relay_a, n
     lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
     relay_lines = [line for line in lines if line["message"].startswith("relay:")]
     assert {line["message"] for line in relay_lines} >= {
-        "relay: malformed JSON frame ignored", "relay: Twilio reported an error",
-    }  # fmt: skip
+        "relay: malformed JSON frame ignored",
+        "relay: Twilio reported an error",
+    }
     for line in relay_lines:
         assert (line["tenant"], line["call_sid"]) == ("acme", call_sid)
 

@@ -51,14 +51,21 @@ def stored_once_closed(call_sid: str) -> tuple[Call, list[Turn]]:
     return stored(call_sid)
 
 
-def test_a_relay_call_through_daphne_ends_in_a_transfer(daphne_server, relay_a, number_a, fake_groq):
+def test_a_relay_call_through_daphne_ends_in_a_transfer(
+    daphne_server, relay_a, number_a, fake_groq
+):
     fake_groq.queue_answer("Yes, we can fix a leaking tap today. Shall I send someone?")
-    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
     try:
         call = run_relay(
-            simulator, to=number_a.number, from_="+15551239999",
-            utterances=["When are you open?", "Can you fix a leaking tap?"], press="0",
-        )  # fmt: skip
+            simulator,
+            to=number_a.number,
+            from_="+15551239999",
+            utterances=["When are you open?", "Can you fix a leaking tap?"],
+            press="0",
+        )
     finally:
         simulator.close()
     assert call.refused == "", daphne_server.log()
@@ -83,9 +90,16 @@ def test_simulate_call_relay_prints_each_turn_with_time_to_first_token(
     fake_groq.queue_answer("We cover the whole city and nearby towns.")
     out = io.StringIO()
     call_command(
-        "simulate_call", "--relay", "--url", daphne_server.base_url, "--to", number_a.number,
-        "--say", "Which areas do you cover?", stdout=out,
-    )  # fmt: skip
+        "simulate_call",
+        "--relay",
+        "--url",
+        daphne_server.base_url,
+        "--to",
+        number_a.number,
+        "--say",
+        "Which areas do you cover?",
+        stdout=out,
+    )
     text = out.getvalue()
     assert "caller:    Which areas do you cover?" in text
     assert "assistant: We cover the whole city and nearby towns." in text
@@ -95,7 +109,9 @@ def test_simulate_call_relay_prints_each_turn_with_time_to_first_token(
 
 
 def test_a_bad_handshake_is_refused_by_daphne(daphne_server, relay_a, number_a):
-    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
     call_sid = "CA" + uuid.uuid4().hex
     params = {"CallSid": call_sid, "From": "+15551238888", "To": number_a.number}
     try:
@@ -125,7 +141,9 @@ def test_daphne_survives_a_one_megabyte_frame_and_keeps_the_session(
     daphne_server, relay_a, number_a, fake_groq
 ):
     fake_groq.queue_answer("Still listening.")
-    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
     call_sid = "CA" + uuid.uuid4().hex
     params = {"CallSid": call_sid, "From": "+15551237777", "To": number_a.number}
     try:
@@ -153,13 +171,18 @@ def test_daphne_survives_a_one_megabyte_frame_and_keeps_the_session(
 
     assert asyncio.run(conversation()) == "Still listening."
     _, turns = stored_once_closed(call_sid)
-    assert [(t.role, t.text) for t in turns] == [("caller", "Hello?"), ("assistant", "Still listening.")]
+    assert [(t.role, t.text) for t in turns] == [
+        ("caller", "Hello?"),
+        ("assistant", "Still listening."),
+    ]
 
 
 def test_a_frame_over_daphnes_limit_closes_only_that_session_and_the_call_is_finalised(
     daphne_server, relay_a, number_a, fake_groq
 ):
-    simulator = TwilioSimulator(base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN)
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
     call_sid = "CA" + uuid.uuid4().hex
     params = {"CallSid": call_sid, "From": "+15551236666", "To": number_a.number}
     try:
@@ -193,9 +216,16 @@ def test_simulate_call_relay_against_a_gather_assistant_says_so_and_ends_the_cal
 ):
     with pytest.raises(CommandError) as refused:
         call_command(
-            "simulate_call", "--relay", "--url", daphne_server.base_url, "--to", number_a.number,
-            "--say", "Hello?", stdout=io.StringIO(),
-        )  # fmt: skip
+            "simulate_call",
+            "--relay",
+            "--url",
+            daphne_server.base_url,
+            "--to",
+            number_a.number,
+            "--say",
+            "Hello?",
+            stdout=io.StringIO(),
+        )
     assert "is in gather mode, not relay" in str(refused.value)
     assert "without --relay" in str(refused.value)
     [call_sid] = [w for w in str(refused.value).split() if w.startswith("CA")][:1] or [""]

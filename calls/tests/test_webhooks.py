@@ -49,7 +49,9 @@ def test_it_refuses_a_wrong_signature_and_stores_nothing(twilio, number_a):
 def test_it_refuses_a_signature_over_other_parameters(twilio, number_a):
     call_sid = twilio.new_sid()
     params = twilio.params(call_sid, to=number_a.number)
-    signature = sign(url="http://testserver/twilio/voice", params=params, auth_token=twilio.auth_token)
+    signature = sign(
+        url="http://testserver/twilio/voice", params=params, auth_token=twilio.auth_token
+    )
     tampered = {**params, "From": "+15559999999"}
     response = twilio.post("/twilio/voice", tampered, signature=signature)
     assert response.status == 403
@@ -86,9 +88,12 @@ def test_it_trusts_forwarded_proto_and_host_when_configured(twilio, number_a, se
     call_sid = twilio.new_sid()
     params = twilio.params(call_sid, to=number_a.number, CallStatus="ringing")
     response = twilio.post(
-        "/twilio/voice", params, signed_url="https://voice.example.com/twilio/voice",
-        X_Forwarded_Proto="https", X_Forwarded_Host="voice.example.com",
-    )  # fmt: skip
+        "/twilio/voice",
+        params,
+        signed_url="https://voice.example.com/twilio/voice",
+        X_Forwarded_Proto="https",
+        X_Forwarded_Host="voice.example.com",
+    )
     assert response.status == 200
 
 
@@ -226,9 +231,11 @@ def test_calls_per_caller_over_the_limit_are_rejected(twilio, number_a, tenant_a
 
 def test_a_reject_action_answers_reject_not_an_http_error(twilio, number_a, tenant_a):
     RateLimit.objects.create(
-        tenant=tenant_a, kind=RateLimit.Kind.CONCURRENT_CALLS, limit=1,
+        tenant=tenant_a,
+        kind=RateLimit.Kind.CONCURRENT_CALLS,
+        limit=1,
         action=RateLimit.Action.REJECT,
-    )  # fmt: skip
+    )
     twilio.voice(number_a.number)
     _, response = twilio.voice(number_a.number)
     assert response.status == 200
@@ -274,7 +281,11 @@ def test_an_faq_question_is_answered_without_the_llm(twilio, number_a, settings)
     assert response.said == "We are open from eight to six, Monday to Friday."
     assert response.has("Gather")
     caller, assistant = _turns(call_sid)
-    assert (caller.role, caller.text, caller.confidence) == ("caller", "Hi! When are you OPEN, please?", 0.91)
+    assert (caller.role, caller.text, caller.confidence) == (
+        "caller",
+        "Hi! When are you OPEN, please?",
+        0.91,
+    )
     assert (assistant.role, assistant.source, assistant.model_used) == ("assistant", "faq", "")
     assert assistant.response_sent_ms is not None
 
@@ -313,7 +324,9 @@ def test_a_gather_for_an_unknown_call_hangs_up_politely(twilio, number_a):
 
 def test_a_completed_status_closes_the_call_with_duration(twilio, number_a):
     call_sid, _ = twilio.voice(number_a.number)
-    assert twilio.status(call_sid, number_a.number, "completed", sequence=3, duration=42).status == 204
+    assert (
+        twilio.status(call_sid, number_a.number, "completed", sequence=3, duration=42).status == 204
+    )
     call = _call(call_sid)
     assert (call.status, call.duration_seconds, call.outcome) == ("completed", 42, "completed")
     assert call.ended_at is not None

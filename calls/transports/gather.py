@@ -145,7 +145,9 @@ class GatherSpeaker:
                 for row in await self.database(_audio_ready)(pending):
                     key = str(row["id"])
                     if row["file"]:
-                        urls[key] = speech_url(SpeechAudio(file=row["file"]), base_url=self.base_url)
+                        urls[key] = speech_url(
+                            SpeechAudio(file=row["file"]), base_url=self.base_url
+                        )
                     if row["file"] or row["error"]:
                         pending.discard(key)
             if first_id and first_id in urls and first_ready_at is None:
@@ -156,8 +158,14 @@ class GatherSpeaker:
             interval = min(interval * 1.5, POLL_MAX_SECONDS)
 
 
-async def _answer(call: Call, speaker: GatherSpeaker, *, utterance: str, received_at: float,
-                  confidence: float | None) -> Reply:
+async def _answer(
+    call: Call,
+    speaker: GatherSpeaker,
+    *,
+    utterance: str,
+    received_at: float,
+    confidence: float | None,
+) -> Reply:
     conversation = Conversation(call=call, speaker=speaker, database=on_view_thread)
     await conversation.start()
     reply = await conversation.answer(

@@ -29,7 +29,9 @@ def say(container: VoiceResponse | Gather, text: str, *, config: CallConfig) -> 
     container.say(text, **kwargs)
 
 
-def speak(container: VoiceResponse | Gather, utterances: list[Utterance], *, config: CallConfig) -> None:
+def speak(
+    container: VoiceResponse | Gather, utterances: list[Utterance], *, config: CallConfig
+) -> None:
     for utterance in utterances:
         if utterance.audio_url:
             container.play(utterance.audio_url)

@@ -69,10 +69,15 @@ def test_the_schema_and_the_docs_are_served(client):
     assert schema_response.status_code == 200
     paths = schema_response.json()["paths"]
     assert {
-        "/api/v1/assistants/", "/api/v1/assistants/{id}/", "/api/v1/assistants/{assistant_pk}/faq/",
-        "/api/v1/phone-numbers/", "/api/v1/calls/", "/api/v1/calls/{id}/audio/",
-        "/api/v1/analytics/", "/api/v1/rate-limits/",
-    } <= set(paths)  # fmt: skip
+        "/api/v1/assistants/",
+        "/api/v1/assistants/{id}/",
+        "/api/v1/assistants/{assistant_pk}/faq/",
+        "/api/v1/phone-numbers/",
+        "/api/v1/calls/",
+        "/api/v1/calls/{id}/audio/",
+        "/api/v1/analytics/",
+        "/api/v1/rate-limits/",
+    } <= set(paths)
     assert {"401", "404"} <= set(paths["/api/v1/assistants/{id}/"]["delete"]["responses"])
     docs = client.get("/api/docs/")
     assert docs.status_code == 200

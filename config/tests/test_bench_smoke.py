@@ -14,10 +14,25 @@ def test_the_benchmark_suite_runs_end_to_end(tmp_path):
     output = tmp_path / "benchmarks.md"
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--only", "capacity", "--capacity", "3",
-         "--idle-sessions", "3", "--output", str(output)],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--only",
+            "capacity",
+            "--capacity",
+            "3",
+            "--idle-sessions",
+            "3",
+            "--output",
+            str(output),
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = result.stdout
     assert "### 3. Capacity of one server process in relay mode" in report

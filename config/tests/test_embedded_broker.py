@@ -31,9 +31,13 @@ def test_a_task_is_published_to_the_embedded_broker_without_a_hostname_warning(t
     }
     queue = f"test-{uuid.uuid4().hex[:12]}"
     result = subprocess.run(
-        [sys.executable, "-c", PUBLISH.format(queue=queue)], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-c", PUBLISH.format(queue=queue)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "published 1"
     assert "No hostname was supplied" not in result.stderr + result.stdout

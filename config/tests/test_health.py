@@ -63,10 +63,20 @@ def running_server(tmp_path: Path, **env: str) -> Iterator[str]:
     """daphne serving the platform with `env` added to its environment; yields its base URL."""
     port = free_port()
     log_path = tmp_path / "daphne.log"
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings",
-                   "LOG_LEVEL": "WARNING", **env}  # fmt: skip
-    command = [str(BASE_DIR / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port),
-               "config.asgi:application"]  # fmt: skip
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    command = [
+        str(BASE_DIR / ".venv/bin/daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "config.asgi:application",
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=BASE_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT

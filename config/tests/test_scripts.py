@@ -29,9 +29,13 @@ def path_without(tmp_path: Path, *names: str) -> str:
 def run_tests_script(path: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": path}
     return subprocess.run(
-        ["bash", "scripts/test", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        ["bash", "scripts/test", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize(

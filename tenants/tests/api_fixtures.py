@@ -40,9 +40,9 @@ def key_a(tenant_a, alice) -> str:
 @pytest.fixture
 def readonly_key_a(tenant_a, alice) -> str:
     with scopes_disabled():
-        return api_key_create(
-            tenant=tenant_a, name="Reports", role=Role.VIEWER, created_by=alice
-        )[1]
+        return api_key_create(tenant=tenant_a, name="Reports", role=Role.VIEWER, created_by=alice)[
+            1
+        ]
 
 
 @pytest.fixture

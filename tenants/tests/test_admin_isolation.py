@@ -162,8 +162,15 @@ def test_staff_without_a_membership_see_no_tenant_data(
 
 def test_the_admin_index_lists_only_what_a_tenant_member_may_open(alice) -> None:
     content = client_for(alice).get(reverse("admin:index")).content.decode()
-    names = ("Phone numbers", "Assistant configs", "FAQ entries", "Speech audio", "Calls", "Turns",
-             "Tenants")  # fmt: skip
+    names = (
+        "Phone numbers",
+        "Assistant configs",
+        "FAQ entries",
+        "Speech audio",
+        "Calls",
+        "Turns",
+        "Tenants",
+    )
     for name in names:
         assert name in content
     assert "Memberships" not in content
@@ -266,8 +273,13 @@ def test_outsider_cannot_move_own_number_to_another_tenant(
 def test_outsider_cannot_add_a_faq_entry_for_another_tenants_assistant(
     charlie, rows_a: TenantRows, rows_b: TenantRows
 ) -> None:
-    data = {"tenant": rows_b.tenant.pk, "assistant": rows_a.assistant.pk,
-            "patterns": "sneaky question", "answer": "Sneaky answer.", "active": "on"}  # fmt: skip
+    data = {
+        "tenant": rows_b.tenant.pk,
+        "assistant": rows_a.assistant.pk,
+        "patterns": "sneaky question",
+        "answer": "Sneaky answer.",
+        "active": "on",
+    }
     response = client_for(charlie).post(url(FAQEntry, "add"), data)
     assert response.status_code == 200
     assert "assistant" in response.context["adminform"].form.errors
@@ -278,13 +290,23 @@ def test_outsider_cannot_add_a_faq_entry_for_another_tenants_assistant(
 def _new_object_data(model: type[Model], rows: TenantRows) -> dict[str, object]:
     """Valid add-form data for an object of `rows.tenant` (with a recognisable marker)."""
     if model is PhoneNumber:
-        return {"tenant": rows.tenant.pk, "number": "+14155550777", "label": "sneaky",
-                "assistant": rows.assistant.pk, "active": "on"}  # fmt: skip
+        return {
+            "tenant": rows.tenant.pk,
+            "number": "+14155550777",
+            "label": "sneaky",
+            "assistant": rows.assistant.pk,
+            "active": "on",
+        }
     if model is AssistantConfig:
         assistant = AssistantConfig(tenant=rows.tenant, name="sneaky")
         return form_data(assistant)
-    return {"tenant": rows.tenant.pk, "assistant": rows.assistant.pk,
-            "patterns": "sneaky", "answer": "An answer.", "active": "on"}  # fmt: skip
+    return {
+        "tenant": rows.tenant.pk,
+        "assistant": rows.assistant.pk,
+        "patterns": "sneaky",
+        "answer": "An answer.",
+        "active": "on",
+    }
 
 
 def _sneaky_exists(model: type[Model]) -> bool:

@@ -61,8 +61,14 @@ def test_a_token_saved_through_the_admin_is_stored_encrypted(superuser, tenant_a
 
 
 def test_a_token_given_when_adding_a_tenant_is_stored_encrypted(superuser) -> None:
-    data = {"name": "Charlie's Cafe", "slug": "cafe", "timezone": "UTC", "active": "on",
-            "twilio_account_sid": "AC" + "c" * 32, "twilio_auth_token": TOKEN}  # fmt: skip
+    data = {
+        "name": "Charlie's Cafe",
+        "slug": "cafe",
+        "timezone": "UTC",
+        "active": "on",
+        "twilio_account_sid": "AC" + "c" * 32,
+        "twilio_auth_token": TOKEN,
+    }
     response = client_for(superuser).post(reverse("admin:tenants_tenant_add"), data)
     assert response.status_code == 302
     tenant = Tenant.objects.get(slug="cafe")

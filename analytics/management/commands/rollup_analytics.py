@@ -44,9 +44,7 @@ class Command(BaseCommand):
             "--all", action="store_true", dest="everything", help="since the oldest call or turn"
         )
 
-    def handle(
-        self, *args, since: str | None, everything: bool, verbosity: int, **options
-    ) -> None:
+    def handle(self, *args, since: str | None, everything: bool, verbosity: int, **options) -> None:
         now = timezone.now()
         if since is None and not everything:
             run = hourly_stats_refresh(now=now)

@@ -72,9 +72,11 @@ class Command(BaseCommand):
             simulator = TwilioSimulator(base_url=base, auth_token=token)
         try:
             call = simulator.run(
-                to=options["to"], from_=options["from_"], utterances=options["say"],
+                to=options["to"],
+                from_=options["from_"],
+                utterances=options["say"],
                 on_step=self._print_step,
-            )  # fmt: skip
+            )
         except Exception as exc:
             raise CommandError(f"could not reach the platform: {exc}") from exc
         finally:
@@ -87,9 +89,13 @@ class Command(BaseCommand):
         simulator = TwilioSimulator(base_url=base, auth_token=token)
         try:
             call = run_relay(
-                simulator, to=options["to"], from_=options["from_"], utterances=options["say"],
-                press=options["press"][:1], on_turn=self._print_relay_turn,
-            )  # fmt: skip
+                simulator,
+                to=options["to"],
+                from_=options["from_"],
+                utterances=options["say"],
+                press=options["press"][:1],
+                on_turn=self._print_relay_turn,
+            )
         except Exception as exc:
             raise CommandError(
                 f"could not reach the platform: {type(exc).__name__}: {exc}"
