@@ -340,6 +340,8 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=8.0)
 LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env.float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", default=3.5)
 LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
 LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=0.25)
+# Relay and talk: "one moment" is said when no token came this long after the caller spoke (0: off).
+LLM_FILLER_SECONDS = env.float("LLM_FILLER_SECONDS", default=1.5)
 # Answers to identical first questions are reused for this long (0 turns the cache off).
 ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", default=3600)
 MAX_UTTERANCE_CHARS = env.int("MAX_UTTERANCE_CHARS", default=2000)
