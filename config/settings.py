@@ -58,9 +58,13 @@ if PUBLIC_BASE_URL:
         CSRF_TRUSTED_ORIGINS.append(_origin)
 
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-if env.bool("TRUST_PROXY_HEADERS", default=False):
+TRUST_PROXY_HEADERS = env.bool("TRUST_PROXY_HEADERS", default=False)
+if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# Proxies in front of the web processes that each append to X-Forwarded-For: the client address
+# is that many entries from the right (config/proxies.py). Only login throttling uses it.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=1 if TRUST_PROXY_HEADERS else 0)
 
 # HTTPS hardening: on in production and whenever the public address is https.
 HTTPS = env.bool("HTTPS", default=PRODUCTION or PUBLIC_BASE_URL.startswith("https://"))
@@ -101,6 +105,7 @@ INSTALLED_APPS = [
     "assistants",
     "calls",
     "analytics",
+    "config",  # system checks of the deployment (config/checks.py)
 ]
 # Stand-ins at the wire, the call simulator and test fixtures (requirements-devtools.txt).
 DEVTOOLS = env.bool("DEVTOOLS", default=DEBUG or not PRODUCTION)
@@ -121,7 +126,7 @@ MIDDLEWARE = [
 ]
 MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
 
-# /metrics: who may scrape it (see config/metrics.py).
+# /metrics: who may scrape it (see config/metrics.py). Behind a proxy only the token opens it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 
