@@ -5,7 +5,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django_scopes.forms import SafeModelChoiceField
 
 from tenants.access import is_platform_staff, member_tenant_ids
@@ -233,10 +235,25 @@ class ApiKeyAdmin(TenantScopedAdmin):
         )
         obj.pk, obj.prefix, obj.created_at = created.pk, created.prefix, created.created_at
         obj._state.adding = False
-        messages.warning(
-            request,
-            f"Your new API key (copy it now: it is shown only once): {key}",
+        obj._new_key = key  # for response_add; never through `messages`, which may be a cookie
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None):
+        """The new key, in this response only (not stored, not cached, not redirected)."""
+        key = getattr(obj, "_new_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "New API key",
+            "api_key": obj,
+            "key": key,
+        }
+        response: HttpResponse = TemplateResponse(
+            request, "admin/tenants/apikey/created.html", context
         )
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
