@@ -320,6 +320,8 @@ LLM_MODELS = env.list(
     ],
 )
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+# Twilio's REST API (asked which numbers a tenant's own account holds); empty: Twilio's own.
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 
 
 def _twilio_auth_token() -> str:
