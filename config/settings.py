@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ INSTALLED_APPS = [
     "channels",
     "django_prometheus",
     "axes",
+    "csp",
     "tenants",
     "assistants",
     "calls",
@@ -116,6 +118,7 @@ if DEVTOOLS:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -129,6 +132,26 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
+
+# Content-Security-Policy (django-csp): scripts, styles and everything else from this site
+# only, no inline script or style, no framing. CSP_MEDIA_SOURCES adds where speech audio is
+# served from when that is another host (an object store or CDN).
+CSP_MEDIA_SOURCES = env.list("CSP_MEDIA_SOURCES", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],  # 'self' covers the site's own ws:// and wss:// sockets
+        "media-src": [SELF, *CSP_MEDIA_SOURCES],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # /metrics: who may scrape it (see config/metrics.py). Behind a proxy only the token opens it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
