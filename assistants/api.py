@@ -10,7 +10,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +22,7 @@ from assistants.serializers import (
     PhoneNumberSerializer,
 )
 from tenants import services as tenant_services
-from tenants.access import get_owned_or_404
+from tenants.access import get_owned_or_404, is_platform_staff
 from tenants.api_base import ErrorSerializer, TenantCursorPagination, TenantViewSet
 from tenants.models import PhoneNumber
 
@@ -173,11 +173,39 @@ class _ByNumber(TenantCursorPagination):
     ordering = "number"
 
 
+class TwilioUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "twilio_unavailable"
+
+
+def _refusal(exc: tenant_services.NumberClaimRefused) -> exceptions.APIException:
+    if exc.reason == exc.STAFF_ONLY:
+        return exceptions.PermissionDenied(exc.message)
+    if exc.reason == exc.UNAVAILABLE:
+        return TwilioUnavailable(exc.message)
+    return exceptions.ValidationError({"number": [exc.message]})
+
+
+_NUMBER_REFUSALS = {
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="A viewer's role, or a tenant on the platform's Twilio account adding a "
+        "number (platform staff assign those).",
+    ),
+    503: OpenApiResponse(
+        ErrorSerializer, description="Twilio could not be asked about the number; try again."
+    ),
+}
+
+
 @extend_schema_view(
     list=extend_schema(summary="List phone numbers"),
     create=extend_schema(
         summary="Add a phone number",
-        description="The number must be unique on the platform and in E.164 form.",
+        description="In E.164 form. A tenant adds only numbers of its own Twilio account "
+        "(set in the admin): Twilio is asked whether the account holds the number. Numbers on "
+        "the platform's Twilio account are assigned by platform staff (403).",
+        responses={201: PhoneNumberSerializer, **_NUMBER_REFUSALS},
         examples=[
             OpenApiExample(
                 "Main line",
@@ -187,9 +215,15 @@ class _ByNumber(TenantCursorPagination):
         ],
     ),
     retrieve=extend_schema(summary="Read a phone number"),
-    update=extend_schema(summary="Replace a phone number's settings"),
+    update=extend_schema(
+        summary="Replace a phone number's settings",
+        description="A changed `number` is checked as when adding one.",
+        responses={200: PhoneNumberSerializer, **_NUMBER_REFUSALS},
+    ),
     partial_update=extend_schema(
         summary="Change a phone number (e.g. point it at another assistant)",
+        description="A changed `number` is checked as when adding one.",
+        responses={200: PhoneNumberSerializer, **_NUMBER_REFUSALS},
         examples=[
             OpenApiExample(
                 "Point at another assistant",
@@ -215,14 +249,24 @@ class PhoneNumberViewSet(
     pagination_class = _ByNumber
 
     def perform_create(self, serializer: PhoneNumberSerializer) -> None:
-        serializer.instance = tenant_services.phone_number_create(
-            tenant=self.tenant, **serializer.validated_data
-        )
+        try:
+            serializer.instance = tenant_services.phone_number_create(
+                tenant=self.tenant,
+                assigned_by_staff=is_platform_staff(self.request.user),
+                **serializer.validated_data,
+            )
+        except tenant_services.NumberClaimRefused as exc:
+            raise _refusal(exc) from exc
 
     def perform_update(self, serializer: PhoneNumberSerializer) -> None:
-        serializer.instance = tenant_services.phone_number_update(
-            phone_number=serializer.instance, **serializer.validated_data
-        )
+        try:
+            serializer.instance = tenant_services.phone_number_update(
+                phone_number=serializer.instance,
+                assigned_by_staff=is_platform_staff(self.request.user),
+                **serializer.validated_data,
+            )
+        except tenant_services.NumberClaimRefused as exc:
+            raise _refusal(exc) from exc
 
     def perform_destroy(self, instance: PhoneNumber) -> None:
         tenant_services.phone_number_delete(phone_number=instance)

@@ -1,9 +1,13 @@
 """Prometheus metrics: the platform's own, next to django-prometheus' request metrics.
 
-`/metrics` is restricted: a request needs `Authorization: Bearer <METRICS_TOKEN>` when a token is
-set, and must come from one of `METRICS_ALLOWED_NETWORKS` (default: loopback only). With several
-server processes on one host, set `PROMETHEUS_MULTIPROC_DIR` so that every process' samples are
-added up (prometheus_client's multiprocess mode).
+`/metrics` is restricted: the connection must come from one of `METRICS_ALLOWED_NETWORKS`
+(default: loopback only), and `Authorization: Bearer <METRICS_TOKEN>` is required when a token is
+set. Without a token the peer's address is all there is to go on, and behind a proxy that is the
+proxy's: so a request that came through a proxy (forwarding headers), or any request when a proxy
+is declared (`TRUST_PROXY_HEADERS`, `TRUSTED_PROXY_HOPS`), is refused unless the token is set and
+given (see config/proxies.py). With several server processes on one host, set
+`PROMETHEUS_MULTIPROC_DIR` so that every process' samples are added up (prometheus_client's
+multiprocess mode).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from config.proxies import behind_proxy, is_forwarded, peer_address
 
 logger = logging.getLogger(__name__)
 
@@ -101,20 +107,25 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
-def _client_allowed(request: HttpRequest) -> bool:
-    address = request.META.get("REMOTE_ADDR", "")
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+def _peer_allowed(request: HttpRequest) -> bool:
+    address = peer_address(request)
+    if address is None:
         return False
+    ip = ipaddress.ip_address(address)
     return any(ip in ipaddress.ip_network(net) for net in settings.METRICS_ALLOWED_NETWORKS)
 
 
+def _refused(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain")
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _client_allowed(request):
-        return HttpResponse("Forbidden.", status=403, content_type="text/plain")
+    if not _peer_allowed(request):
+        return _refused("Forbidden.", 403)
     if token := settings.METRICS_TOKEN:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return HttpResponse("Unauthorized.", status=401, content_type="text/plain")
+            return _refused("Unauthorized.", 401)
+    elif behind_proxy() or is_forwarded(request):
+        return _refused("Forbidden: behind a proxy, /metrics needs METRICS_TOKEN.", 403)
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

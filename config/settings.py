@@ -8,10 +8,12 @@ PostgreSQL and Redis. Every variable is documented in README.md and `.env.exampl
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,9 +60,13 @@ if PUBLIC_BASE_URL:
         CSRF_TRUSTED_ORIGINS.append(_origin)
 
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-if env.bool("TRUST_PROXY_HEADERS", default=False):
+TRUST_PROXY_HEADERS = env.bool("TRUST_PROXY_HEADERS", default=False)
+if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# Proxies in front of the web processes that each append to X-Forwarded-For: the client address
+# is that many entries from the right (config/proxies.py). Only login throttling uses it.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=1 if TRUST_PROXY_HEADERS else 0)
 
 # HTTPS hardening: on in production and whenever the public address is https.
 HTTPS = env.bool("HTTPS", default=PRODUCTION or PUBLIC_BASE_URL.startswith("https://"))
@@ -97,10 +103,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_prometheus",
+    "axes",
+    "csp",
     "tenants",
     "assistants",
     "calls",
     "analytics",
+    "config",  # system checks of the deployment (config/checks.py)
 ]
 # Stand-ins at the wire, the call simulator and test fixtures (requirements-devtools.txt).
 DEVTOOLS = env.bool("DEVTOOLS", default=DEBUG or not PRODUCTION)
@@ -109,6 +118,7 @@ if DEVTOOLS:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -118,10 +128,32 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantScopeMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
 
-# /metrics: who may scrape it (see config/metrics.py).
+# Content-Security-Policy (django-csp): scripts, styles and everything else from this site
+# only, no inline script or style, no framing. CSP_MEDIA_SOURCES adds where speech audio is
+# served from when that is another host (an object store or CDN).
+CSP_MEDIA_SOURCES = env.list("CSP_MEDIA_SOURCES", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],  # 'self' covers the site's own ws:// and wss:// sockets
+        "media-src": [SELF, *CSP_MEDIA_SOURCES],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# /metrics: who may scrape it (see config/metrics.py). Behind a proxy only the token opens it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 
@@ -271,6 +303,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# Where a login without `next` lands (Django's default, /accounts/profile/, does not exist).
+LOGIN_REDIRECT_URL = "admin:index"
+
+# Login throttling (django-axes) on every login form: after LOGIN_FAILURE_LIMIT failures for one
+# username, or from one client address, logins are refused (429) for LOGIN_LOCKOUT_MINUTES.
+# The address is the one the trusted proxies vouch for (config/proxies.py), never a forged one.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_CLIENT_IP_CALLABLE = "config.proxies.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept (until the cool-off), successes are not
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -315,6 +364,8 @@ LLM_MODELS = env.list(
     ],
 )
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+# Twilio's REST API (asked which numbers a tenant's own account holds); empty: Twilio's own.
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 
 
 def _twilio_auth_token() -> str:

@@ -5,14 +5,21 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django_scopes.forms import SafeModelChoiceField
 
 from tenants.access import is_platform_staff, member_tenant_ids
 from tenants.admin_base import TenantScopedAdmin
 from tenants.models import ApiKey, Membership, PhoneNumber, RateLimit, Role, Tenant
 from tenants.phone import normalize_e164
-from tenants.services import api_key_create, api_key_revoke
+from tenants.services import (
+    NumberClaimRefused,
+    api_key_create,
+    api_key_revoke,
+    phone_number_claim_check,
+)
 
 
 class TenantForm(forms.ModelForm):
@@ -137,6 +144,11 @@ class RateLimitAdmin(PlatformStaffOnlyAdmin):
 
 
 class PhoneNumberForm(forms.ModelForm):
+    """Platform staff assign any number; a tenant's admin adds (or changes to) only a number
+    its own Twilio account holds (tenants.services.phone_number_claim_check)."""
+
+    assigned_by_staff = False  # set per request by PhoneNumberAdmin.get_form
+
     class Meta:
         model = PhoneNumber
         fields = ["tenant", "number", "label", "assistant", "active"]
@@ -145,6 +157,14 @@ class PhoneNumberForm(forms.ModelForm):
 
     def clean_number(self) -> str:
         number = normalize_e164(self.cleaned_data["number"])
+        tenant = self.cleaned_data.get("tenant")
+        if not self.assigned_by_staff and number != self.instance.number:
+            if tenant is None:
+                raise forms.ValidationError("Choose the number's tenant first.")
+            try:
+                phone_number_claim_check(tenant=tenant, number=number)
+            except NumberClaimRefused as exc:
+                raise forms.ValidationError(exc.message, code=exc.reason) from exc
         # The model's unique check runs in the request's tenant scope and cannot see a number
         # another tenant holds; the database would then refuse the row with an error page.
         taken = PhoneNumber._base_manager.filter(number=number).exclude(pk=self.instance.pk)
@@ -160,6 +180,11 @@ class PhoneNumberAdmin(TenantScopedAdmin):
     list_filter = ["active"]
     search_fields = ["number", "label"]
     list_select_related = ["tenant", "assistant"]
+
+    def get_form(self, request: HttpRequest, obj: PhoneNumber | None = None, **kwargs: Any):
+        form = super().get_form(request, obj, **kwargs)
+        form.assigned_by_staff = is_platform_staff(request.user)
+        return form
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -233,10 +258,25 @@ class ApiKeyAdmin(TenantScopedAdmin):
         )
         obj.pk, obj.prefix, obj.created_at = created.pk, created.prefix, created.created_at
         obj._state.adding = False
-        messages.warning(
-            request,
-            f"Your new API key (copy it now: it is shown only once): {key}",
+        obj._new_key = key  # for response_add; never through `messages`, which may be a cookie
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None):
+        """The new key, in this response only (not stored, not cached, not redirected)."""
+        key = getattr(obj, "_new_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "New API key",
+            "api_key": obj,
+            "key": key,
+        }
+        response: HttpResponse = TemplateResponse(
+            request, "admin/tenants/apikey/created.html", context
         )
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

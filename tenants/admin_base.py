@@ -91,9 +91,15 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if formfield is None or is_platform_staff(request.user):
+        if formfield is None:
             return formfield
         related = db_field.related_model
+        if is_platform_staff(request.user):
+            # A scope-safe field starts empty; staff choose among every tenant's objects (the
+            # model's clean() keeps them to the row's tenant).
+            if _is_tenant_owned(related):
+                formfield.queryset = related._base_manager.all()
+            return formfield
         ids = self._tenant_ids(request, write=True)
         if related is Tenant:
             formfield.queryset = Tenant.objects.filter(id__in=ids)

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_scopes import scope
 
@@ -43,6 +44,7 @@ def _tenant(request: HttpRequest, slug: str | None) -> tuple[Tenant, list[Tenant
     raise Http404("No such tenant.")
 
 
+@never_cache  # a new key is in the page: no copy in any cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:

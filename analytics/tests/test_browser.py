@@ -133,7 +133,7 @@ def test_a_call_appears_grows_and_ends_live(
     assert card.locator(".from").text_content() == "••••••0123"
     assert card.locator(".assistant").text_content() == "Acme front desk"
     page.wait_for_function(
-        "document.querySelector('[data-figure=calls]').textContent === '1'", timeout=WAIT_MS
+        "() => document.querySelector('[data-figure=calls]').textContent === '1'", timeout=WAIT_MS
     )
 
     caller.say("what are your opening hours")
@@ -164,9 +164,11 @@ def test_a_call_appears_grows_and_ends_live(
 
     caller.post("/twilio/status", CallStatus="completed", SequenceNumber="1", CallDuration="42")
     page.locator("#ended-calls tr", has_text="42 s").wait_for(timeout=WAIT_MS)
-    page.wait_for_function("document.querySelectorAll('.live-call').length === 0", timeout=WAIT_MS)
     page.wait_for_function(
-        "document.querySelector('[data-figure=turns_per_call]').textContent === '4'",
+        "() => document.querySelectorAll('.live-call').length === 0", timeout=WAIT_MS
+    )
+    page.wait_for_function(
+        "() => document.querySelector('[data-figure=turns_per_call]').textContent === '4'",
         timeout=WAIT_MS,
     )
     page.locator("#assistants tbody tr", has_text="Acme front desk").wait_for(timeout=WAIT_MS)

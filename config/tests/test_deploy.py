@@ -18,6 +18,7 @@ PRODUCTION_ENV = {
     "TRUST_PROXY_HEADERS": "true",
     "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
     "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
+    "METRICS_TOKEN": "0123456789abcdef0123456789abcdef",
 }
 
 
@@ -77,3 +78,13 @@ def test_plain_http_is_redirected_to_https_but_probes_are_not(client, settings):
     secure = client.get("/admin/login/", secure=True)
     assert secure.status_code == 200
     assert secure["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_check_deploy_warns_when_metrics_have_no_token_in_production():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "METRICS_TOKEN"}
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING", **env, SECRET_KEY=secrets.token_urlsafe(60)
+    )
+    assert result.returncode != 0
+    assert "voice.W001" in result.stderr + result.stdout
+    assert "METRICS_TOKEN" in result.stderr + result.stdout

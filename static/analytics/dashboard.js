@@ -9,6 +9,12 @@
   const statusBadge = document.getElementById("live-status");
   const charts = {};
 
+  // Choosing a tenant shows its dashboard (no inline handler: the page's CSP forbids them).
+  const tenantFilter = document.getElementById("tenant-filter");
+  if (tenantFilter) {
+    tenantFilter.addEventListener("change", function () { tenantFilter.form.submit(); });
+  }
+
   // --- formatting, as the server-rendered page does -------------------------------------
   // A rate as a percentage with at most one decimal (the template filter `percent`).
   function percent(value) {

@@ -11,6 +11,7 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
 from calls.models import Call, Turn
 from tenants.models import PhoneNumber, Tenant
+from tenants.tests.twilio_standin import TwilioStandIn
 
 
 @dataclass
@@ -69,3 +70,12 @@ def rows_b(tenant_b, number_b, assistant_b) -> TenantRows:
 def _fast_password_hashing(settings) -> None:
     """Users are created in nearly every test here; the production hasher is slow on purpose."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def twilio_api(settings):
+    """Twilio's REST API, stood in for on loopback; the platform's client is pointed at it."""
+    stand_in = TwilioStandIn().start()
+    settings.TWILIO_API_BASE_URL = stand_in.base_url
+    yield stand_in
+    stand_in.stop()

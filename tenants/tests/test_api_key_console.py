@@ -126,3 +126,45 @@ def test_the_admin_hides_keys_from_outsiders_and_refuses_viewers(bob, charlie, t
     assert response.status_code == 403
     with scopes_disabled():
         assert ApiKey.objects.count() == 1
+
+
+KEY_PATTERN = re.compile(r"vpk_[a-z0-9]{8}\.[A-Za-z0-9_\-]+")
+
+
+def stored_outside_the_response(client: Client) -> str:
+    """Everything the server left with the browser or in its session: cookies (messages
+    decoded) and the session's data."""
+    from django.contrib.messages.storage.cookie import CookieStorage
+    from django.test import RequestFactory
+
+    cookies = {name: morsel.value for name, morsel in client.cookies.items()}
+    request = RequestFactory().get("/")
+    request.COOKIES = cookies
+    messages = CookieStorage(request)._decode(cookies.get("messages", "")) or []
+    session = dict(client.session.items())
+    return f"{cookies} {[str(m) for m in messages]} {session}"
+
+
+def test_a_new_admin_key_is_shown_in_the_response_and_kept_nowhere_else(alice, tenant_a, api):
+    client = logged_in(alice)
+    response = client.post(
+        "/admin/tenants/apikey/add/",
+        {"tenant": str(tenant_a.id), "name": "From admin", "role": "admin"},
+    )
+    assert not KEY_PATTERN.search(stored_outside_the_response(client))
+    assert response.status_code == 200
+    match = KEY_PATTERN.search(response.content.decode())
+    assert match, "the new key is shown"
+    assert "no-store" in response["Cache-Control"]
+    assert api(key=match.group(0)).get("/api/v1/assistants/").status_code == 200
+    # Shown once: not on the next page either.
+    assert match.group(0) not in client.get("/admin/tenants/apikey/").content.decode()
+    assert not KEY_PATTERN.search(stored_outside_the_response(client))
+
+
+def test_a_new_console_key_is_kept_nowhere_but_the_response(alice, tenant_a):
+    client = logged_in(alice)
+    response = client.post(URL, {"name": "CRM sync", "role": "admin"})
+    assert shown_key(response)
+    assert "no-store" in response["Cache-Control"]
+    assert not KEY_PATTERN.search(stored_outside_the_response(client))

@@ -4,17 +4,29 @@ import pytest
 from django_scopes import scopes_disabled
 
 from tenants.models import PhoneNumber, RateLimit
+from tenants.tests.twilio_standin import TwilioStandIn, give_own_account
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/phone-numbers/"
+SID_A = "AC" + "a" * 32
+TOKEN_A = "a-tenant-auth-token"
 
 
 def detail(number) -> str:
     return f"{URL}{number.id}/"
 
 
-def test_the_owner_manages_numbers(api, alice, tenant_a, assistant_a, number_a):
+@pytest.fixture
+def own_account(tenant_a, twilio_api) -> TwilioStandIn:
+    """Tenant A brings its own Twilio account, which holds +14155550199 and +14155550198."""
+    give_own_account(
+        tenant_a, twilio_api, sid=SID_A, token=TOKEN_A, numbers=["+14155550199", "+14155550198"]
+    )
+    return twilio_api
+
+
+def test_the_owner_manages_numbers(api, alice, tenant_a, assistant_a, number_a, own_account):
     client = api(alice)
     assert [n["number"] for n in client.get(URL).json()["results"]] == ["+14155550100"]
     created = client.post(
@@ -49,11 +61,130 @@ def test_a_bad_e164_number_gets_400(api, alice, bad):
     assert "number" in response.json()
 
 
-def test_a_number_another_tenant_holds_gets_400_without_revealing_whose(api, charlie, number_a):
-    response = api(charlie).post(URL, {"number": "+1 415 555 0100"}, format="json")
+# --- who may add which number ---------------------------------------------------------------
+
+
+def test_a_tenant_cannot_take_the_number_another_tenant_released(api, alice, charlie, number_a):
+    with scopes_disabled():
+        released = PhoneNumber.objects.create(tenant=number_a.tenant, number="+14155550111")
+    # Tenant A releases a number of the platform's account; tenant B (Charlie) grabs it.
+    assert api(alice).delete(detail(released)).status_code == 204
+    client = api(charlie)
+    response = client.post(URL, {"number": "+14155550111"}, format="json")
+    assert response.status_code == 403
+    assert "staff" in response.json()["detail"]
+    with scopes_disabled():
+        assert not PhoneNumber.objects.filter(number="+14155550111").exists()
+
+
+def test_a_tenant_cannot_move_its_number_onto_another(api, alice, charlie, number_a, number_b):
+    response = api(charlie).patch(detail(number_b), {"number": "+14155550111"}, format="json")
+    assert response.status_code == 403
+    with scopes_disabled():
+        assert PhoneNumber.objects.get(id=number_b.id).number == "+14155550200"
+    # Label, assistant and active stay the tenant's to change.
+    response = api(charlie).patch(detail(number_b), {"label": "Shop"}, format="json")
+    assert response.status_code == 200
+
+
+def test_a_held_and_a_free_number_get_the_same_answer(api, charlie, number_a):
+    held = api(charlie).post(URL, {"number": "+1 415 555 0100"}, format="json")
+    free = api(charlie).post(URL, {"number": "+1 415 555 0177"}, format="json")
+    assert (held.status_code, held.json()) == (free.status_code, free.json())
+    assert "Acme" not in held.content.decode()
+
+
+def test_a_tenant_adds_a_number_its_own_twilio_account_holds(
+    api, alice, tenant_a, own_account, key_a
+):
+    response = api(key=key_a).post(URL, {"number": "+1 415 555 0198"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["number"] == "+14155550198"
+    assert own_account.requests == [
+        f"/2010-04-01/Accounts/{SID_A}/IncomingPhoneNumbers.json"
+        "?PhoneNumber=%2B14155550198&PageSize=50"
+    ]
+
+
+def test_numbers_not_on_the_tenants_account_get_one_answer_held_or_free(
+    api, alice, number_b, own_account
+):
+    held = api(alice).post(URL, {"number": number_b.number}, format="json")
+    free = api(alice).post(URL, {"number": "+14155550177"}, format="json")
+    assert held.status_code == 400
+    assert (held.status_code, held.json()) == (free.status_code, free.json())
+    assert "does not list" in held.json()["number"][0]
+    assert "Bravo" not in held.content.decode()
+
+
+def test_twilio_is_asked_for_the_exact_number_not_a_pattern(api, alice, own_account):
+    # Twilio's PhoneNumber filter matches partial numbers: +4930123456 finds +49301234567.
+    own_account.add_account(SID_A, TOKEN_A, ["+49301234567"])
+    response = api(alice).post(URL, {"number": "+4930123456"}, format="json")
     assert response.status_code == 400
-    assert "number" in response.json()
-    assert "Acme" not in response.content.decode()
+    assert own_account.requests  # Twilio was asked, and its partial match was not taken
+
+
+def test_wrong_twilio_credentials_are_refused_clearly(api, alice, tenant_a, own_account):
+    tenant_a.set_twilio_auth_token("not-the-token")
+    tenant_a.save()
+    response = api(alice).post(URL, {"number": "+14155550199"}, format="json")
+    assert response.status_code == 400
+    assert "auth token" in response.json()["number"][0]
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_twilio_failing_answers_503_and_adds_nothing(api, alice, own_account, status):
+    own_account.status = status
+    response = api(alice).post(URL, {"number": "+14155550199"}, format="json")
+    assert response.status_code == 503
+    assert "try again" in response.json()["detail"]
+    with scopes_disabled():
+        assert not PhoneNumber.objects.filter(number="+14155550199").exists()
+
+
+def test_twilio_unreachable_answers_503(api, alice, own_account, settings):
+    own_account.stop()
+    response = api(alice).post(URL, {"number": "+14155550199"}, format="json")
+    assert response.status_code == 503
+
+
+def test_platform_staff_assign_any_number_through_the_api(api, superuser, tenant_b, number_a):
+    client = api(superuser)
+    client.credentials(HTTP_X_TENANT=tenant_b.slug)
+    response = client.post(URL, {"number": "+14155550111"}, format="json")
+    assert response.status_code == 201
+    # A number another tenant holds is refused, to staff by name.
+    assert client.post(URL, {"number": number_a.number}, format="json").status_code == 400
+
+
+def test_in_the_admin_a_tenant_admin_cannot_add_a_number_and_staff_can(
+    alice, superuser, tenant_a, assistant_a, number_b
+):
+    from django.test import Client
+
+    tenant_admin = Client()
+    tenant_admin.force_login(alice)
+    for number in ("+14155550111", number_b.number):
+        response = tenant_admin.post(
+            "/admin/tenants/phonenumber/add/",
+            {"tenant": str(tenant_a.id), "number": number, "label": "", "active": "on"},
+        )
+        assert response.status_code == 200  # the form again, with the error
+        page = response.content.decode()
+        assert "assigned by platform staff" in page
+        assert "already in use" not in page
+    with scopes_disabled():
+        assert not PhoneNumber.objects.filter(number="+14155550111").exists()
+    staff = Client()
+    staff.force_login(superuser)
+    response = staff.post(
+        "/admin/tenants/phonenumber/add/",
+        {"tenant": str(tenant_a.id), "number": "+14155550111", "label": "", "active": "on"},
+    )
+    assert response.status_code == 302
+    with scopes_disabled():
+        assert PhoneNumber.objects.get(number="+14155550111").tenant == tenant_a
 
 
 def test_the_outsider_cannot_point_a_number_at_another_tenants_assistant(

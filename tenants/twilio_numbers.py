@@ -1,0 +1,57 @@
+"""Which numbers a Twilio account holds, asked of Twilio's REST API (IncomingPhoneNumbers)."""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+TIMEOUT_SECONDS = 5.0
+
+# The client logs every request and response header at INFO; keep that out of the platform's log.
+_http_log = logging.getLogger(__name__ + ".http")
+_http_log.setLevel(logging.WARNING)
+
+
+class TwilioLookupError(Exception):
+    """Twilio did not answer the question. `permanent`: asking again cannot help (Twilio
+    refused the account's credentials or does not know the account)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def account_holds_number(*, account_sid: str, auth_token: str, number: str) -> bool:
+    """Whether Twilio lists the E.164 `number` among the account's incoming phone numbers."""
+    client = Client(
+        account_sid,
+        auth_token,
+        http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS, logger=_http_log),
+    )
+    if settings.TWILIO_API_BASE_URL:
+        client.api.base_url = settings.TWILIO_API_BASE_URL
+    try:
+        listed = client.api.v2010.accounts(account_sid).incoming_phone_numbers.list(
+            phone_number=number, page_size=50, limit=50
+        )
+    except TwilioException as exc:
+        status = _status(exc)
+        permanent = status in (401, 403, 404)
+        raise TwilioLookupError(f"Twilio answered {status}", permanent=permanent) from exc
+    except (requests.RequestException, ValueError) as exc:
+        raise TwilioLookupError(f"Twilio could not be reached: {type(exc).__name__}") from exc
+    # Twilio's filter matches partial numbers too: only the exact number counts.
+    return any(item.phone_number == number for item in listed)
+
+
+def _status(exc: TwilioException) -> int | None:
+    """The HTTP status behind a client error (a list page carries the response itself)."""
+    if status := getattr(exc, "status", None):  # TwilioRestException
+        return status
+    response = exc.args[1] if len(exc.args) > 1 else None
+    return getattr(response, "status_code", None)
