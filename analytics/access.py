@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404
 
 from tenants.access import is_platform_staff, member_tenant_ids
@@ -55,37 +51,3 @@ def dashboard_view(user: AbstractBaseUser | AnonymousUser, tenant_id: str | None
         return View(staff=True, tenant_ids=None, tenant=None, choices=choices)
     only = choices[0] if len(choices) == 1 else None
     return View(staff=False, tenant_ids=[t.id for t in choices], tenant=only, choices=choices)
-
-
-# --- telling open dashboard sockets that what their user may see has changed ----------------
-
-
-def access_group(user_id: object) -> str:
-    """The channel-layer group of one user's open dashboard sockets."""
-    return f"dashboard.user.{user_id}"
-
-
-def access_changed(user_ids: Iterable[object], *, ended_session: str = "") -> None:
-    """After the current transaction commits, ask the open dashboard sockets of `user_ids` to
-    check again which tenants they may watch (`ended_session`: a session that just logged out,
-    whose sockets close at once). Best effort: a change is never refused because the channel
-    layer is down."""
-    ids = sorted({str(user_id) for user_id in user_ids if user_id is not None})
-    if ids:
-        transaction.on_commit(lambda: _send_access_changed(ids, ended_session))
-
-
-def _send_access_changed(user_ids: list[str], ended_session: str) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "access.changed", "ended_session": ended_session}
-
-    async def send() -> None:
-        for user_id in user_ids:
-            await layer.group_send(access_group(user_id), message)
-
-    try:
-        async_to_sync(send)()
-    except Exception:
-        logger.warning("could not tell dashboards of an access change", exc_info=True)

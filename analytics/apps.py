@@ -8,7 +8,6 @@ class AnalyticsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from analytics import signals  # noqa: F401  (receivers: access changes reach sockets)
         from analytics.aggregates import register_sqlite_functions
 
         connection_created.connect(register_sqlite_functions, dispatch_uid="analytics_sqlite")

@@ -6,7 +6,7 @@ asking for a tenant its user may not see, or without a logged-in user, is refuse
 before it is accepted, code 4403). Events come through the channel layer, so those published
 by a Celery worker or another server instance arrive too.
 
-What a user may see is checked again whenever it changes (`analytics.signals`): an open socket
+What a user may see is checked again whenever it changes (`tenants.signals`): an open socket
 leaves the groups of tenants its user lost, joins those gained, and closes with 4403 when the
 user may watch nothing any more or its session logged out.
 """
@@ -23,10 +23,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
-from analytics.access import access_group, dashboard_view
+from analytics.access import dashboard_view
 from analytics.selectors import mask_number
 from calls.events import STAFF_GROUP, tenant_group
 from core.asyncdb import database_async
+from tenants.access import access_group
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -52,6 +53,14 @@ def clean_text(text: object, limit: int) -> str:
     return text.replace("\x00", "").strip()[:limit]
 
 
+def heard_of(said: str, heard: str) -> str:
+    """What the caller heard of an answer, as a prefix of what was said: a client's report of
+    what was heard never puts words in the assistant's mouth."""
+    if said.startswith(heard):
+        return heard
+    return os.path.commonprefix([said, heard])
+
+
 @dataclass
 class Reply:
     """One answer of the assistant, filled in as it is made and said (times: monotonic)."""
@@ -64,6 +73,8 @@ class Reply:
     llm: llm.LLMResult = field(default_factory=llm.LLMResult)
     # What the caller was given, in order (sent frames, or sentences queued for speech).
     parts: list[str] = field(default_factory=list)
+    # What the model said (without the platform's own lines, e.g. the filler).
+    deltas: list[str] = field(default_factory=list)
     first_sent_at: float | None = None
     last_sent_at: float | None = None
     first_audio_at: float | None = None
@@ -71,6 +82,7 @@ class Reply:
     fallbacks: list[str] = field(default_factory=list)  # the transport's own (e.g. tts:say)
     errors: list[str] = field(default_factory=list)  # the transport's own (e.g. speech)
     error: str = ""  # why answering failed, if it did
+    settled: bool = False  # the tokens reserved for it are counted as really spent
     partial_at: float = 0.0  # when the dashboard was last shown the words so far
     interrupted: bool = False
     heard: str = ""
@@ -105,6 +117,10 @@ class Speaker(Protocol):
         """The answer stops early (interrupted, failed): settle what is under way, so that
         `reply.parts` is what the caller got."""
 
+    async def cut(self, reply: Reply) -> None:
+        """The model broke off mid-answer: drop what has not reached the caller yet (e.g. an
+        unfinished sentence), if the transport still can."""
+
     async def end(self, handoff: dict) -> None:
         """End a live session; `handoff` says what should happen to the call next."""
 
@@ -116,6 +132,7 @@ class Prepared:
 
     caller_turn: Turn
     limited: ratelimits.Verdict | None = None
+    reservation: ratelimits.TokenReservation | None = None  # taken from the token budget
     source: str = ""
     text: str = ""
     cache_key: str = ""  # where the LLM's answer may be cached
@@ -125,13 +142,23 @@ def build_messages(
     *, config: CallConfig, history: list[tuple[str, str]], utterance: str
 ) -> list[dict]:
     """System prompt, the last `context_turns` turns, then what the caller just said."""
+    limit = settings.MAX_UTTERANCE_CHARS
     messages = [{"role": "system", "content": config["system_prompt"]}]
     keep = int(config.get("context_turns", 10))
     for role, text in history[-keep:] if keep else []:
         if text:
-            messages.append({"role": "user" if role == "caller" else "assistant", "content": text})
-    messages.append({"role": "user", "content": utterance[: settings.MAX_UTTERANCE_CHARS]})
+            role = "user" if role == "caller" else "assistant"
+            messages.append({"role": role, "content": text[:limit]})
+    messages.append({"role": "user", "content": utterance[:limit]})
     return messages
+
+
+def tokens_at_most(*, config: CallConfig, history: list[tuple[str, str]], utterance: str) -> int:
+    """An upper bound of what one answer may cost: the prompt (a token is rarely shorter than
+    three characters) plus the most the model may write."""
+    messages = build_messages(config=config, history=history, utterance=utterance)
+    prompt = sum(len(m["content"]) // 3 + 4 for m in messages) + 3
+    return prompt + int(config["max_tokens"])
 
 
 def answer_cache_key(*, tenant_id: object, config: CallConfig, utterance: str) -> str:
@@ -221,6 +248,27 @@ class Conversation:
         reply = Reply(utterance=utterance, received_at=received_at, deadline=deadline)
         self._reply = reply
         try:
+            await self._answer(reply, confidence)
+        finally:
+            if (reservation := self._reservation(reply)) is not None:
+                # Not stored (interrupted before a word was said, or storing failed): the
+                # tokens reserved for it are settled anyway.
+                settle = self.database(ratelimits.tokens_settle)
+                await asyncio.shield(settle(reservation=reservation, spent=reply.llm.tokens))
+        return reply
+
+    @staticmethod
+    def _reservation(reply: Reply) -> ratelimits.TokenReservation | None:
+        """The reply's token reservation, while it is not settled yet."""
+        prepare = reply.prepare
+        if reply.settled or prepare is None or not prepare.done() or prepare.cancelled():
+            return None
+        if prepare.exception() is not None:
+            return None
+        return prepare.result().reservation
+
+    async def _answer(self, reply: Reply, confidence: float | None) -> None:
+        try:
             await self._respond(reply, confidence)
         except asyncio.CancelledError:
             await self.speaker.stop(reply)
@@ -246,7 +294,6 @@ class Conversation:
                 await self._store(reply)
             except Exception:
                 logger.exception("could not store the answer")
-        return reply
 
     async def _respond(self, reply: Reply, confidence: float | None) -> None:
         history = list(self.history)
@@ -289,23 +336,36 @@ class Conversation:
             return
 
         reply.source = Turn.Source.LLM
-        given = False
         try:
-            delta = await first
+            delta = await self._first_delta(reply, first)
             while delta is not None:
-                given = True
+                reply.deltas.append(delta)
                 await self.speaker.say(reply, delta)
                 self._publish_partial(reply)
                 delta = await anext(stream, None)
         finally:
             await stream.aclose()
-        if not given:
+        if not reply.deltas:
             not_configured = reply.llm.not_configured
             reply.source = Turn.Source.NOT_CONFIGURED if not_configured else Turn.Source.APOLOGY
             text = phrases.NOT_CONFIGURED if not_configured else phrases.APOLOGY
             await self.speaker.say(reply, text, complete=True)
+        elif reply.llm.truncated:  # broken off mid-answer: no half sentence left hanging
+            await self.speaker.cut(reply)
+            await self.speaker.say(reply, " " + phrases.CUT_SHORT, complete=True)
         await self.speaker.done(reply)
         await self._store(reply, cache_key=prepared.cache_key)
+
+    async def _first_delta(self, reply: Reply, first: asyncio.Future) -> str | None:
+        """The model's first piece of text. A caller on a live line who has heard nothing
+        for LLM_FILLER_SECONDS hears a short "one moment" while the model keeps going."""
+        wait = settings.LLM_FILLER_SECONDS
+        if self.speaker.streams_text and wait > 0:
+            timeout = max(0.0, reply.received_at + wait - time.monotonic())
+            done, _ = await asyncio.wait([first], timeout=timeout)
+            if not done:
+                await self.speaker.say(reply, phrases.ONE_MOMENT + " ")
+        return await first
 
     def _ask_llm(self, reply: Reply, history: list[tuple[str, str]]) -> AsyncIterator[str]:
         config = self.config
@@ -348,8 +408,13 @@ class Conversation:
             await asyncio.wait([reply.prepare])  # the caller's turn comes first
         if reply.last_sent_at is None and reply.parts and self.speaker.streams_text:
             reply.last_sent_at = time.monotonic()
+        reservation = self._reservation(reply)
+        reply.settled = True
         turn = await self.database(self._store_sync)(
-            reply=reply, cache_key=cache_key, sequence=self._next_sequence()
+            reply=reply,
+            cache_key=cache_key,
+            sequence=self._next_sequence(),
+            reservation=reservation,
         )
         self.turns = max(self.turns, turn.sequence)  # in case another writer took the number
         self._publish_turn(turn)
@@ -381,31 +446,45 @@ class Conversation:
             publish=False,
             confidence=confidence,
         )
+        # The most the LLM may spend on the turn is taken from the token budget before it answers.
         verdict = ratelimits.turn_verdict(
-            tenant=call.tenant, call_sid=call.call_sid, limits=self.limits
+            tenant=call.tenant,
+            call_sid=call.call_sid,
+            limits=self.limits,
+            reserve_tokens=0
+            if faq_text
+            else tokens_at_most(config=self.config, history=history, utterance=utterance),
         )
         if not verdict.allowed:
             return Prepared(caller_turn=caller_turn, limited=verdict)
+        prepared = Prepared(caller_turn=caller_turn, reservation=verdict.reservation)
         if faq_text:
-            return Prepared(caller_turn=caller_turn, source=Turn.Source.FAQ, text=faq_text)
+            prepared.source, prepared.text = Turn.Source.FAQ, faq_text
+            return prepared
         # Only a first question is answered from the cache: later ones depend on the talk.
         if settings.ANSWER_CACHE_SECONDS <= 0 or any(r == "caller" for r, _ in history):
-            return Prepared(caller_turn=caller_turn)
+            return prepared
         key = answer_cache_key(tenant_id=call.tenant_id, config=self.config, utterance=utterance)
         if cached := _cache_get(key):
-            return Prepared(caller_turn=caller_turn, source=Turn.Source.CACHE, text=cached)
-        return Prepared(caller_turn=caller_turn, cache_key=key)
+            prepared.source, prepared.text = Turn.Source.CACHE, cached
+        else:
+            prepared.cache_key = key
+        return prepared
 
-    def _store_sync(self, *, reply: Reply, cache_key: str, sequence: int) -> Turn:
+    def _store_sync(
+        self,
+        *,
+        reply: Reply,
+        cache_key: str,
+        sequence: int,
+        reservation: ratelimits.TokenReservation | None,
+    ) -> Turn:
         result = reply.llm
         is_llm = reply.source == Turn.Source.LLM
-        if result.tokens:
-            ratelimits.tokens_spend(
-                tenant=self.call.tenant, tokens=result.tokens, limits=self.limits
-            )
+        ratelimits.tokens_settle(reservation=reservation, spent=result.tokens)
         complete = not (reply.interrupted or result.failed or result.truncated or reply.error)
-        if is_llm and complete and cache_key and reply.text:
-            _cache_set(cache_key, reply.text)
+        if is_llm and complete and cache_key and reply.deltas:
+            _cache_set(cache_key, "".join(reply.deltas))
         return services.turn_add(
             call=self.call,
             role=Turn.Role.ASSISTANT,
@@ -413,7 +492,7 @@ class Conversation:
             sequence=sequence,
             publish=False,
             interrupted=reply.interrupted,
-            heard_text=reply.heard if reply.interrupted else "",
+            heard_text=heard_of(reply.text, reply.heard) if reply.interrupted else "",
             source=reply.source,
             cache_hit=reply.cache_hit,
             model_used=result.model_used if is_llm else "",
@@ -454,6 +533,7 @@ class Conversation:
             return
         turn = self._last_turn
         if turn is not None and not turn.interrupted:
+            heard_text = heard_of(turn.text, heard_text)
             await self.database(services.turn_mark_interrupted)(turn=turn, heard_text=heard_text)
             self._replace_history(turn.text, heard_text)
 

@@ -15,3 +15,7 @@ SORRY_ERROR = "We're sorry, something went wrong on our side. Please call again 
 UNKNOWN_NUMBER = "Sorry, the number you have called is not in service. Goodbye."
 NOT_AVAILABLE = "Sorry, this line is not available at the moment. Please try again later. Goodbye."
 REPROMPT = "Sorry, I didn't catch that. Could you say it again?"
+# Said on a live line when the language model has not started answering after a moment.
+ONE_MOMENT = "One moment, please."
+# Said after an answer that broke off mid-sentence (the model's stream was cut).
+CUT_SHORT = "Sorry, I lost my train of thought. Could you ask me that again?"

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Model
 from django.http import Http404
 
 from tenants.models import WRITE_ROLES, Membership, Tenant
 
 M = TypeVar("M", bound=Model)
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -59,3 +64,36 @@ def get_owned_or_404(model: type[M], *, tenant: Tenant, pk: object) -> M:
         return model.objects.get(tenant=tenant, pk=pk)  # type: ignore[attr-defined]
     except (model.DoesNotExist, ValidationError, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
         raise Http404("Not found.") from exc
+
+
+# --- telling a user's open sockets (dashboard feed, talk page) that their access changed ---
+
+
+def access_group(user_id: object) -> str:
+    """The channel-layer group of one user's open sockets that follow their access."""
+    return f"access.user.{user_id}"
+
+
+def access_changed(user_ids: Iterable[object], *, ended_session: str = "") -> None:
+    """After the current transaction commits, ask the open sockets of `user_ids` to check again
+    what they may see and do (`ended_session`: a session that just logged out, whose sockets
+    close at once). Best effort: a change is never refused because the channel layer is down."""
+    ids = sorted({str(user_id) for user_id in user_ids if user_id is not None})
+    if ids:
+        transaction.on_commit(lambda: _send_access_changed(ids, ended_session))
+
+
+def _send_access_changed(user_ids: list[str], ended_session: str) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "access.changed", "ended_session": ended_session}
+
+    async def send() -> None:
+        for user_id in user_ids:
+            await layer.group_send(access_group(user_id), message)
+
+    try:
+        async_to_sync(send)()
+    except Exception:
+        logger.warning("could not tell open sockets of an access change", exc_info=True)

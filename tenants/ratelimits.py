@@ -50,12 +50,31 @@ local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
+# Reserve ARGV[1] tokens unless the budget (ARGV[2]) is already used up: the reservation may
+# pass the budget, so the overrun is at most one turn's reservation, however many run at once.
+_RESERVE_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[2]) then return -1 end
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return n
+"""
+
+
+@dataclass(frozen=True)
+class TokenReservation:
+    """Tokens taken from a budget before the LLM is asked, settled with the real spend."""
+
+    key: str
+    amount: int
+    ttl: int
 
 
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
     limit: RateLimit | None = None
+    reservation: TokenReservation | None = None
 
     @property
     def message(self) -> str:
@@ -120,6 +139,16 @@ class _Local:
             value += amount
             self._counters[key] = (value, expires)
             return value
+
+    def reserve(self, key: str, amount: int, limit: int, ttl: int, now: float) -> bool:
+        with self._lock:
+            value, expires = self._counters.get(key, (0, 0.0))
+            if expires < now:
+                value, expires = 0, now + ttl
+            if value >= limit:
+                return False
+            self._counters[key] = (value + amount, expires)
+            return True
 
     def get(self, key: str, now: float) -> int:
         with self._lock:
@@ -222,8 +251,11 @@ def _tokens_key(tenant_id: object, window: int, now: float) -> str:
     return _window_key(f"tokens:{tenant_id}", window, now)
 
 
-def tokens_admit(*, tenant: Tenant, limits: dict[str, RateLimit] | None = None) -> Verdict:
-    """Whether the tenant still has LLM tokens left in its budget for the period."""
+def tokens_reserve(
+    *, tenant: Tenant, amount: int, limits: dict[str, RateLimit] | None = None
+) -> Verdict:
+    """Take `amount` tokens (a turn's max_tokens) from the tenant's budget before the LLM is
+    asked, atomically: refused once the budget is used up. Settle with `tokens_settle`."""
     limit = (effective_limits(tenant) if limits is None else limits).get(
         RateLimit.Kind.LLM_TOKENS_PER_DAY
     )
@@ -231,31 +263,41 @@ def tokens_admit(*, tenant: Tenant, limits: dict[str, RateLimit] | None = None) 
         return ALLOWED
     now = time.time()
     key = _tokens_key(tenant.id, limit.window_seconds, now)
-    used = _with_fallback(lambda r: int(r.get(key) or 0), lambda: _local.get(key, now))
-    return _refused(tenant, limit) if used >= limit.limit else ALLOWED
+    ttl = limit.window_seconds + 5
+    amount = max(int(amount), 0)
+    taken = _with_fallback(
+        lambda r: int(r.eval(_RESERVE_SCRIPT, 1, key, amount, limit.limit, ttl)) >= 0,
+        lambda: _local.reserve(key, amount, limit.limit, ttl, now),
+    )
+    if not taken:
+        return _refused(tenant, limit)
+    return Verdict(allowed=True, reservation=TokenReservation(key=key, amount=amount, ttl=ttl))
+
+
+def tokens_settle(*, reservation: TokenReservation | None, spent: int) -> None:
+    """The turn is over: count what it really spent instead of what it reserved."""
+    if reservation is None:
+        return
+    change = max(int(spent), 0) - reservation.amount
+    if change:
+        _with_fallback(
+            lambda r: r.eval(_INCR_SCRIPT, 1, reservation.key, change, reservation.ttl),
+            lambda: _local.incr(reservation.key, change, reservation.ttl, time.time()),
+        )
 
 
 def turn_verdict(
-    *, tenant: Tenant, call_sid: str, limits: dict[str, RateLimit] | None = None
+    *,
+    tenant: Tenant,
+    call_sid: str,
+    limits: dict[str, RateLimit] | None = None,
+    reserve_tokens: int = 0,
 ) -> Verdict:
     """Whether the caller's new turn may be answered: the turns-per-call limit, then the
-    tenant's token budget (the limits are read once for both)."""
+    tenant's token budget, from which `reserve_tokens` are taken (the limits are read once
+    for both)."""
     limits = effective_limits(tenant) if limits is None else limits
     verdict = turn_admit(tenant=tenant, call_sid=call_sid, limits=limits)
     if not verdict.allowed:
         return verdict
-    return tokens_admit(tenant=tenant, limits=limits)
-
-
-def tokens_spend(
-    *, tenant: Tenant, tokens: int, limits: dict[str, RateLimit] | None = None
-) -> None:
-    if tokens <= 0:
-        return
-    limit = (effective_limits(tenant) if limits is None else limits).get(
-        RateLimit.Kind.LLM_TOKENS_PER_DAY
-    )
-    if limit is None:
-        return
-    now = time.time()
-    _over(limit, _tokens_key(tenant.id, limit.window_seconds, now), tokens, now)
+    return tokens_reserve(tenant=tenant, amount=reserve_tokens, limits=limits)

@@ -18,7 +18,7 @@ from calls.events import tenant_group
 from calls.models import Call, Turn
 from config.asgi import application
 from core.asyncdb import database_async
-from tenants.models import RateLimit
+from tenants.models import Membership, RateLimit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -319,3 +319,42 @@ async def _sql(statement: str) -> None:
         connection.close()
 
     await database_async(run)()
+
+
+@pytest.mark.parametrize("change", ["membership removed", "user deactivated", "logged out"])
+def test_an_open_talk_socket_closes_when_its_user_loses_access(
+    alice, assistant_a, tenant_a, fake_groq, change
+):
+    fake_groq.queue_answer("Happy to help.")
+    client = Client()
+    client.force_login(alice)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/assistants/{assistant_a.id}/talk/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)],
+    )
+
+    def take_access_away():
+        if change == "membership removed":
+            Membership.objects.filter(user=alice, tenant=tenant_a).delete()
+        elif change == "user deactivated":
+            alice.is_active = False
+            alice.save()
+        else:
+            client.logout()
+
+    async def scenario():
+        await communicator.connect()
+        await _receive(communicator)  # ready
+        await communicator.send_to(text_data=json.dumps({"type": "prompt", "text": "Hi?"}))
+        text, _, _ = await _answer(communicator)
+        assert text == "Happy to help."
+        await database_async(take_access_away)()
+        closed = await communicator.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 4403}
+
+    async_to_sync(scenario)()
+    [call] = _web_calls()
+    assert call.status == Call.Status.COMPLETED  # the conversation ended with the access
+    assert [t.text for t in _turns(call)] == ["Hi?", "Happy to help."]

@@ -244,7 +244,18 @@ def test_a_huge_utterance_is_cut_before_it_reaches_the_llm(twilio, number_a, fak
     call_sid, [response] = _ask(twilio, number_a, "word " * 50_000)
     assert response.status == 200
     assert len(fake_groq.requests[0].messages[-1]["content"]) == settings.MAX_UTTERANCE_CHARS
-    assert len(_turns(call_sid)[0].text) == len("word " * 50_000) - 1  # stored whole (stripped)
+    # Stored as sent, not whole: 250,000 characters are no one's speech, and each later turn
+    # would carry them to the LLM again.
+    assert len(_turns(call_sid)[0].text) == settings.MAX_UTTERANCE_CHARS
+
+
+def test_the_history_sent_to_the_llm_is_bounded_per_turn(twilio, number_a, fake_groq, settings):
+    call_sid, _ = twilio.voice(number_a.number)
+    twilio.gather(call_sid, number_a.number, "x" * 100_006)
+    twilio.gather(call_sid, number_a.number, "And the price?")
+    history = fake_groq.requests[-1].messages
+    assert history[-1]["content"] == "And the price?"
+    assert max(len(m["content"]) for m in history[1:]) <= settings.MAX_UTTERANCE_CHARS
 
 
 def test_tokens_are_counted_against_the_tenants_budget(twilio, number_a, tenant_a, fake_groq):

@@ -303,14 +303,15 @@ def test_without_an_llm_configured_the_caller_hears_so(twilio, number_a, setting
     ["¿Cuándo abren? 営業時間は？ 🚰", "x" * 100_000, "<Say>inject</Say> & \x00 '\""],
     ids=["unicode", "huge", "hostile"],
 )
-def test_odd_speech_is_stored_whole_and_answered(twilio, number_a, settings, speech):
+def test_odd_speech_is_stored_and_answered(twilio, number_a, settings, speech):
     settings.GROQ_API_KEY = settings.GROQ_BASE_URL = ""
     call_sid, _ = twilio.voice(number_a.number)
     response = twilio.gather(call_sid, number_a.number, speech)
     assert response.status == 200
     assert response.has("Gather")
     caller = _turns(call_sid)[0]
-    assert caller.text == speech.replace("\x00", "").strip()
+    # As said, up to MAX_UTTERANCE_CHARS (the huge one is cut there).
+    assert caller.text == speech.replace("\x00", "").strip()[: settings.MAX_UTTERANCE_CHARS]
 
 
 def test_a_gather_for_an_unknown_call_hangs_up_politely(twilio, number_a):

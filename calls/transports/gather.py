@@ -11,23 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.core.cache import BaseCache
 from django.http import HttpRequest, HttpResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from assistants.models import CallConfig, SpeechAudio
 from assistants.speech import speech_prepare, speech_url
 from calls import phrases, services
-from calls.engine import Conversation, Reply
+from calls.engine import Conversation, Reply, clean_text
 from calls.models import Call, Turn
 from calls.sentences import SentenceSplitter
 from calls.transports import twiml
 from calls.transports.signatures import public_base_url, public_url
 from calls.transports.twilio import call_webhook, field, float_field
+from core import caching
 
 logger = logging.getLogger(__name__)
 # Polling for audio starts fast and slows down, so many calls waiting at once stay cheap.
@@ -35,6 +41,9 @@ POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.1
 # Of the webhook's deadline, what the LLM may not use (speech, the reply itself).
 LLM_MARGIN_SECONDS = 1.5
+# A gather request's answer is kept this long, for a replay of the same request.
+REPLAY_SECONDS = 3600
+REPLAY_PENDING = "pending"
 # Database work of the engine runs back on the view's own thread (its connection, its request).
 on_view_thread = functools.partial(sync_to_async, thread_sensitive=True)
 
@@ -123,6 +132,10 @@ class GatherSpeaker:
     async def stop(self, reply: Reply) -> None:
         """Nothing streams: what was queued is what the caller will hear."""
 
+    async def cut(self, reply: Reply) -> None:
+        """An unfinished sentence is not said."""
+        self.splitter = SentenceSplitter()
+
     async def end(self, handoff: dict) -> None:
         """A webhook has no session to end: the view reads `reply.handoff`."""
 
@@ -178,15 +191,71 @@ async def _answer(
     return reply
 
 
+def _request_key(request: HttpRequest, call: Call) -> str:
+    """The identity of one gather request: Twilio's idempotency token, else the signed request
+    itself (a replay repeats signature and parameters byte for byte)."""
+    identity = request.headers.get("I-Twilio-Idempotency-Token", "")[:200]
+    if not identity:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        identity = signature + "|" + urlencode(sorted(request.POST.lists()), doseq=True)
+    return f"gather:{call.id}:{hashlib.sha256(identity.encode()).hexdigest()}"
+
+
+def once_per_request(view: Callable[[HttpRequest, Call], HttpResponse]) -> Callable:
+    """A gather request is answered once: a replay (or Twilio's retry of one already being
+    answered) gets the same TwiML, without a second turn or a second LLM request."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, call: Call) -> HttpResponse:
+        if not field(request, "SpeechResult").strip():
+            # Silence costs nothing, and Twilio's silent requests look alike: each is counted.
+            return view(request, call)
+        key = _request_key(request, call)
+        cache = caching.shared_cache()
+        try:
+            first = cache.add(key, REPLAY_PENDING, timeout=REPLAY_SECONDS)
+        except Exception:  # the cache is down: answer (a replay may then be answered twice)
+            logger.warning("gather: replay check unavailable", exc_info=True)
+            return view(request, call)
+        if not first:
+            logger.warning("gather: a repeated request answered with the first one's TwiML")
+            return twiml.twiml_response(_first_answer(cache, key, call, gather_url(request)))
+        try:
+            response = view(request, call)
+        except Exception:
+            cache.delete(key)  # a retry is answered afresh
+            raise
+        cache.set(key, response.content.decode(), timeout=REPLAY_SECONDS)
+        return response
+
+    return wrapper
+
+
+def _first_answer(cache: BaseCache, key: str, call: Call, action_url: str) -> str | VoiceResponse:
+    """The TwiML the first of the same requests got, once it is ready (else: listen again)."""
+    until = time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS
+    while True:
+        body = cache.get(key)
+        if body and body != REPLAY_PENDING:
+            return body
+        if time.monotonic() >= until or body is None:
+            return twiml.speak_and_listen([], config=call.config_snapshot, action_url=action_url)
+        time.sleep(0.05)
+
+
 @call_webhook(
     unknown=lambda: twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE)), active_only=True
 )
+@once_per_request
 def gather(request: HttpRequest, call: Call) -> HttpResponse:
     """The caller said something (or nothing): answer and listen again."""
     received_at = time.monotonic()
     config = call.config_snapshot
     action_url = gather_url(request)
-    speech = field(request, "SpeechResult").strip()
+    said = field(request, "SpeechResult").strip()
+    speech = clean_text(said, settings.MAX_UTTERANCE_CHARS)
+    if len(said) > len(speech):  # not Twilio's recognition: stored and sent only in part
+        logger.warning("gather: caller text cut", extra={"chars": len(said), "kept": len(speech)})
     if not speech:
         if services.call_note_silence(call=call):
             return twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE, config=config))

@@ -20,7 +20,9 @@ from calls.models import Call
 from calls.selectors import unscoped_call_by_id
 from calls.transports.signatures import websocket_is_signed
 from calls.transports.sockets import SessionConsumer, TextSpeaker
+from core import caching
 from core.asyncdb import database_async
+from tenants.ratelimits import STALE_CALL_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,29 @@ def relay_call_for_handshake(ws_scope: dict) -> Call | None:
     return call
 
 
+def live_socket_claim(call: Call, holder: str) -> bool:
+    """Take the call's one live relay socket for `holder`; False when another socket has it
+    (a replayed handshake). Kept until released, or for as long as a line is held."""
+    try:
+        return caching.shared_cache().add(live_socket_key(call), holder, timeout=STALE_CALL_SECONDS)
+    except Exception:  # the cache is down: let Twilio's socket in
+        logger.warning("relay: live socket check unavailable", exc_info=True)
+        return True
+
+
+def live_socket_release(call: Call, holder: str) -> None:
+    try:
+        cache = caching.shared_cache()
+        if cache.get(live_socket_key(call)) == holder:
+            cache.delete(live_socket_key(call))
+    except Exception:
+        logger.warning("relay: could not release the live socket", exc_info=True)
+
+
+def live_socket_key(call: Call) -> str:
+    return f"relay:live:{call.id}"
+
+
 class TwilioOutput:
     """Sends a session's answers as ConversationRelay messages."""
 
@@ -68,11 +93,22 @@ class ConversationRelayConsumer(SessionConsumer):
     handshake_call: Call | None = None
 
     async def connect(self) -> None:
-        self.handshake_call = await database_async(relay_call_for_handshake)(self.scope)
-        if self.handshake_call is None:
+        call = await database_async(relay_call_for_handshake)(self.scope)
+        self.holder = uuid.uuid4().hex
+        if call is None or not await database_async(live_socket_claim)(call, self.holder):
+            if call is not None:
+                logger.warning("relay: refused a second socket for a live call")
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        self.handshake_call = call
         await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        try:
+            await super().disconnect(code)
+        finally:
+            if self.handshake_call is not None:
+                await database_async(live_socket_release)(self.handshake_call, self.holder)
 
     async def on_setup(self, message: dict) -> None:
         call = self.handshake_call

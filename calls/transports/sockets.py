@@ -85,6 +85,9 @@ class TextSpeaker:
         if self._flushing is not None and not self._flushing.done():
             await asyncio.wait([self._flushing])
 
+    async def cut(self, reply: Reply) -> None:
+        """What was streamed was heard; the rest goes out with the closing words."""
+
     async def end(self, handoff: dict) -> None:
         await self.output.end(handoff)
 

@@ -1,6 +1,8 @@
 """The browser's "talk to the assistant" page: `/ws/assistants/<id>/talk/`.
 
-Session auth: only members of the assistant's tenant (and platform staff) get in. The page's
+Session auth: only members of the assistant's tenant (and platform staff) get in, and an open
+socket follows its user's access (`tenants.signals`): it closes with 4403 once the user may no
+longer use the assistant or the session logged out. The page's
 recognised speech (or typed text) arrives as `prompt` messages; the answer streams back as `text`
 messages, then a `latency` message. The conversation is a call of mode "web", started by the
 first thing said (opening the page alone is not a call) and counted against the tenant's
@@ -12,8 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from importlib import import_module
 
+from channels.auth import get_user
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import DEFAULT_CHANNEL_LAYER
+from django.conf import settings
 from django_scopes import scope
 
 from assistants.models import AssistantConfig
@@ -22,11 +28,13 @@ from calls import services
 from calls.models import Call
 from calls.transports.sockets import SessionConsumer, TextSpeaker
 from core.asyncdb import database_async
+from tenants.access import access_group
 
 logger = logging.getLogger(__name__)
 
-# Close code (application range) sent after the handshake was accepted.
+# Close codes (application range) sent after the handshake was accepted.
 CLOSE_BUSY = 4429
+CLOSE_REVOKED = 4403
 
 
 def web_call_start(*, user, assistant: AssistantConfig) -> tuple[Call | None, str]:
@@ -78,19 +86,25 @@ class TalkConsumer(SessionConsumer):
     MESSAGES = frozenset({"prompt", "interrupt"})
     BEFORE_SESSION = frozenset({"prompt"})
     LOG_NAME = "talk"
+    # The socket listens for access changes of its user (a group of the channel layer).
+    channel_layer_alias = DEFAULT_CHANNEL_LAYER
     assistant: AssistantConfig | None = None
+    revoked = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close()  # before accept: refused (HTTP 403)
             return
+        # Joined before the access is read, so that a change made meanwhile is not missed.
+        await self.channel_layer.group_add(access_group(user.pk), self.channel_name)
         assistant_id = self.scope["url_route"]["kwargs"]["assistant_id"]
         self.assistant = await database_async(assistant_for_user)(
             user=user, assistant_id=assistant_id
         )
         if self.assistant is None:
             logger.warning("talk: refused a socket for an assistant the user may not use")
+            await self.channel_layer.group_discard(access_group(user.pk), self.channel_name)
             await self.close()
             return
         await self.accept()
@@ -104,6 +118,41 @@ class TalkConsumer(SessionConsumer):
                 }
             )
         )
+
+    async def disconnect(self, code: int) -> None:
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self.channel_layer.group_discard(access_group(user.pk), self.channel_name)
+        await super().disconnect(code)
+
+    async def access_changed(self, message: dict) -> None:
+        """The user's access changed: go on only while they may still use this assistant."""
+        session = self.scope["session"]
+        if message.get("ended_session") and message["ended_session"] == session.session_key:
+            await self._revoke("the session logged out")
+            return
+        # A fresh read of the session: a deleted or invalidated one gives an anonymous user.
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        user = await get_user({"session": store(session_key=session.session_key)})
+        assistant = await database_async(assistant_for_user)(
+            user=user, assistant_id=self.assistant.id
+        )
+        if assistant is None:
+            await self._revoke("the user may no longer use this assistant")
+
+    async def _revoke(self, reason: str) -> None:
+        logger.info("talk: conversation closed", extra={"reason": reason})
+        self.revoked = True
+        conversation, self.conversation = self.conversation, None
+        if conversation is not None:  # the call ends now, with what was said so far
+            with self.call_context():
+                await conversation.close()
+        await self.close(code=CLOSE_REVOKED)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.revoked:  # closing: nothing more is answered
+            return
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
 
     async def on_prompt(self, message: dict) -> None:
         if self.conversation is None and not await self._start():
