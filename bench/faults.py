@@ -7,9 +7,10 @@ before its first token, only the main model hanging, 500 on every request, every
 mid-answer, and no fault for comparison), `--calls` calls of `--turns` turns each are made in
 gather mode (signed webhooks; the reply is the TwiML answer, speech made by a Celery worker with
 the network-like "simulated" engine) and in relay mode (ConversationRelay over a real WebSocket;
-the reply is the first text frame). The reply time of a turn runs from the end of the caller's
-turn (the gather webhook sent, the `prompt` frame sent) to the moment the caller can hear the
-assistant. The platform runs with its default settings: only the provider is at fault.
+the reply is the first text frame with the answer's or the apology's words: the "one moment"
+filler line is counted apart). The reply time of a turn runs from the end of the caller's turn
+(the gather webhook sent, the `prompt` frame sent) to the moment the caller can hear the reply.
+The platform runs with its default settings: only the provider is at fault.
 
 It starts what it needs (bench/harness.py): PostgreSQL and Redis databases of its own
 (BENCH_DATABASE_URL, BENCH_REDIS_URL), the fake Groq server in its own process (150 ms to first
@@ -61,6 +62,7 @@ class Cell:
     reply_ms: list[float] = field(default_factory=list)
     call_sids: list[str] = field(default_factory=list)
     requests: int = 0
+    fillers: int = 0  # relay: turns that began with the "one moment" line
     errors: list[str] = field(default_factory=list)
 
 
@@ -92,6 +94,7 @@ async def relay_calls(
     import httpx
     import websockets
 
+    from calls.phrases import ONE_MOMENT
     from calls.transports.signatures import sign
     from devtools.simulator import parse_connect
 
@@ -117,7 +120,10 @@ async def relay_calls(
                         frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
                         if frame.get("type") != "text":
                             continue
-                        if first is None and frame.get("token"):
+                        words = frame.get("token", "").strip()
+                        if words == ONE_MOMENT:
+                            cell.fillers += 1
+                        elif first is None and words:
                             first = now()
                         if frame.get("last"):
                             break
@@ -217,7 +223,9 @@ def main() -> None:
         lines.append(
             f"| {fault} | {mode} | {turns} | {percentile(cell.reply_ms, 50):.0f} "
             f"| {max(cell.reply_ms):.0f} | {cell.requests / max(1, turns):.1f} "
-            f"| {outcomes(cell.call_sids)}{'; errors: ' + str(len(cell.errors)) if cell.errors else ''} |"
+            f"| {outcomes(cell.call_sids)}"
+            f"{f', {cell.fillers} after a filler line' if cell.fillers else ''}"
+            f"{f'; errors: {len(cell.errors)}' if cell.errors else ''} |"
         )
     header = (
         f"{args.calls} calls x {args.turns} turns per fault and mode; {machine()}; "

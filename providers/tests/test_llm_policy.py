@@ -217,8 +217,11 @@ async def test_cancelling_the_consumer_closes_every_open_request(fake_groq, sett
     fake_groq.queue_fault("slow", model=MAIN, ttft_ms=3000)
     fake_groq.queue_fault("slow", model=FALLBACK, ttft_ms=3000)
     consumer = asyncio.create_task(_answer())
-    while len(fake_groq.requests) < 2:
+    for _ in range(100):  # both models asked (the fallback one after the hedge)
+        if len(fake_groq.requests) == 2:
+            break
         await asyncio.sleep(0.02)
+    assert _models(fake_groq) == [MAIN, FALLBACK]
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
