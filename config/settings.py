@@ -391,6 +391,12 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=8.0)
 LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env.float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", default=3.5)
 LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
 LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=0.25)
+# A caller is waiting: the answer's first token comes within this, over every attempt of both
+# models, or the caller hears the apology (the turn's own deadline still applies when sooner).
+LLM_FIRST_TOKEN_DEADLINE_SECONDS = env.float("LLM_FIRST_TOKEN_DEADLINE_SECONDS", default=4.0)
+# The fallback model is asked beside the main one when the main one has not begun its answer
+# this long after the question (or cannot retry before then); the first to answer is used.
+LLM_HEDGE_SECONDS = env.float("LLM_HEDGE_SECONDS", default=1.2)
 # Relay and talk: "one moment" is said when no token came this long after the caller spoke (0: off).
 LLM_FILLER_SECONDS = env.float("LLM_FILLER_SECONDS", default=1.5)
 # Answers to identical first questions are reused for this long (0 turns the cache off).
