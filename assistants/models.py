@@ -161,25 +161,9 @@ class AssistantConfig(models.Model):
             raise ValidationError({"transfer_digit": "Use one keypad key: 0-9, * or #."})
 
     def snapshot(self) -> CallConfig:
-        """The settings a call runs with, stored on the Call so later edits don't rewrite history."""
-        fields = [
-            "name",
-            "mode",
-            "model",
-            "fallback_model",
-            "temperature",
-            "max_tokens",
-            "context_turns",
-            "system_prompt",
-            "greeting",
-            "language",
-            "tts_engine",
-            "tts_voice",
-            "speech_timeout",
-            "interruptible",
-            "transfer_number",
-            "transfer_digit",
-        ]
+        """The settings a call runs with (the fields `CallConfig` names), stored on the Call so
+        later edits don't rewrite history."""
+        fields = [name for name in CallConfig.__annotations__ if name not in ("id", "updated_at")]
         data: CallConfig = {name: getattr(self, name) for name in fields}  # type: ignore[misc]
         data["id"] = str(self.id)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
