@@ -15,8 +15,6 @@ from analytics import periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
 
-LOGIN_URL = "analytics:login"
-
 
 def _period(request: HttpRequest, view: View) -> periods.Period:
     tz_name = view.tenant.timezone if view.tenant else settings.TIME_ZONE
@@ -30,7 +28,7 @@ def _report(view: View, period: periods.Period) -> dict:
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     view = dashboard_view(request.user, request.GET.get("tenant"))
     period = _period(request, view)
@@ -58,7 +56,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def figures(request: HttpRequest) -> JsonResponse:
     view = dashboard_view(request.user, request.GET.get("tenant"))
     return JsonResponse(_report(view, _period(request, view)))
@@ -75,7 +73,7 @@ def _call_for_view(view: View, call_id: object) -> Call:
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def call_detail(request: HttpRequest, call_id) -> HttpResponse:
     view = dashboard_view(request.user, None)
     call = _call_for_view(view, call_id)

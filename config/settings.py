@@ -302,7 +302,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# Pages that need a login send visitors to the dashboard login, which every member may use
+# (the admin login takes staff only).
+LOGIN_URL = "analytics:login"
 # Where a login without `next` lands (Django's default, /accounts/profile/, does not exist).
 LOGIN_REDIRECT_URL = "admin:index"
 

@@ -93,7 +93,21 @@ def test_another_tenants_admin_gets_404(client, charlie, assistant_a):
 def test_anonymous_visitors_are_sent_to_log_in(client, assistant_a):
     response = client.get(f"/assistants/{assistant_a.id}/talk/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/dashboard/login/")
+
+
+def test_a_member_who_is_not_staff_logs_in_and_lands_on_the_talk_page(
+    client, tenant_a, assistant_a
+):
+    from django.contrib.auth import get_user_model
+
+    member = get_user_model().objects.create_user(username="dana", password="a long pass phrase")
+    Membership.objects.create(user=member, tenant=tenant_a, role="viewer")
+    talk = f"/assistants/{assistant_a.id}/talk/"
+    login = client.get(talk)["Location"]
+    response = client.post(login, {"username": "dana", "password": "a long pass phrase"})
+    assert response.status_code == 302 and response["Location"] == talk
+    assert client.get(talk).status_code == 200
 
 
 def test_an_unknown_assistant_is_404(client, alice):
