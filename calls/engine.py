@@ -153,10 +153,9 @@ def build_messages(
     return messages
 
 
-def tokens_at_most(*, config: CallConfig, history: list[tuple[str, str]], utterance: str) -> int:
-    """An upper bound of what one answer may cost: the prompt (a token is rarely shorter than
-    three characters) plus the most the model may write."""
-    messages = build_messages(config=config, history=history, utterance=utterance)
+def tokens_at_most(*, config: CallConfig, messages: list[dict]) -> int:
+    """An upper bound of what one answer to `messages` may cost: the prompt (a token is rarely
+    shorter than three characters) plus the most the model may write."""
     prompt = sum(len(m["content"]) // 3 + 4 for m in messages) + 3
     return prompt + int(config["max_tokens"])
 
@@ -298,6 +297,11 @@ class Conversation:
     async def _respond(self, reply: Reply, confidence: float | None) -> None:
         history = list(self.history)
         faq_text = self.faq.answer(reply.utterance)
+        messages = None
+        if not faq_text:
+            messages = build_messages(
+                config=self.config, history=history, utterance=reply.utterance
+            )
         # The caller's turn is stored and the limits and answer cache checked while the LLM is
         # already being asked: none of it is on the path to the first token.
         checking = asyncio.ensure_future(
@@ -306,6 +310,9 @@ class Conversation:
                 confidence=confidence,
                 history=history,
                 faq_text=faq_text,
+                reserve_tokens=tokens_at_most(config=self.config, messages=messages)
+                if messages
+                else 0,
                 sequence=self._next_sequence(),
             )
         )
@@ -313,8 +320,8 @@ class Conversation:
         reply.prepare = checking
         self.history.append((Turn.Role.CALLER, reply.utterance))
         stream, first = None, None
-        if not faq_text:
-            stream = self._ask_llm(reply, history)
+        if messages:
+            stream = self._ask_llm(reply, messages)
             first = asyncio.ensure_future(anext(stream, None))
         try:
             # Shielded: an interrupt does not stop the caller's turn from being stored.
@@ -367,12 +374,12 @@ class Conversation:
                 await self.speaker.say(reply, phrases.ONE_MOMENT + " ")
         return await first
 
-    def _ask_llm(self, reply: Reply, history: list[tuple[str, str]]) -> AsyncIterator[str]:
+    def _ask_llm(self, reply: Reply, messages: list[dict]) -> AsyncIterator[str]:
         config = self.config
         return llm.stream_reply(
             model=config["model"],
             fallback_model=config.get("fallback_model", ""),
-            messages=build_messages(config=config, history=history, utterance=reply.utterance),
+            messages=messages,
             temperature=float(config["temperature"]),
             max_tokens=int(config["max_tokens"]),
             deadline=reply.deadline,
@@ -432,6 +439,7 @@ class Conversation:
         confidence: float | None,
         history: list[tuple[str, str]],
         faq_text: str | None,
+        reserve_tokens: int,
         sequence: int,
     ) -> Prepared:
         """Store the caller's turn, then check the limits and look for a ready answer."""
@@ -451,9 +459,7 @@ class Conversation:
             tenant=call.tenant,
             call_sid=call.call_sid,
             limits=self.limits,
-            reserve_tokens=0
-            if faq_text
-            else tokens_at_most(config=self.config, history=history, utterance=utterance),
+            reserve_tokens=reserve_tokens,
         )
         if not verdict.allowed:
             return Prepared(caller_turn=caller_turn, limited=verdict)

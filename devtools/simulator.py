@@ -153,15 +153,7 @@ class TwilioSimulator:
         pause: float = 0.0,
     ) -> SimulatedCall:
         """Play one call; `pause` seconds pass between an answer and the caller's next words."""
-        call_sid = "CA" + uuid.uuid4().hex
-        base = {
-            "CallSid": call_sid,
-            "AccountSid": account_sid or "AC" + "0" * 32,
-            "From": from_,
-            "To": to,
-            "Direction": "inbound",
-            "ApiVersion": "2010-04-01",
-        }
+        call_sid, base = new_call(to=to, from_=from_, account_sid=account_sid)
         call = SimulatedCall(call_sid=call_sid)
         started = time.monotonic()
         step = self._step("", "/twilio/voice", {**base, "CallStatus": "ringing"})
@@ -228,6 +220,19 @@ class SimulatedRelayCall:
 PRESS_WAIT_SECONDS = 5.0
 
 
+def new_call(*, to: str, from_: str, account_sid: str = "") -> tuple[str, dict[str, str]]:
+    """A new CallSid and the parameters Twilio sends with every webhook of that call."""
+    call_sid = "CA" + uuid.uuid4().hex
+    return call_sid, {
+        "CallSid": call_sid,
+        "AccountSid": account_sid or "AC" + "0" * 32,
+        "From": from_,
+        "To": to,
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+
+
 def parse_connect(body: bytes) -> tuple[str, str, dict[str, str]]:
     """(socket URL, <Connect action> URL, <Parameter>s) of a ConversationRelay TwiML answer."""
     root = ET.fromstring(body)
@@ -250,15 +255,7 @@ def _relay_call(
     on_turn: Callable[[RelayTurn], None] | None,
     timeout: float,
 ) -> SimulatedRelayCall:
-    call_sid = "CA" + uuid.uuid4().hex
-    base = {
-        "CallSid": call_sid,
-        "AccountSid": account_sid or "AC" + "0" * 32,
-        "From": from_,
-        "To": to,
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
+    call_sid, base = new_call(to=to, from_=from_, account_sid=account_sid)
     call = SimulatedRelayCall(call_sid=call_sid)
     started = time.monotonic()
     call.voice_status, body, _ = simulator.post("/twilio/voice", {**base, "CallStatus": "ringing"})
