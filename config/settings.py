@@ -368,6 +368,9 @@ LLM_MODELS = env.list(
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 # Twilio's REST API (asked which numbers a tenant's own account holds); empty: Twilio's own.
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+# Requests to URLs a tenant chose (webhook endpoints, HTTP tools) never reach private, loopback or
+# link-local addresses (core/outbound.py), except these networks (CIDR, comma-separated).
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
 
 
 def _twilio_auth_token() -> str:
