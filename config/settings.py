@@ -503,3 +503,13 @@ SPECTACULAR_SETTINGS = {
         "CallModeEnum": "calls.models.Call.Mode",
     },
 }
+
+# Languages. The platform's own lines are translated into PHRASE_LANGUAGES (locale/<code>/
+# LC_MESSAGES/django.po, compiled .mo committed beside them); `manage.py check_translations` fails
+# when a line lacks one. A caller's language is detected from turns of at least
+# LANGUAGE_DETECTION_MIN_WORDS words whose detected language reaches
+# LANGUAGE_DETECTION_MIN_CONFIDENCE (0-1), or from an explicit ask ("¿habla español?").
+LOCALE_PATHS = [BASE_DIR / "locale"]
+PHRASE_LANGUAGES = ["en", "es", "fr", "de", "pt", "it", "hi", "ja"]
+LANGUAGE_DETECTION_MIN_WORDS = env.int("LANGUAGE_DETECTION_MIN_WORDS", default=3)
+LANGUAGE_DETECTION_MIN_CONFIDENCE = env.float("LANGUAGE_DETECTION_MIN_CONFIDENCE", default=0.8)
