@@ -1,8 +1,8 @@
 """What the platform itself says on a call (not the assistant's answers): one copy of each line.
 
 The conversation engine and every transport take their spoken lines from here, through
-`say(line, config=..., language=...)`: the assistant's own wording for that language if it set
-one (`AssistantConfig.phrases`), else the line translated (Django i18n, `locale/`), else English
+`say(line, config=...)`, in `config["language"]`: the assistant's own wording for that language
+if it set one (`AssistantConfig.phrases`), else the line translated (Django i18n, `locale/`), else English
 (logged, and reported by `manage.py check_translations`).
 
 Adding a line is one line here, in the form `NAME = _("English text.")` (an older plain string
@@ -38,11 +38,12 @@ ONE_MOMENT = _("One moment, please.")
 CUT_SHORT = _("Sorry, I lost my train of thought. Could you ask me that again?")
 
 
-def say(line: str, *, config: Mapping, language: str) -> str:
-    """`line` as the caller should hear it in `language` (BCP-47). Text that is not a phrase
-    (a tenant's own message) is said as it is."""
+def say(line: str, *, config: Mapping) -> str:
+    """`line` as the caller should hear it in `config["language"]` (BCP-47; default English).
+    Text that is not a phrase (a tenant's own message) is said as it is."""
     if not isinstance(line, Phrase):
         return line
+    language = config.get("language") or "en-US"
     overrides = config.get("phrases") or {}
     name = name_of(line)
     for key in (language, base_language(language)):

@@ -59,8 +59,7 @@ def translate(phrase: Phrase, language: str) -> str:
     """`phrase` in `language` (a BCP-47 tag). A missing translation falls back to English and
     is logged: a caller should never hear English by accident, unnoticed."""
     code = base_language(language)
-    with translation.override(code):
-        text = translation.gettext(str(phrase))
+    text = _catalogue_text(phrase, code)
     if text == phrase and code != "en":
         logger.warning("phrase not translated", extra={"language": code, "phrase": phrase[:80]})
     return text
@@ -69,5 +68,9 @@ def translate(phrase: Phrase, language: str) -> str:
 def is_translated(phrase: Phrase, language: str) -> bool:
     """Whether the compiled catalogue has `phrase` in `language` (English always has it)."""
     code = base_language(language)
+    return code == "en" or _catalogue_text(phrase, code) != phrase
+
+
+def _catalogue_text(phrase: Phrase, code: str) -> str:
     with translation.override(code):
-        return code == "en" or translation.gettext(str(phrase)) != phrase
+        return translation.gettext(str(phrase))
