@@ -238,6 +238,7 @@ class Conversation:
         """Read what the conversation needs before the first turn: the call's turns so far,
         the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
         they hold for the whole call; edits apply to the next call)."""
+        languages.warm_up_soon(self.config)
         self.history, self.turns, self.faq, self.limits = await self.database(self._load)()
 
     def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit]]:
@@ -261,7 +262,10 @@ class Conversation:
     async def _follow_language(self, utterance: str) -> bool:
         """Switch to the language the caller speaks or asks for, if the assistant accepts it
         and it is not the current one. True when it switched."""
-        language = languages.detect(utterance, config=self.config)
+        if not languages.is_multilingual(self.config):
+            return False
+        # In a thread: the detector's first use in a process loads its models.
+        language = await asyncio.to_thread(languages.detect, utterance, config=self.config)
         if language is None or language == self.language:
             return False
         previous, self.language = self.language, language

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 from collections.abc import Mapping
 
@@ -130,10 +131,35 @@ def _lingua_language(code: str) -> Language | None:
 
 @functools.lru_cache(maxsize=64)
 def _detector(languages: frozenset[Language]) -> LanguageDetector:
-    """A detector choosing among `languages` only. Low-accuracy mode (trigram models) keeps a
-    process ~25 MB lighter than the full models, for all eight languages, and is as sure on
-    sentences; short turns are not asked anyway."""
-    return LanguageDetectorBuilder.from_languages(*languages).with_low_accuracy_mode().build()
+    """A detector choosing among `languages` only. Its models load on first use (about a
+    second; ~45 MB a language, shared by every detector of the process). Low-accuracy mode
+    (~25 MB for all eight) is overconfident on short mixed turns ("Mañana, tomorrow, demain":
+    0.95 Spanish), so it is a choice (LANGUAGE_DETECTION_LOW_ACCURACY), not the default."""
+    builder = LanguageDetectorBuilder.from_languages(*languages)
+    if settings.LANGUAGE_DETECTION_LOW_ACCURACY:
+        builder = builder.with_low_accuracy_mode()
+    return builder.build()
+
+
+_warming: set[frozenset[Language]] = set()
+_warming_lock = threading.Lock()
+
+
+def warm_up_soon(config: Mapping) -> None:
+    """Load the detector's models for an assistant's languages in the background (once per
+    process), so that the caller's first turn does not wait for them."""
+    languages = frozenset(_known(accepted(config)))
+    with _warming_lock:
+        if len(languages) < 2 or languages in _warming:
+            return
+        _warming.add(languages)
+    detector = _detector(languages)
+    threading.Thread(
+        target=detector.compute_language_confidence_values,
+        args=("warm up",),
+        name="language-detector-warm-up",
+        daemon=True,
+    ).start()
 
 
 def name(tag: str) -> str:

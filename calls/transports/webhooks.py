@@ -82,6 +82,7 @@ def voice(request: HttpRequest) -> HttpResponse:
 
 def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
     config = call.config_snapshot
+    languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:
         return _relay_answer(request, call)
     greeting = twiml.Utterance(text=config["greeting"])
