@@ -177,13 +177,16 @@ def instruction(tag: str) -> str:
 
 
 def speaking(config: Mapping, tag: str) -> dict:
-    """The config to speak `tag` with: that language, and the assistant's voice for it (its
-    `voices` entry; its main voice in its own language; else the engine's default)."""
+    """The config to speak `tag` with: that language (first of the accepted ones), and the
+    assistant's voice for it (its `voices` entry; its main voice in its own language; else the
+    engine's default)."""
     voices = config.get("voices") or {}
     voice = voices.get(tag) or voices.get(base_language(tag))
     if voice is None:
         voice = config.get("tts_voice", "") if tag == config.get("language") else ""
-    return {**config, "language": tag, "tts_voice": voice}
+    # The same languages are accepted, the current one first.
+    others = [language for language in accepted(config) if language != tag]
+    return {**config, "language": tag, "other_languages": others, "tts_voice": voice}
 
 
 def for_call(call: Call) -> dict:

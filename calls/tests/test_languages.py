@@ -90,11 +90,14 @@ def test_each_language_is_spoken_with_its_own_voice():
     assert languages.speaking(config, "es-ES")["tts_voice"] == "Polly.Lucia"
     assert languages.speaking(config, "fr-FR")["tts_voice"] == "Polly.Lea"  # by its language
     # No voice for German: the engine's default German voice, never the English one.
-    assert languages.speaking(config, "de-DE") | {"voices": None} == {
-        "language": "de-DE",
-        "tts_voice": "",
-        "voices": None,
-    }
+    german = languages.speaking(config, "de-DE")
+    assert (german["language"], german["tts_voice"]) == ("de-DE", "")
+
+
+def test_speaking_another_language_keeps_the_same_languages_accepted():
+    spanish = languages.speaking(MULTILINGUAL, "es-ES")
+    assert languages.accepted(spanish) == ["es-ES", "en-US", "fr-FR", "ja-JP", "de-DE"]
+    assert languages.detect("Can we speak English, please?", config=spanish) == "en-US"
 
 
 def test_the_llm_is_told_which_language_to_answer_in():

@@ -162,7 +162,8 @@ class TalkConsumer(SessionConsumer):
         if self.conversation is None and not await self._start():
             return
         self.output.prompted()
-        await self.conversation.prompt(message.get("text"))
+        with self.call_context():  # the first prompt arrived before there was a call
+            await self.conversation.prompt(message.get("text"))
 
     async def _start(self) -> bool:
         """The first thing said starts the call (if a line is free)."""
