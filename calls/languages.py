@@ -131,10 +131,11 @@ def _lingua_language(code: str) -> Language | None:
 
 @functools.lru_cache(maxsize=64)
 def _detector(languages: frozenset[Language]) -> LanguageDetector:
-    """A detector choosing among `languages` only. Its models load on first use (about a
-    second; ~45 MB a language, shared by every detector of the process). Low-accuracy mode
-    (~25 MB for all eight) is overconfident on short mixed turns ("Mañana, tomorrow, demain":
-    0.95 Spanish), so it is a choice (LANGUAGE_DETECTION_LOW_ACCURACY), not the default."""
+    """A detector choosing among `languages` only. Its models load on first use (0.5 s and
+    ~90 MB of memory for two languages, 1.9 s and ~170 MB for all eight: bench/
+    language_detection.py), once per process. The small models (LANGUAGE_DETECTION_LOW_ACCURACY:
+    ~13 MB for eight) are overconfident on short mixed turns ("Mañana, tomorrow, demain, morgen":
+    0.95 Spanish), so they are a choice, not the default."""
     builder = LanguageDetectorBuilder.from_languages(*languages)
     if settings.LANGUAGE_DETECTION_LOW_ACCURACY:
         builder = builder.with_low_accuracy_mode()

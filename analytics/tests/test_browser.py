@@ -208,9 +208,7 @@ def test_a_language_switch_shows_live_in_the_transcript(
     page.locator(".live-call").first.wait_for(timeout=WAIT_MS)
 
     caller.say("Hola, quisiera reservar una cita para mañana por la tarde")
-    page.locator(".live-call .language-switch", has_text="en-US → es-ES").wait_for(
-        timeout=WAIT_MS
-    )
+    page.locator(".live-call .language-switch", has_text="en-US → es-ES").wait_for(timeout=WAIT_MS)
     page.locator(".live-call .turn.assistant", has_text="Claro, con mucho gusto").wait_for(
         timeout=WAIT_MS
     )

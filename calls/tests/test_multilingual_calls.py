@@ -269,6 +269,18 @@ def test_a_gather_call_switches_to_spanish_and_stays_there(
     assert _call(call_sid).language == "en-US"
 
 
+def test_the_api_shows_the_calls_language_and_each_turns_to_its_tenant_only(
+    twilio, bilingual_a, number_a, fake_groq, api, alice, charlie
+):
+    call_sid, _ = twilio.voice(number_a.number)
+    twilio.gather(call_sid, number_a.number, "¿Habla español?")
+    url = f"/api/v1/calls/{_call(call_sid).id}/"
+    detail = api(alice).get(url).json()
+    assert detail["language"] == "es-ES"
+    assert [t["language"] for t in detail["turns"]] == ["es-ES", "es-ES"]
+    assert api(charlie).get(url).status_code == 404
+
+
 def test_one_word_and_unsure_turns_keep_the_call_in_its_language(
     twilio, bilingual_a, number_a, fake_groq
 ):
