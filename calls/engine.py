@@ -221,9 +221,9 @@ class Conversation:
         self.database = database
         self.config: CallConfig = call.config_snapshot
         self.speaker = speaker
-        self.language: str = call.language or self.config.get("language") or "en-US"
-        # The config to speak with: the conversation's language and its voice.
-        self.speaking: CallConfig = languages.speaking(self.config, self.language)
+        # The config to speak with: the conversation's language (the call's) and its voice.
+        self.speaking: CallConfig = languages.for_call(call)
+        self.language: str = self.speaking["language"]
         self.history: list[tuple[str, str]] = []
         self.faq = FAQ()
         self.limits: dict[str, RateLimit] = {}
