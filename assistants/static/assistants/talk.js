@@ -128,6 +128,7 @@
       }
     } else if (message.type === "language") {
       language = message.language;
+      root.dataset.language = language; // what the page speaks and listens in, for all to see
       if (recognition) {
         recognition.lang = language;
         if (listening) recognition.stop(); // it starts again (onend) in the new language
