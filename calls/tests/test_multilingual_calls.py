@@ -232,6 +232,47 @@ def test_a_slow_model_gets_the_spanish_one_moment_on_a_live_line(
     assert text_of(frames) == "Un momento, por favor. Sí, reparamos calderas."
 
 
+def test_a_spent_token_budget_ends_a_relay_call_in_spanish(
+    twilio, spanish_a, number_a, tenant_a, fake_groq
+):
+    _update(spanish_a, mode=AssistantConfig.Mode.RELAY)
+    RateLimit.objects.create(
+        tenant=tenant_a,
+        kind=RateLimit.Kind.LLM_TOKENS_PER_DAY,
+        limit=1,
+        window_seconds=86400,
+        action=RateLimit.Action.SPEAK_AND_HANG_UP,
+    )
+    call_sid, response = twilio.voice(number_a.number)
+    socket_url, _, _ = relay_socket(response)
+
+    async def conversation():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Cuénteme algo sobre tuberías.")
+        await client.answer()
+        await client.prompt("¿Y otra cosa?")
+        end = await client.receive()
+        await client.close()
+        return end
+
+    end = async_to_sync(conversation)()
+    params = twilio.params(
+        call_sid, to=number_a.number, SessionStatus="ended", HandoffData=end["handoffData"]
+    )
+    action = twilio.post("/twilio/relay-action", params)
+    assert _says(action) == [
+        (
+            "Lo siento, hoy ya no puedo responder más preguntas. Por favor, vuelva a llamar "
+            "mañana.",
+            "es-ES",
+            None,
+        )
+    ]
+    assert action.has("Hangup")
+
+
 # --- English to Spanish, in each mode --------------------------------------------------------------
 
 
