@@ -131,15 +131,24 @@ def _lingua_language(code: str) -> Language | None:
 
 @functools.lru_cache(maxsize=64)
 def _detector(languages: frozenset[Language]) -> LanguageDetector:
-    """A detector choosing among `languages` only. Its models load on first use (0.5 s and
-    ~90 MB of memory for two languages, 1.9 s and ~170 MB for all eight: bench/
-    language_detection.py), once per process. The small models (LANGUAGE_DETECTION_LOW_ACCURACY:
-    ~13 MB for eight) are overconfident on short mixed turns ("Mañana, tomorrow, demain, morgen":
-    0.95 Spanish), so they are a choice, not the default."""
+    """A detector choosing among `languages` only, its models all loaded when it is built:
+    lingua loads them holding the GIL, so loading one later, in the middle of a call, would
+    stall every call of the process. Models are shared by every detector of the process (~0.5-0.9
+    s and ~90-120 MB for two languages, ~2-2.6 s and ~170-195 MB for all eight: bench/
+    language_detection.py). The small models (LANGUAGE_DETECTION_LOW_ACCURACY: under 20 MB for
+    eight) are overconfident on
+    short mixed turns ("Mañana, tomorrow, demain, morgen": 0.95 Spanish), so they are a choice,
+    not the default."""
     builder = LanguageDetectorBuilder.from_languages(*languages)
     if settings.LANGUAGE_DETECTION_LOW_ACCURACY:
         builder = builder.with_low_accuracy_mode()
-    return builder.build()
+    return builder.with_preloaded_language_models().build()
+
+
+def preload() -> None:
+    """Load the models of every language the platform speaks, now (at a process' start, with
+    LANGUAGE_DETECTION_PRELOAD), rather than at its first call of a multilingual assistant."""
+    _detector(frozenset(_known(list(settings.PHRASE_LANGUAGES))))
 
 
 _warming: set[frozenset[Language]] = set()
@@ -147,19 +156,17 @@ _warming_lock = threading.Lock()
 
 
 def warm_up_soon(config: Mapping) -> None:
-    """Load the detector's models for an assistant's languages in the background (once per
-    process), so that the caller's first turn does not wait for them."""
+    """Load the detector's models for an assistant's languages (once per process) as the call
+    starts, in a thread of their own, so that they are there by the caller's first words. The
+    process still pauses while they load (lingua holds the GIL): LANGUAGE_DETECTION_PRELOAD
+    moves that pause to the process' start."""
     languages = frozenset(_known(accepted(config)))
     with _warming_lock:
         if len(languages) < 2 or languages in _warming:
             return
         _warming.add(languages)
-    detector = _detector(languages)
     threading.Thread(
-        target=detector.compute_language_confidence_values,
-        args=("warm up",),
-        name="language-detector-warm-up",
-        daemon=True,
+        target=_detector, args=(languages,), name="language-detector-warm-up", daemon=True
     ).start()
 
 

@@ -513,6 +513,9 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 PHRASE_LANGUAGES = ["en", "es", "fr", "de", "pt", "it", "hi", "ja"]
 LANGUAGE_DETECTION_MIN_WORDS = env.int("LANGUAGE_DETECTION_MIN_WORDS", default=3)
 LANGUAGE_DETECTION_MIN_CONFIDENCE = env.float("LANGUAGE_DETECTION_MIN_CONFIDENCE", default=0.8)
-# lingua's small models: ~13 MB for all eight languages instead of ~170 MB (~90 MB for two), but
-# overconfident on short mixed turns (bench/language_detection.py).
+# lingua's small models: under 20 MB for all eight languages instead of ~170-195 MB (~90-120 MB
+# for two), but overconfident on short mixed turns (bench/language_detection.py).
 LANGUAGE_DETECTION_LOW_ACCURACY = env.bool("LANGUAGE_DETECTION_LOW_ACCURACY", default=False)
+# Load the detector's models when a web process starts, instead of at its first call of a
+# multilingual assistant (lingua holds the GIL while loading: that call's process stalls).
+LANGUAGE_DETECTION_PRELOAD = env.bool("LANGUAGE_DETECTION_PRELOAD", default=False)

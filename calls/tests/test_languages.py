@@ -190,3 +190,12 @@ def test_the_translation_check_fails_on_a_new_untranslated_phrase(new_untranslat
     for language in ("es", "fr", "de", "pt", "it", "hi", "ja"):
         assert f"{language}: transferring" in message
     assert "en: transferring" not in message
+
+
+def test_preloading_builds_the_detector_of_every_language_the_platform_speaks():
+    languages.preload()
+    everything = frozenset(languages._known(list(settings.PHRASE_LANGUAGES)))
+    assert len(everything) == len(settings.PHRASE_LANGUAGES)
+    hits = languages._detector.cache_info().hits
+    languages._detector(everything)  # already built: no second load
+    assert languages._detector.cache_info().hits == hits + 1
