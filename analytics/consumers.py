@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 REFUSED = 4403
 MAX_FRAME_CHARS = 4096
 TEXT_LIMIT = 4000
-EVENTS = {"started", "turn", "partial", "interrupted", "ended", "rejected", "error"}
+EVENTS = {"started", "turn", "partial", "language", "interrupted", "ended", "rejected", "error"}
 
 
 def _groups_for(user, tenant_id: str | None) -> list[str]:

@@ -57,6 +57,12 @@ class AssistantConfigAdmin(TenantScopedAdmin):
                 ],
             },
         ),
+        (
+            "Languages",
+            {
+                "fields": ["other_languages", "transcription_provider", "voices", "phrases"],
+            },
+        ),
         ("Transfer to a human", {"fields": ["transfer_number", "transfer_digit"]}),
     ]
 

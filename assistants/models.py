@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_scopes import ScopedManager
 
+from core.phrases import registered as registered_phrases
 from tenants.models import Tenant
 from tenants.phone import normalize_e164, validate_e164
 
@@ -20,6 +21,45 @@ _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?$")
 def validate_language(value: str) -> None:
     if not _BCP47.match(value or ""):
         raise ValidationError("Enter a BCP-47 language tag such as en-US.", code="language")
+
+
+def validate_languages(value: object) -> None:
+    """A list of BCP-47 tags (the languages an assistant accepts besides its own)."""
+    if not isinstance(value, list) or len(value) > 20:
+        raise ValidationError("Give a list of at most 20 BCP-47 language tags.", code="languages")
+    for tag in value:
+        if not isinstance(tag, str):
+            raise ValidationError("Each language is a BCP-47 tag such as es-ES.", code="languages")
+        validate_language(tag)
+
+
+def validate_voices(value: object) -> None:
+    """{language tag: voice} for speaking in that language."""
+    if not isinstance(value, dict):
+        raise ValidationError('Give {"<language>": "<voice>", ...}.', code="voices")
+    for tag, voice in value.items():
+        validate_language(tag)
+        if not isinstance(voice, str) or len(voice) > 100:
+            raise ValidationError(f"The voice for {tag} must be text (100 characters at most).")
+
+
+def validate_phrase_overrides(value: object) -> None:
+    """{language: {phrase name: text}}: the assistant's own wording of the platform's lines."""
+    if not isinstance(value, dict):
+        raise ValidationError('Give {"<language>": {"<phrase>": "<text>"}}.', code="phrases")
+    names = registered_phrases()
+    for language, lines in value.items():
+        validate_language(language)
+        if not isinstance(lines, dict):
+            raise ValidationError(f'The phrases for {language} must be {{"<phrase>": "<text>"}}.')
+        for name, text in lines.items():
+            if name not in names:
+                raise ValidationError(
+                    f"Unknown phrase {name!r}; the phrases are: {', '.join(sorted(names))}.",
+                    code="phrases",
+                )
+            if not isinstance(text, str) or not text.strip() or len(text) > 1000:
+                raise ValidationError(f"{language}/{name}: give 1 to 1000 characters of text.")
 
 
 def validate_model(value: str) -> None:
@@ -53,8 +93,12 @@ class CallConfig(TypedDict, total=False):
     system_prompt: str
     greeting: str
     language: str
+    other_languages: list[str]
+    transcription_provider: str
     tts_engine: str
     tts_voice: str
+    voices: dict[str, str]
+    phrases: dict[str, dict[str, str]]
     speech_timeout: str
     interruptible: bool
     transfer_number: str
@@ -67,6 +111,11 @@ class AssistantConfig(models.Model):
     class Mode(models.TextChoices):
         GATHER = "gather", "Gather (webhooks, speech files)"
         RELAY = "relay", "Relay (ConversationRelay streaming)"
+
+    class TranscriptionProvider(models.TextChoices):
+        DEFAULT = "", "Twilio's default"
+        GOOGLE = "Google", "Google"
+        DEEPGRAM = "Deepgram", "Deepgram (detects the language itself)"
 
     class TTSEngine(models.TextChoices):
         GTTS = "gtts", "Google TTS (gTTS)"
@@ -107,12 +156,46 @@ class AssistantConfig(models.Model):
     greeting = models.CharField(
         max_length=1000, default="Hello! Thanks for calling. How can I help you today?"
     )
-    language = models.CharField(max_length=35, default="en-US", validators=[validate_language])
+    language = models.CharField(
+        max_length=35,
+        default="en-US",
+        validators=[validate_language],
+        help_text="The language a call starts in (BCP-47, e.g. en-US).",
+    )
+    other_languages = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_languages],
+        help_text='Other languages callers may speak, e.g. ["es-ES", "fr-FR"]: the assistant '
+        "switches to one when the caller speaks it or asks for it.",
+    )
+    transcription_provider = models.CharField(
+        max_length=16,
+        choices=TranscriptionProvider.choices,
+        default=TranscriptionProvider.DEFAULT,
+        blank=True,
+        help_text="Relay mode's speech recognition; Deepgram hears several languages at once.",
+    )
     tts_engine = models.CharField(max_length=16, choices=TTSEngine.choices, default=TTSEngine.GTTS)
     tts_voice = models.CharField(
         max_length=100,
         blank=True,
         help_text="Engine voice (e.g. Polly.Joanna for Twilio's voice); empty for the default.",
+    )
+    voices = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_voices],
+        help_text='The voice for each language, e.g. {"es-ES": "Polly.Lucia"} (espeak-ng: '
+        '{"es-ES": "es"}); a language without one uses Tts voice in its own language, or the '
+        "engine's default.",
+    )
+    phrases = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_phrase_overrides],
+        help_text='The assistant\'s own wording of the platform\'s lines, e.g. {"es": {"goodbye": '
+        '"¡Hasta pronto!"}}. Names: see README, "Languages".',
     )
     speech_timeout = models.CharField(
         max_length=8,

@@ -13,6 +13,11 @@ A turn, in order:
 5. the assistant's turn is stored with its timings, the tokens spent, the answer cached, and the
    dashboards told.
 
+The conversation has a language (`Conversation.language`, stored on the Call and on each turn):
+a turn in, or asking for, another language the assistant accepts switches it (`calls.languages`)
+before the turn is answered. The LLM is told to answer in it, the platform's lines are said in it,
+and the `Speaker` is told (`switch_language`) so that speech and recognition follow.
+
 A transport is a thin adapter: it turns its protocol into calls of `Conversation` and implements
 `Speaker`. Everything here runs on the event loop; database work goes through the thread pool of
 `core.asyncdb` with the caller's tenant scope and log context (entered by the transport).
@@ -33,7 +38,7 @@ from django.conf import settings
 
 from assistants.faq import FAQ, normalize
 from assistants.models import CallConfig
-from calls import events, phrases, services
+from calls import events, languages, phrases, services
 from calls.models import Call, Turn
 from core import caching
 from core.asyncdb import database_async
@@ -88,6 +93,7 @@ class Reply:
     heard: str = ""
     # What should happen to the call after this answer (e.g. hang up with a message).
     handoff: dict | None = None
+    language: str = ""  # the conversation's language while this answer was given
     storing: bool = False
     turn: Turn | None = None
     prepare: asyncio.Future | None = None
@@ -124,6 +130,10 @@ class Speaker(Protocol):
     async def end(self, handoff: dict) -> None:
         """End a live session; `handoff` says what should happen to the call next."""
 
+    async def switch_language(self, config: CallConfig) -> None:
+        """The conversation goes on in `config["language"]`, spoken with `config["tts_voice"]`:
+        speak (and, where the transport recognises speech, listen) in it from now on."""
+
 
 @dataclass
 class Prepared:
@@ -139,11 +149,19 @@ class Prepared:
 
 
 def build_messages(
-    *, config: CallConfig, history: list[tuple[str, str]], utterance: str
+    *,
+    config: CallConfig,
+    history: list[tuple[str, str]],
+    utterance: str,
+    language: str | None = None,
 ) -> list[dict]:
-    """System prompt, the last `context_turns` turns, then what the caller just said."""
+    """System prompt, the last `context_turns` turns, then what the caller just said. An
+    assistant that speaks several languages is told which one to answer in."""
     limit = settings.MAX_UTTERANCE_CHARS
-    messages = [{"role": "system", "content": config["system_prompt"]}]
+    system = config["system_prompt"]
+    if language and languages.is_multilingual(config):
+        system = f"{system}\n\n{languages.instruction(language)}"
+    messages = [{"role": "system", "content": system}]
     keep = int(config.get("context_turns", 10))
     for role, text in history[-keep:] if keep else []:
         if text:
@@ -203,6 +221,9 @@ class Conversation:
         self.database = database
         self.config: CallConfig = call.config_snapshot
         self.speaker = speaker
+        # The config to speak with: the conversation's language (the call's) and its voice.
+        self.speaking: CallConfig = languages.for_call(call)
+        self.language: str = self.speaking["language"]
         self.history: list[tuple[str, str]] = []
         self.faq = FAQ()
         self.limits: dict[str, RateLimit] = {}
@@ -217,6 +238,7 @@ class Conversation:
         """Read what the conversation needs before the first turn: the call's turns so far,
         the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
         they hold for the whole call; edits apply to the next call)."""
+        languages.warm_up_soon(self.config)
         self.history, self.turns, self.faq, self.limits = await self.database(self._load)()
 
     def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit]]:
@@ -231,6 +253,29 @@ class Conversation:
     def _next_sequence(self) -> int:
         self.turns += 1
         return self.turns
+
+    def phrase(self, line: str) -> str:
+        """One of the platform's lines (or a tenant's own message), in the conversation's
+        language."""
+        return phrases.say(line, config=self.speaking)
+
+    async def _follow_language(self, utterance: str) -> bool:
+        """Switch to the language the caller speaks or asks for, if the assistant accepts it
+        and it is not the current one. True when it switched."""
+        if not languages.is_multilingual(self.config):
+            return False
+        # In a thread: the detector's first use in a process loads its models.
+        language = await asyncio.to_thread(languages.detect, utterance, config=self.config)
+        if language is None or language == self.language:
+            return False
+        previous, self.language = self.language, language
+        self.speaking = languages.speaking(self.config, language)
+        logger.info("language switched", extra={"language": language, "previous": previous})
+        await self.speaker.switch_language(self.speaking)
+        self._in_background(
+            events.apublish("language", call=self.call, language=language, previous=previous)
+        )
+        return True
 
     # --- one turn ------------------------------------------------------------------------------
 
@@ -287,7 +332,7 @@ class Conversation:
                 if reply.last_sent_at is None:  # the caller is waiting: close the answer
                     reply.source = reply.source or Turn.Source.APOLOGY
                     await self.speaker.say(
-                        reply, "" if reply.parts else phrases.APOLOGY, complete=True
+                        reply, "" if reply.parts else self.phrase(phrases.APOLOGY), complete=True
                     )
                     await self.speaker.done(reply)
                 await self._store(reply)
@@ -295,12 +340,17 @@ class Conversation:
                 logger.exception("could not store the answer")
 
     async def _respond(self, reply: Reply, confidence: float | None) -> None:
+        switched = await self._follow_language(reply.utterance)
+        reply.language = self.language
         history = list(self.history)
         faq_text = self.faq.answer(reply.utterance)
         messages = None
         if not faq_text:
             messages = build_messages(
-                config=self.config, history=history, utterance=reply.utterance
+                config=self.config,
+                history=history,
+                utterance=reply.utterance,
+                language=self.language,
             )
         # The caller's turn is stored and the limits and answer cache checked while the LLM is
         # already being asked: none of it is on the path to the first token.
@@ -314,6 +364,8 @@ class Conversation:
                 if messages
                 else 0,
                 sequence=self._next_sequence(),
+                language=self.language,
+                switched=switched,
             )
         )
         checking.add_done_callback(self._caller_turn_stored)
@@ -356,10 +408,10 @@ class Conversation:
             not_configured = reply.llm.not_configured
             reply.source = Turn.Source.NOT_CONFIGURED if not_configured else Turn.Source.APOLOGY
             text = phrases.NOT_CONFIGURED if not_configured else phrases.APOLOGY
-            await self.speaker.say(reply, text, complete=True)
+            await self.speaker.say(reply, self.phrase(text), complete=True)
         elif reply.llm.truncated:  # broken off mid-answer: no half sentence left hanging
             await self.speaker.cut(reply)
-            await self.speaker.say(reply, " " + phrases.CUT_SHORT, complete=True)
+            await self.speaker.say(reply, " " + self.phrase(phrases.CUT_SHORT), complete=True)
         await self.speaker.done(reply)
         await self._store(reply, cache_key=prepared.cache_key)
 
@@ -371,7 +423,7 @@ class Conversation:
             timeout = max(0.0, reply.received_at + wait - time.monotonic())
             done, _ = await asyncio.wait([first], timeout=timeout)
             if not done:
-                await self.speaker.say(reply, phrases.ONE_MOMENT + " ")
+                await self.speaker.say(reply, self.phrase(phrases.ONE_MOMENT) + " ")
         return await first
 
     def _ask_llm(self, reply: Reply, messages: list[dict]) -> AsyncIterator[str]:
@@ -397,17 +449,18 @@ class Conversation:
 
     async def _limited(self, reply: Reply, verdict: ratelimits.Verdict) -> None:
         reply.source, reply.error = Turn.Source.SYSTEM, f"rate limit: {verdict.limit.kind}"
+        message = self.phrase(verdict.message)
         if verdict.action == RateLimit.Action.SPEAK_AND_CONTINUE:
-            await self.speaker.say(reply, verdict.message, complete=True)
+            await self.speaker.say(reply, message, complete=True)
             await self.speaker.done(reply)
             await self._store(reply)
             return
-        reply.parts.append(verdict.message)  # said by whoever ends the call
+        reply.parts.append(message)  # said by whoever ends the call
         await self._store(reply)
         await self.database(services.call_set_outcome)(
             call=self.call, outcome=Call.Outcome.REJECTED_RATE_LIMIT
         )
-        reply.handoff = {"reason": "rate-limit", "message": verdict.message}
+        reply.handoff = {"reason": "rate-limit", "message": message}
 
     async def _store(self, reply: Reply, *, cache_key: str = "") -> None:
         reply.storing = True
@@ -441,11 +494,16 @@ class Conversation:
         faq_text: str | None,
         reserve_tokens: int,
         sequence: int,
+        language: str,
+        switched: bool,
     ) -> Prepared:
-        """Store the caller's turn, then check the limits and look for a ready answer."""
+        """Store the caller's turn (and the call's new language, if the turn switched it), then
+        check the limits and look for a ready answer."""
         call = self.call
         if call.silent_prompts:
             services.call_count_silence(call=call, silent=False)
+        if switched:
+            services.call_set_language(call=call, language=language)
         caller_turn = services.turn_add(
             call=call,
             role=Turn.Role.CALLER,
@@ -453,6 +511,7 @@ class Conversation:
             sequence=sequence,
             publish=False,
             confidence=confidence,
+            language=language,
         )
         # The most the LLM may spend on the turn is taken from the token budget before it answers.
         verdict = ratelimits.turn_verdict(
@@ -499,6 +558,7 @@ class Conversation:
             publish=False,
             interrupted=reply.interrupted,
             heard_text=heard_of(reply.text, reply.heard) if reply.interrupted else "",
+            language=reply.language or self.language,
             source=reply.source,
             cache_hit=reply.cache_hit,
             model_used=result.model_used if is_llm else "",

@@ -76,6 +76,9 @@ class Call(models.Model):
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=32, choices=Outcome.choices, blank=True, default="")
     error = models.TextField(blank=True)
+    language = models.CharField(
+        max_length=35, blank=True, help_text="The language the call is in now (BCP-47)."
+    )
     silent_prompts = models.PositiveSmallIntegerField(
         default=0, help_text="Re-prompts in a row because the caller said nothing."
     )
@@ -131,6 +134,9 @@ class Turn(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField(blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    language = models.CharField(
+        max_length=35, blank=True, help_text="The conversation's language at this turn."
+    )
     interrupted = models.BooleanField(default=False)
     heard_text = models.TextField(
         blank=True, help_text="What the caller heard before interrupting."

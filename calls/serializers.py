@@ -26,6 +26,7 @@ class TurnSerializer(serializers.ModelSerializer):
             "role",
             "text",
             "confidence",
+            "language",
             "interrupted",
             "heard_text",
             "created_at",
@@ -68,6 +69,7 @@ class CallSerializer(serializers.ModelSerializer):
             "answered_at",
             "ended_at",
             "duration_seconds",
+            "language",
             "error",
             "turn_count",
         ]

@@ -40,8 +40,9 @@ class Admission:
     """The answer to an incoming call: the Call to go on with, or why it is refused."""
 
     call: Call | None = None
-    message: str = ""  # what to say before hanging up
+    message: str = ""  # what to say before hanging up, in the assistant's language
     reject: bool = False  # refuse with a busy signal instead of speaking
+    language: str = "en-US"  # the language `message` is said in
 
 
 def call_admit(
@@ -64,12 +65,12 @@ def call_admit(
         call_reject(
             tenant=None, phone_number=None, outcome=Call.Outcome.REJECTED_UNKNOWN_NUMBER, **refusal
         )
-        return Admission(message=phrases.UNKNOWN_NUMBER)
+        return _refusal(phrases.UNKNOWN_NUMBER, number=None)
     if not (number.active and tenant.active and number.assistant_id):
         call_reject(
             tenant=tenant, phone_number=number, outcome=Call.Outcome.REJECTED_INACTIVE, **refusal
         )
-        return Admission(message=phrases.NOT_AVAILABLE)
+        return _refusal(phrases.NOT_AVAILABLE, number=number)
     try:
         existing = Call.objects.get(tenant=tenant, call_sid=call_sid)
     except Call.DoesNotExist:
@@ -84,11 +85,11 @@ def call_admit(
                 reason=f"{verdict.limit.kind} limit {verdict.limit.limit}",
                 **refusal,
             )
-            return Admission(
-                message=verdict.message, reject=verdict.action == RateLimit.Action.REJECT
+            return _refusal(
+                verdict.message, number=number, reject=verdict.action == RateLimit.Action.REJECT
             )
     elif existing.status == Call.Status.REJECTED:
-        return Admission(message=phrases.NOT_AVAILABLE)
+        return _refusal(phrases.NOT_AVAILABLE, number=number)
     relay = number.assistant.mode == AssistantConfig.Mode.RELAY
     try:
         call, _ = call_start(
@@ -104,6 +105,15 @@ def call_admit(
             ratelimits.call_release(tenant_id=tenant.id, call_sid=call_sid)
         raise
     return Admission(call=call)
+
+
+def _refusal(message: str, *, number: PhoneNumber | None, reject: bool = False) -> Admission:
+    """A refused call's Admission: `message` in the language of the number's assistant (a
+    number without one: English)."""
+    assistant = number.assistant if number is not None and number.assistant_id else None
+    config = assistant.snapshot() if assistant is not None else {}
+    language = config.get("language") or "en-US"
+    return Admission(message=phrases.say(message, config=config), reject=reject, language=language)
 
 
 def call_start(
@@ -278,6 +288,12 @@ def call_set_outcome(*, call: Call, outcome: str, error: str = "") -> None:
     Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(**fields)
 
 
+def call_set_language(*, call: Call, language: str) -> None:
+    """The conversation switched to `language` (BCP-47): later turns and webhooks go on in it."""
+    Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(language=language[:35])
+    call.language = language[:35]
+
+
 def call_count_silence(*, call: Call, silent: bool) -> int:
     """Count a re-prompt for silence (or reset the count when the caller spoke)."""
     with transaction.atomic():
@@ -358,6 +374,7 @@ def turn_as_event(turn: Turn) -> dict:
         "text": turn.text[:2000],
         "interrupted": turn.interrupted,
         "heard_text": turn.heard_text[:2000],
+        "language": turn.language,
         "llm_first_token_ms": turn.llm_first_token_ms,
         "llm_done_ms": turn.llm_done_ms,
         "first_audio_ms": turn.first_audio_ms,

@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from calls import languages  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -27,5 +28,7 @@ application = ProtocolTypeRouter(
 # of the process for a fifth of a second (docs/benchmarks.md, capacity).
 from django.conf import settings  # noqa: E402
 
+if settings.LANGUAGE_DETECTION_PRELOAD:
+    languages.preload()  # before the freeze: the models live as long as the process
 gc.freeze()
 gc.set_threshold(*settings.GC_THRESHOLDS)

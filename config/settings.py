@@ -506,3 +506,20 @@ SPECTACULAR_SETTINGS = {
         "CallModeEnum": "calls.models.Call.Mode",
     },
 }
+
+# Languages. The platform's own lines are translated into PHRASE_LANGUAGES (locale/<code>/
+# LC_MESSAGES/django.po, compiled .mo committed beside them); `manage.py check_translations` fails
+# when a line lacks one. A caller's language is detected from turns of at least
+# LANGUAGE_DETECTION_MIN_WORDS words whose detected language reaches
+# LANGUAGE_DETECTION_MIN_CONFIDENCE (0-1), or from an explicit ask ("¿habla español?").
+LOCALE_PATHS = [BASE_DIR / "locale"]
+PHRASE_LANGUAGES = ["en", "es", "fr", "de", "pt", "it", "hi", "ja"]
+LANGUAGE_DETECTION_MIN_WORDS = env.int("LANGUAGE_DETECTION_MIN_WORDS", default=3)
+LANGUAGE_DETECTION_MIN_CONFIDENCE = env.float("LANGUAGE_DETECTION_MIN_CONFIDENCE", default=0.8)
+# lingua's small models: under 20 MB for all eight languages instead of ~170-195 MB (~90-120 MB
+# for two), but overconfident on short mixed turns (bench/language_detection.py).
+LANGUAGE_DETECTION_LOW_ACCURACY = env.bool("LANGUAGE_DETECTION_LOW_ACCURACY", default=False)
+# Load the detector's models when a web process starts, instead of at its first call of a
+# multilingual assistant (lingua holds the GIL while loading: that call's process stalls). On
+# by default in production, where no live call should wait for it.
+LANGUAGE_DETECTION_PRELOAD = env.bool("LANGUAGE_DETECTION_PRELOAD", default=PRODUCTION)

@@ -209,9 +209,60 @@ def message_text(message: dict) -> str:
     return ""
 
 
+# Stock sentences for a system prompt that asks for another language ("Always answer in Spanish"),
+# so that a demo or a test hears the assistant switch language.
+_ANSWER_IN = re.compile(r"\banswer in ([A-Z][a-z]+)")
+_IN_LANGUAGE = {
+    "Spanish": (
+        "Claro, con mucho gusto le ayudo.",
+        "Estamos abiertos de lunes a viernes, de ocho de la mañana a seis de la tarde.",
+        "¿Hay algo más en lo que pueda ayudarle?",
+    ),
+    "French": (
+        "Bien sûr, je vous aide avec plaisir.",
+        "Nous sommes ouverts du lundi au vendredi, de huit heures à dix-huit heures.",
+        "Puis-je vous aider pour autre chose ?",
+    ),
+    "German": (
+        "Natürlich, ich helfe Ihnen gern.",
+        "Wir haben montags bis freitags von acht bis achtzehn Uhr geöffnet.",
+        "Kann ich Ihnen sonst noch helfen?",
+    ),
+    "Portuguese": (
+        "Claro, ajudo com todo o prazer.",
+        "Estamos abertos de segunda a sexta, das oito da manhã às seis da tarde.",
+        "Posso ajudar em mais alguma coisa?",
+    ),
+    "Italian": (
+        "Certo, la aiuto volentieri.",
+        "Siamo aperti dal lunedì al venerdì, dalle otto alle diciotto.",
+        "Posso aiutarla in qualcos'altro?",
+    ),
+    "Hindi": (
+        "ज़रूर, मैं आपकी मदद करूँगा।",
+        "हम सोमवार से शुक्रवार, सुबह आठ बजे से शाम छह बजे तक खुले रहते हैं।",
+        "क्या मैं आपकी और कोई मदद कर सकता हूँ?",
+    ),
+    "Japanese": (
+        "かしこまりました。喜んでお手伝いいたします。",
+        "営業時間は月曜日から金曜日の午前八時から午後六時までです。",
+        "ほかにお手伝いできることはございますか？",
+    ),
+}
+
+
+def answer_language(messages: list[dict]) -> str | None:
+    """The language the system prompt asks answers in, when stock sentences exist for it."""
+    system = " ".join(message_text(m) for m in messages if m.get("role") == "system")
+    match = _ANSWER_IN.search(system)
+    return match.group(1) if match and match.group(1) in _IN_LANGUAGE else None
+
+
 def make_answer(messages: list[dict], answer_tokens: int = 60) -> str:
     """A deterministic spoken-style reply to the last user message, about `answer_tokens` long."""
     question = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    if language := answer_language(messages):
+        return " ".join(_IN_LANGUAGE[language])
     words = [w for w in _WORD_RE.findall(question.lower()) if w not in _STOPWORDS]
     topic = " ".join(words[:3]) or "that"
     seed = int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big")

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from core import caching, metrics
+from core.phrases import _
 from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)
@@ -24,15 +25,18 @@ logger = logging.getLogger(__name__)
 # A call that never sent its final status callback stops counting as active after this long.
 STALE_CALL_SECONDS = 4 * 3600
 
+# The platform's spoken lines for each limit (translated when said: see core.phrases).
 DEFAULT_MESSAGES = {
-    RateLimit.Kind.CONCURRENT_CALLS: (
+    RateLimit.Kind.CONCURRENT_CALLS: _(
         "Sorry, all of our lines are busy right now. Please call again in a few minutes. Goodbye."
     ),
-    RateLimit.Kind.CALLS_PER_CALLER: (
+    RateLimit.Kind.CALLS_PER_CALLER: _(
         "Sorry, we have received too many calls from your number. Please try again later. Goodbye."
     ),
-    RateLimit.Kind.TURNS_PER_CALL: "Let's slow down a little. Please wait a moment before asking again.",
-    RateLimit.Kind.LLM_TOKENS_PER_DAY: (
+    RateLimit.Kind.TURNS_PER_CALL: _(
+        "Let's slow down a little. Please wait a moment before asking again."
+    ),
+    RateLimit.Kind.LLM_TOKENS_PER_DAY: _(
         "Sorry, I can't answer more questions today. Please call again tomorrow."
     ),
 }
@@ -78,6 +82,8 @@ class Verdict:
 
     @property
     def message(self) -> str:
+        """The tenant's own message, else the platform's line (a `Phrase`, said in the
+        caller's language)."""
         if self.limit is None:
             return ""
         return self.limit.message or DEFAULT_MESSAGES[RateLimit.Kind(self.limit.kind)]

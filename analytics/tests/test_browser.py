@@ -191,6 +191,30 @@ def test_a_call_appears_grows_and_ends_live(
     assert Path(OUTPUT / "dashboard-live.png").stat().st_size > 10_000
 
 
+def test_a_language_switch_shows_live_in_the_transcript(
+    daphne_server, fake_groq, alice, assistant_a, number_a, browser_page
+):
+    def speak_spanish_too():
+        with scopes_disabled():
+            assistant_a.other_languages = ["es-ES"]
+            assistant_a.save()
+
+    off_loop(speak_spanish_too)
+    page = browser_page
+    log_in(page, daphne_server.base_url, alice)
+    page.wait_for_selector("#live-status[data-state=live]", timeout=WAIT_MS)
+    caller = Caller(daphne_server.base_url, to=number_a.number, from_="+15551230124")
+    caller.post("/twilio/voice", CallStatus="ringing")
+    page.locator(".live-call").first.wait_for(timeout=WAIT_MS)
+
+    caller.say("Hola, quisiera reservar una cita para mañana por la tarde")
+    page.locator(".live-call .language-switch", has_text="en-US → es-ES").wait_for(timeout=WAIT_MS)
+    page.locator(".live-call .turn.assistant", has_text="Claro, con mucho gusto").wait_for(
+        timeout=WAIT_MS
+    )
+    assert page.errors == []
+
+
 def log_in(page, base_url: str, user) -> None:
     page.goto(base_url + "/dashboard/login/")
     page.fill("input[name=username]", user.username)

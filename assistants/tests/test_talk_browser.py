@@ -87,6 +87,37 @@ def test_typing_a_question_streams_the_answer_with_its_latency(
     assert (OUTPUT / "talk.png").stat().st_size > 0
 
 
+def test_the_page_switches_language_when_the_caller_asks(
+    daphne_server, fake_groq, alice, assistant_a
+):
+    with scopes_disabled():
+        assistant_a.other_languages = ["es-ES"]
+        assistant_a.save()
+    talk_url = f"{daphne_server.base_url}/assistants/{assistant_a.id}/talk/"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(
+                f"{daphne_server.base_url}/admin/login/?next=/assistants/{assistant_a.id}/talk/"
+            )
+            page.fill("#id_username", "alice")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(talk_url)
+            expect(page.locator("#status")).to_have_text("Connected. Ask something.", timeout=15000)
+            expect(page.locator("#talk")).to_have_attribute("data-language", "en-US")
+            page.uncheck("#speak")
+            page.fill("#question", "¿Habla español?")
+            page.press("#question", "Enter")
+            reply = page.locator("#transcript li.assistant").nth(1)
+            expect(reply.locator(".text")).to_contain_text("Claro, con mucho gusto", timeout=15000)
+            expect(page.locator("#talk")).to_have_attribute("data-language", "es-ES")
+        finally:
+            browser.close()
+
+
 def test_every_answer_gets_its_own_bubble_with_its_own_latency(
     daphne_server, fake_groq, alice, assistant_a
 ):

@@ -26,7 +26,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from assistants.models import CallConfig, SpeechAudio
 from assistants.speech import speech_prepare, speech_url
-from calls import phrases, services
+from calls import languages, phrases, services
 from calls.engine import Conversation, Reply, clean_text
 from calls.models import Call, Turn
 from calls.sentences import SentenceSplitter
@@ -87,7 +87,7 @@ class GatherSpeaker:
 
     def __init__(self, *, call: Call, base_url: str, respond_by: float) -> None:
         self.call = call
-        self.config = call.config_snapshot
+        self.config = languages.for_call(call)  # its language and voice follow the conversation
         self.base_url = base_url
         self.respond_by = respond_by  # monotonic: when Twilio must have its TwiML
         self.splitter = SentenceSplitter()
@@ -138,6 +138,10 @@ class GatherSpeaker:
 
     async def end(self, handoff: dict) -> None:
         """A webhook has no session to end: the view reads `reply.handoff`."""
+
+    async def switch_language(self, config: CallConfig) -> None:
+        """The rest of the answer, and the next <Gather>, are in the new language."""
+        self.config = config
 
     async def _wait_for_audio(self, until: float) -> tuple[dict[str, str], float | None]:
         """Wait (until `until`) for the queued audio; return {audio id: url} and when the first
@@ -239,7 +243,9 @@ def _first_answer(cache: BaseCache, key: str, call: Call, action_url: str) -> st
         if body and body != REPLAY_PENDING:
             return body
         if time.monotonic() >= until or body is None:
-            return twiml.speak_and_listen([], config=call.config_snapshot, action_url=action_url)
+            return twiml.speak_and_listen(
+                [], config=languages.for_call(call), action_url=action_url
+            )
         time.sleep(0.05)
 
 
@@ -250,7 +256,7 @@ def _first_answer(cache: BaseCache, key: str, call: Call, action_url: str) -> st
 def gather(request: HttpRequest, call: Call) -> HttpResponse:
     """The caller said something (or nothing): answer and listen again."""
     received_at = time.monotonic()
-    config = call.config_snapshot
+    config = languages.for_call(call)
     action_url = gather_url(request)
     said = field(request, "SpeechResult").strip()
     speech = clean_text(said, settings.MAX_UTTERANCE_CHARS)
@@ -258,8 +264,9 @@ def gather(request: HttpRequest, call: Call) -> HttpResponse:
         logger.warning("gather: caller text cut", extra={"chars": len(said), "kept": len(speech)})
     if not speech:
         if services.call_note_silence(call=call):
-            return twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE, config=config))
-        reprompt = [twiml.Utterance(text=phrases.REPROMPT)]
+            goodbye = phrases.say(phrases.GOODBYE, config=config)
+            return twiml.twiml_response(twiml.hang_up_with(goodbye, config=config))
+        reprompt = [twiml.Utterance(text=phrases.say(phrases.REPROMPT, config=config))]
         return twiml.twiml_response(
             twiml.speak_and_listen(reprompt, config=config, action_url=action_url)
         )
@@ -276,8 +283,9 @@ def gather(request: HttpRequest, call: Call) -> HttpResponse:
         received_at=received_at,
         confidence=float_field(request, "Confidence"),
     )
+    config = speaker.config  # the language the caller was answered in
     if reply.handoff is not None:
-        message = reply.handoff.get("message") or phrases.GOODBYE
+        message = reply.handoff.get("message") or phrases.say(phrases.GOODBYE, config=config)
         return twiml.twiml_response(twiml.hang_up_with(message, config=config))
     return twiml.twiml_response(
         twiml.speak_and_listen(speaker.utterances, config=config, action_url=action_url)

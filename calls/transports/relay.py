@@ -15,11 +15,13 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from assistants.models import CallConfig
 from calls.engine import clean_text
 from calls.models import Call
 from calls.selectors import unscoped_call_by_id
 from calls.transports.signatures import websocket_is_signed
 from calls.transports.sockets import SessionConsumer, TextSpeaker
+from calls.transports.twiml import relay_hears_every_language
 from core import caching
 from core.asyncdb import database_async
 from tenants.ratelimits import STALE_CALL_SECONDS
@@ -82,6 +84,14 @@ class TwilioOutput:
 
     async def end(self, handoff: dict) -> None:
         await self.consumer.send(json.dumps({"type": "end", "handoffData": json.dumps(handoff)}))
+
+    async def switch_language(self, config: CallConfig) -> None:
+        """Speech (with the voice of the TwiML's <Language> for it) and recognition switch;
+        recognition that hears every language ("multi") is left as it is."""
+        message = {"type": "language", "ttsLanguage": config["language"]}
+        if not relay_hears_every_language(config):
+            message["transcriptionLanguage"] = config["language"]
+        await self.consumer.send(json.dumps(message))
 
 
 class ConversationRelayConsumer(SessionConsumer):

@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django_scopes import scope
 
+from assistants.models import CallConfig
 from calls.engine import Conversation, Reply
 from calls.models import Call
 from core.logging import log_context
@@ -34,6 +35,9 @@ class Output(Protocol):
 
     async def end(self, handoff: dict) -> None:
         """End the session; `handoff` says what should happen to the call next."""
+
+    async def switch_language(self, config: CallConfig) -> None:
+        """Tell the far end to speak and listen in `config["language"]` from now on."""
 
 
 class TextSpeaker:
@@ -90,6 +94,9 @@ class TextSpeaker:
 
     async def end(self, handoff: dict) -> None:
         await self.output.end(handoff)
+
+    async def switch_language(self, config: CallConfig) -> None:
+        await self.output.switch_language(config)
 
     def _flush_soon(self, reply: Reply) -> None:
         self._timer = None

@@ -22,9 +22,9 @@ from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 from django_scopes import scope
 
-from assistants.models import AssistantConfig
+from assistants.models import AssistantConfig, CallConfig
 from assistants.selectors import assistant_for_user
-from calls import services
+from calls import phrases, services
 from calls.models import Call
 from calls.transports.sockets import SessionConsumer, TextSpeaker
 from core.asyncdb import database_async
@@ -43,7 +43,7 @@ def web_call_start(*, user, assistant: AssistantConfig) -> tuple[Call | None, st
         started = services.call_start_web(assistant=assistant, user=user)
     if isinstance(started, Call):
         return started, ""
-    return None, started.message
+    return None, phrases.say(started.message, config=assistant.snapshot())
 
 
 class BrowserOutput:
@@ -78,6 +78,10 @@ class BrowserOutput:
     async def end(self, handoff: dict) -> None:
         await self.consumer.send(json.dumps({"type": "end", **handoff}))
         await self.consumer.close()
+
+    async def switch_language(self, config: CallConfig) -> None:
+        """The page recognises and speaks in this language from now on."""
+        await self.consumer.send(json.dumps({"type": "language", "language": config["language"]}))
 
 
 class TalkConsumer(SessionConsumer):
@@ -158,7 +162,8 @@ class TalkConsumer(SessionConsumer):
         if self.conversation is None and not await self._start():
             return
         self.output.prompted()
-        await self.conversation.prompt(message.get("text"))
+        with self.call_context():  # the first prompt arrived before there was a call
+            await self.conversation.prompt(message.get("text"))
 
     async def _start(self) -> bool:
         """The first thing said starts the call (if a line is free)."""

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_scopes import scope
 
-from calls import phrases
+from calls import languages, phrases
 from calls.models import Call
 from calls.selectors import unscoped_call_by_sid
 from calls.transports import twiml
@@ -54,6 +54,12 @@ def float_field(request: HttpRequest, name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def sorry(config: dict) -> HttpResponse:
+    """Something broke on our side: apologise (in `config`'s language) and hang up."""
+    message = phrases.say(phrases.SORRY_ERROR, config=config)
+    return twiml.twiml_response(twiml.hang_up_with(message, config=config))
+
+
 def forbidden() -> HttpResponse:
     logger.warning("rejected a request with a missing or wrong Twilio signature")
     return HttpResponseForbidden("Invalid Twilio signature.")
@@ -72,7 +78,7 @@ def twilio_webhook(view: Callable[[HttpRequest], HttpResponse]) -> Callable:
                 return view(request)
             except Exception:
                 logger.exception("webhook failed", extra={"path": request.path})
-                return twiml.twiml_response(twiml.hang_up_with(phrases.SORRY_ERROR))
+                return sorry({})
 
     return wrapper
 
@@ -110,7 +116,11 @@ def call_webhook(
             if active_only and call.status in Call.FINAL_STATUSES:
                 return unknown()
             with scope(tenant=[call.tenant_id]), log_context(tenant=call.tenant.slug):
-                return view(request, call)
+                try:
+                    return view(request, call)
+                except Exception:
+                    logger.exception("webhook failed", extra={"path": request.path})
+                    return sorry(languages.for_call(call))
 
         return wrapper
 

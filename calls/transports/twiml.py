@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django.http import HttpResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from assistants.models import CallConfig
+from assistants.models import AssistantConfig, CallConfig
+from calls import languages
 
 
 @dataclass
@@ -94,20 +95,38 @@ def _relay_voice(config: CallConfig) -> dict:
     return {"voice": voice}
 
 
+def relay_hears_every_language(config: CallConfig) -> bool:
+    """Whether ConversationRelay's recognition is set to hear all of the assistant's languages
+    at once ("multi": Deepgram detects the language itself), rather than one at a time."""
+    deepgram = (
+        config.get("transcription_provider") == AssistantConfig.TranscriptionProvider.DEEPGRAM
+    )
+    return deepgram and languages.is_multilingual(config)
+
+
 def conversation_relay(
     *, config: CallConfig, socket_url: str, action_url: str, parameters: dict[str, str]
 ) -> VoiceResponse:
-    """<Connect action><ConversationRelay url ...><Parameter/>...</ConversationRelay></Connect>."""
+    """<Connect action><ConversationRelay url ...><Language/>...<Parameter/>...
+    </ConversationRelay></Connect>: one <Language> per language the assistant accepts, with
+    its voice, so that a switch (a `language` message) speaks with the right one."""
     response = VoiceResponse()
     connect = response.connect(action=action_url, method="POST")
+    provider = config.get("transcription_provider") or None
     relay = connect.conversation_relay(
         url=socket_url,
         welcome_greeting=config.get("greeting") or None,
         language=config.get("language", "en-US"),
+        transcription_provider=provider,
+        transcription_language="multi" if relay_hears_every_language(config) else None,
         interruptible="any" if config.get("interruptible", True) else "none",
         dtmf_detection=True,
         **_relay_voice(config),
     )
+    if languages.is_multilingual(config):
+        for tag in languages.accepted(config):
+            voice = _relay_voice(languages.speaking(config, tag))
+            relay.language(code=tag, transcription_provider=provider, **voice)
     for name, value in parameters.items():
         relay.parameter(name=name, value=value)
     return response

@@ -21,7 +21,7 @@ from django_scopes import scope
 from twilio.twiml.voice_response import VoiceResponse
 
 from assistants.speech import speech_url
-from calls import phrases, services
+from calls import languages, services
 from calls.models import Call
 from calls.transports import twiml
 from calls.transports.gather import gather_url, prepare_speech
@@ -36,6 +36,7 @@ from calls.transports.twilio import (
     field,
     forbidden,
     int_field,
+    sorry,
     twilio_webhook,
 )
 from core.logging import log_context
@@ -64,20 +65,24 @@ def voice(request: HttpRequest) -> HttpResponse:
             direction=field(request, "Direction") or "inbound",
         )
         if admission.call is None:
-            refusal = twiml.reject() if admission.reject else twiml.hang_up_with(admission.message)
-            return twiml.twiml_response(refusal)
+            if admission.reject:
+                return twiml.twiml_response(twiml.reject())
+            spoken_in = {"language": admission.language}
+            return twiml.twiml_response(twiml.hang_up_with(admission.message, config=spoken_in))
         try:
             return twiml.twiml_response(_answer(request, admission.call))
         except Exception:
             # The caller hears an apology and the line is given back: nothing stays "live".
+            logger.exception("webhook failed", extra={"path": request.path})
             services.call_finish(
                 call=admission.call, outcome=Call.Outcome.ERROR, error="the voice webhook failed"
             )
-            raise
+            return sorry(languages.for_call(admission.call))
 
 
 def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
     config = call.config_snapshot
+    languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:
         return _relay_answer(request, call)
     greeting = twiml.Utterance(text=config["greeting"])
@@ -106,7 +111,7 @@ def relay_action(request: HttpRequest, call: Call) -> HttpResponse:
     Closes the Call (once; Twilio may retry, and the socket's disconnect may have closed it).
     """
     handoff = _handoff_data(field(request, "HandoffData"))
-    config = call.config_snapshot
+    config = languages.for_call(call)
     transfer_to = config.get("transfer_number", "")
     if handoff.get("transfer") is True and transfer_to:
         services.call_set_outcome(call=call, outcome=Call.Outcome.TRANSFERRED)
@@ -158,13 +163,15 @@ def fallback(request: HttpRequest) -> HttpResponse:
     Written to work while the database is down: the tenant's own token is used when it can be
     read, the platform's otherwise.
     """
-    tenant = None
+    tenant, config = None, {}
     try:
         number = unscoped_phone_number_by_dialled(request.POST.get("To", ""))
         tenant = number.tenant if number else None
+        if number is not None and number.assistant_id:
+            config = number.assistant.snapshot()
     except Exception:
         logger.warning("fallback: could not look up the number", exc_info=True)
     if not request_is_signed(request, tenant=tenant):
         return forbidden()
     logger.error("fallback URL used", extra={"error_code": request.POST.get("ErrorCode", "")})
-    return twiml.twiml_response(twiml.hang_up_with(phrases.SORRY_ERROR))
+    return sorry(config)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
-from devtools.fake_groq import DEFAULT_MODELS, FakeGroqControl, FakeGroqServer, Fault
+from devtools.fake_groq import DEFAULT_MODELS, FakeGroqControl, FakeGroqServer, Fault, make_answer
 
 MODEL = "llama-3.3-70b-versatile"
 SMALL = "llama-3.1-8b-instant"
@@ -966,3 +966,13 @@ def test_the_command_reports_a_busy_port():
 
         with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
             call_command("fake_groq", f"--port={port}")
+
+
+def test_it_answers_in_the_language_the_system_prompt_asks_for():
+    asked = [
+        {"role": "system", "content": "Be brief.\n\nAlways answer in Japanese (ja-JP)."},
+        {"role": "user", "content": "予約をお願いしたいのですが"},
+    ]
+    assert make_answer(asked).startswith("かしこまりました。")
+    in_english = [{"role": "system", "content": "Always answer in English (en-US)."}, asked[1]]
+    assert make_answer(in_english) == make_answer([asked[1]])

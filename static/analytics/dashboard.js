@@ -220,6 +220,15 @@
     transcript.insertBefore(li, stillPartial);
   }
 
+  // The conversation switched language: a line in the transcript, where it happened.
+  function showLanguage(card, data) {
+    const transcript = card.querySelector(".transcript");
+    const li = document.createElement("li");
+    li.className = "turn language-switch";
+    li.textContent = "Language: " + (data.previous ? data.previous + " → " : "") + data.language;
+    transcript.insertBefore(li, transcript.querySelector(".partial"));
+  }
+
   function showPartial(card, text) {
     const transcript = card.querySelector(".transcript");
     let li = transcript.querySelector(".partial");
@@ -290,6 +299,9 @@
         break;
       case "partial":
         if (typeof data.text === "string") showPartial(callCard(event.call, event), data.text);
+        break;
+      case "language":
+        if (typeof data.language === "string") showLanguage(callCard(event.call, event), data);
         break;
       case "ended":
       case "rejected":

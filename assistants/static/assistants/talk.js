@@ -12,7 +12,8 @@
   const micButton = document.getElementById("mic");
   const noMic = document.getElementById("no-mic");
   const speakBox = document.getElementById("speak");
-  const language = root.dataset.language || "en-US";
+  // The conversation's language: the server switches it when the caller speaks another one.
+  let language = root.dataset.language || "en-US";
 
   const Recognition = window.SpeechRecognition || window.webkitSpeechRecognition;
   const synth = window.speechSynthesis;
@@ -124,6 +125,13 @@
         note.textContent =
           "first token " + message.first_token_ms + " ms · whole answer " + message.total_ms + " ms";
         target.appendChild(note);
+      }
+    } else if (message.type === "language") {
+      language = message.language;
+      root.dataset.language = language; // what the page speaks and listens in, for all to see
+      if (recognition) {
+        recognition.lang = language;
+        if (listening) recognition.stop(); // it starts again (onend) in the new language
       }
     } else if (message.type === "end") {
       setStatus(message.message || (message.transfer ? "Transferred to a person." : "The conversation ended."));

@@ -63,6 +63,8 @@ class Command(BaseCommand):
                     ),
                     "greeting": "Hello, you've reached Demo Dental Clinic. How can I help you?",
                     "transfer_number": "+15005550001",
+                    # Callers may switch to Spanish or French ("¿Habla español?").
+                    "other_languages": ["es-ES", "fr-FR"],
                 },
             )
             if assistant.tts_engine == AssistantConfig.TTSEngine.GTTS:
