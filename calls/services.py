@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
-from calls import events, phrases
+from calls import events, phrases, signals
 from calls.models import Call, Turn
 from core import metrics
 from tenants import ratelimits
@@ -335,6 +335,8 @@ def turn_add(
     )
     if publish:
         events.publish("turn", call=call, turn=turn_as_event(turn))
+    if role == Turn.Role.CALLER:
+        signals.caller_spoke.send(sender=Turn, call=call, text=text)
     return turn
 
 

@@ -26,8 +26,9 @@ class TwilioLookupError(Exception):
         self.permanent = permanent
 
 
-def account_holds_number(*, account_sid: str, auth_token: str, number: str) -> bool:
-    """Whether Twilio lists the E.164 `number` among the account's incoming phone numbers."""
+def rest_client(account_sid: str, auth_token: str) -> Client:
+    """The official client for an account, with a short timeout, a quiet request log, and
+    TWILIO_API_BASE_URL (a local stand-in in tests and demos) when set."""
     client = Client(
         account_sid,
         auth_token,
@@ -35,18 +36,28 @@ def account_holds_number(*, account_sid: str, auth_token: str, number: str) -> b
     )
     if settings.TWILIO_API_BASE_URL:
         client.api.base_url = settings.TWILIO_API_BASE_URL
+    return client
+
+
+def account_holds_number(*, account_sid: str, auth_token: str, number: str) -> bool:
+    """Whether Twilio lists the E.164 `number` among the account's incoming phone numbers."""
+    client = rest_client(account_sid, auth_token)
     try:
         listed = client.api.v2010.accounts(account_sid).incoming_phone_numbers.list(
             phone_number=number, page_size=50, limit=50
         )
-    except TwilioException as exc:
-        status = _status(exc)
-        permanent = status in (401, 403, 404)
-        raise TwilioLookupError(f"Twilio answered {status}", permanent=permanent) from exc
-    except (requests.RequestException, ValueError) as exc:
-        raise TwilioLookupError(f"Twilio could not be reached: {type(exc).__name__}") from exc
+    except (TwilioException, requests.RequestException, ValueError) as exc:
+        raise lookup_error(exc) from exc
     # Twilio's filter matches partial numbers too: only the exact number counts.
     return any(item.phone_number == number for item in listed)
+
+
+def lookup_error(exc: Exception) -> TwilioLookupError:
+    """The TwilioLookupError for what the client raised (permanent for refused credentials)."""
+    if isinstance(exc, TwilioException):
+        status = _status(exc)
+        return TwilioLookupError(f"Twilio answered {status}", permanent=status in (401, 403, 404))
+    return TwilioLookupError(f"Twilio could not be reached: {type(exc).__name__}")
 
 
 def _status(exc: TwilioException) -> int | None:

@@ -67,7 +67,7 @@ def voice(request: HttpRequest) -> HttpResponse:
             refusal = twiml.reject() if admission.reject else twiml.hang_up_with(admission.message)
             return twiml.twiml_response(refusal)
         try:
-            return twiml.twiml_response(_answer(request, admission.call))
+            return twiml.twiml_response(answer(request, admission.call))
         except Exception:
             # The caller hears an apology and the line is given back: nothing stays "live".
             services.call_finish(
@@ -76,7 +76,9 @@ def voice(request: HttpRequest) -> HttpResponse:
             raise
 
 
-def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
+def answer(request: HttpRequest, call: Call) -> VoiceResponse:
+    """The TwiML that starts a conversation on an answered call: the greeting and a gather, or
+    the ConversationRelay socket (inbound calls, and outbound ones once the callee picks up)."""
     config = call.config_snapshot
     if call.mode == Call.Mode.RELAY:
         return _relay_answer(request, call)

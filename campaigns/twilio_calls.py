@@ -1,0 +1,96 @@
+"""Outbound calls through Twilio's REST API, with the official client (`tenants.twilio_numbers`):
+the tenant's own account when it brings one, else the platform's."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioException
+
+from calls.transports.signatures import auth_token_for
+from tenants.models import Tenant
+from tenants.twilio_numbers import TwilioLookupError, lookup_error, rest_client
+
+# Twilio's progress events, so a call's line is known to be taken from the moment it rings.
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+class TwilioUnavailable(TwilioLookupError):
+    """Twilio refused or could not be asked; `permanent` when asking again cannot help."""
+
+
+def account_sid_for(tenant: Tenant) -> str:
+    if tenant.twilio_account_sid and tenant.has_twilio_auth_token:
+        return tenant.twilio_account_sid
+    return settings.TWILIO_ACCOUNT_SID
+
+
+def webhook_url(path: str, *, call_id: object) -> str:
+    """The platform's address for one call's webhooks. The call's id rides in the query,
+    which Twilio signs with the rest of the URL."""
+    if not settings.PUBLIC_BASE_URL:
+        raise TwilioUnavailable(
+            "PUBLIC_BASE_URL is not set: Twilio would not know where to reach the platform.",
+            permanent=True,
+        )
+    return f"{settings.PUBLIC_BASE_URL}{path}?{urlencode({'call': call_id})}"
+
+
+def _calls(tenant: Tenant):
+    sid = account_sid_for(tenant)
+    if not sid:
+        raise TwilioUnavailable("No Twilio account: set TWILIO_ACCOUNT_SID.", permanent=True)
+    return rest_client(sid, auth_token_for(tenant)).api.v2010.accounts(sid).calls
+
+
+def _ask(request):
+    try:
+        return request()
+    except (TwilioException, requests.RequestException, ValueError) as exc:
+        error = lookup_error(exc)
+        raise TwilioUnavailable(str(error), permanent=error.permanent) from exc
+
+
+def call_create(
+    *, tenant: Tenant, to: str, from_: str, call_id: object, detect_machines: bool
+) -> str:
+    """Ask Twilio to place the call; returns its CallSid."""
+    options = {
+        "to": to,
+        "from_": from_,
+        "url": webhook_url("/twilio/outbound/voice", call_id=call_id),
+        "fallback_url": f"{settings.PUBLIC_BASE_URL}/twilio/fallback",
+        "status_callback": webhook_url("/twilio/outbound/status", call_id=call_id),
+        "status_callback_event": STATUS_EVENTS,
+    }
+    if detect_machines:
+        options |= {
+            "machine_detection": "DetectMessageEnd",
+            "async_amd": "true",
+            "async_amd_status_callback": webhook_url("/twilio/outbound/amd", call_id=call_id),
+        }
+    calls = _calls(tenant)
+    return _ask(lambda: calls.create(**options)).sid
+
+
+def call_redirect(*, tenant: Tenant, call_sid: str, twiml: str) -> None:
+    """Replace what a call in progress is doing with `twiml`."""
+    calls = _calls(tenant)
+    _ask(lambda: calls(call_sid).update(twiml=twiml))
+
+
+def call_hang_up(*, tenant: Tenant, call_sid: str) -> None:
+    calls = _calls(tenant)
+    _ask(lambda: calls(call_sid).update(status="completed"))
+
+
+def call_sid_placed(*, tenant: Tenant, to: str, from_: str, since: datetime) -> str:
+    """The sid of a call Twilio placed from `from_` to `to` since `since`, or "": whether a
+    dialler that stopped mid-request had in fact placed its call."""
+    calls = _calls(tenant)
+    listed = _ask(lambda: calls.list(to=to, from_=from_, limit=20))
+    margin = since - timedelta(seconds=5)
+    return next((c.sid for c in listed if c.date_created and c.date_created >= margin), "")
