@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django_scopes import scopes_disabled
 
 from campaigns.models import Campaign, Contact, OutboundCall
@@ -40,3 +41,28 @@ def campaign_progress(*, campaign: Campaign) -> dict[str, int]:
         completed=Count("id", filter=done),
     )
     return counts
+
+
+def campaign_results(*, campaign: Campaign) -> tuple[list[str], Iterator[dict]]:
+    """(the contacts' variable names, one row per contact with its outcome and last call)."""
+    contacts = Contact.objects.filter(tenant=campaign.tenant, campaign=campaign)
+    names: set[str] = set()
+    for variables in contacts.values_list("variables", flat=True).iterator():
+        names.update(variables)
+    rows = (
+        contacts.order_by("number")
+        .values(
+            "number",
+            "state",
+            "outcome",
+            "attempts",
+            "variables",
+            answered_by=F("last_call__outbound__answered_by"),
+            voicemail_left=F("last_call__outbound__voicemail_left"),
+            call_id=F("last_call_id"),
+            call_status=F("last_call__status"),
+            duration=F("last_call__duration_seconds"),
+        )
+        .iterator()
+    )
+    return sorted(names), rows

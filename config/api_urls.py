@@ -11,6 +11,7 @@ from rest_framework.routers import SimpleRouter
 from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
+from campaigns.api import CampaignViewSet, DoNotCallViewSet, OutboundCallViewSet
 from tenants.api import RateLimitView
 
 router = SimpleRouter()
@@ -20,6 +21,9 @@ router.register(
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
+router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
 
 v1 = [
     *router.urls,

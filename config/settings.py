@@ -519,5 +519,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AssistantModeEnum": "assistants.models.AssistantConfig.Mode",
         "CallModeEnum": "calls.models.Call.Mode",
+        "CallStatusEnum": "calls.models.Call.Status",
+        "CallOutcomeEnum": "calls.models.Call.Outcome",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "ContactOutcomeEnum": "campaigns.models.Contact.Outcome",
     },
 }
