@@ -21,6 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -172,7 +173,16 @@ class _Dialler:
 def _reconcile(tenant: Tenant) -> None:
     """Contacts whose call was written but never heard of from Twilio: the dialler stopped
     between writing it and Twilio's answer. Adopt the call if Twilio placed it; otherwise
-    close it as never placed and give the contact its attempt back."""
+    close it as never placed and give the contact its attempt back. Contacts whose call was
+    closed without a final callback (the platform's stale-call sweep) are settled."""
+    closed = OutboundCall.objects.filter(
+        tenant=tenant,
+        contact__state=Contact.State.DIALLING,
+        contact__last_call=F("call"),
+        call__status__in=Call.FINAL_STATUSES,
+    ).select_related("call")
+    for outbound in closed:
+        services.contact_settle(outbound=outbound, call=outbound.call)
     cutoff = timezone.now() - timedelta(seconds=settings.CAMPAIGN_DIAL_RECONCILE_SECONDS)
     stuck = OutboundCall.objects.filter(
         tenant=tenant,
