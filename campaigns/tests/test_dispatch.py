@@ -87,9 +87,7 @@ def test_canceling_ends_every_contact_not_yet_called(campaign, tenant_a, twilio_
     assert twilio_cloud.calls == {}
 
 
-def test_a_contact_outside_its_window_waits_for_the_next_opening(
-    campaign, tenant_a, twilio_cloud
-):
+def test_a_contact_outside_its_window_waits_for_the_next_opening(campaign, tenant_a, twilio_cloud):
     now = timezone.now()
     with scopes_disabled():
         campaign.window_start = dt.time(9, 0)

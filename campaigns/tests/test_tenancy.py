@@ -90,7 +90,9 @@ def test_the_owner_sees_and_moves_their_campaign(api, key_a, rows_a):
 
 def _post(path: str, params: dict, *, token: str | None = None) -> int:
     signature = sign(
-        url=f"http://testserver{path}", params=params, auth_token=token or settings.TWILIO_AUTH_TOKEN
+        url=f"http://testserver{path}",
+        params=params,
+        auth_token=token or settings.TWILIO_AUTH_TOKEN,
     )
     return Client().post(path, params, headers={"X-Twilio-Signature": signature}).status_code
 
