@@ -75,7 +75,11 @@ class _Dialler:
     def run(self) -> int:
         placed = 0
         while time.monotonic() < self.deadline:
-            campaigns = list(Campaign.objects.filter(tenant=self.tenant, status="running"))
+            campaigns = list(
+                Campaign.objects.filter(tenant=self.tenant, status=Campaign.Status.RUNNING)
+                .select_related("tenant", "assistant", "phone_number")
+                .order_by("created_at")
+            )
             if not campaigns:
                 break
             progress = [self._dial_one(campaign) for campaign in campaigns]

@@ -50,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+import requests.adapters
 from twilio.request_validator import RequestValidator
 
 OUTCOMES = frozenset({"answered", "machine", "busy", "no-answer", "failed"})
@@ -119,6 +120,8 @@ class FakeTwilioServer:
         self._lock = threading.Lock()
         self._players: list[threading.Thread] = []
         self._http = requests.Session()
+        # One connection per call being played, as Twilio's many senders would have.
+        self._http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=256))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
