@@ -101,6 +101,8 @@ class FakeTwilioServer:
     def __init__(
         self,
         *,
+        host: str = "127.0.0.1",
+        port: int = 0,
         ring_seconds: float = 0.05,
         talk_seconds: float = 0.2,
         machine_wait_seconds: float = 5.0,
@@ -112,6 +114,7 @@ class FakeTwilioServer:
         self.outcomes: dict[str, str] = {}
         self.default_outcome = "answered"
         self.speech: dict[str, list[str]] = {}  # destination -> what the callee says
+        self.speech_for_all: list[str] = []  # what callees not in `speech` say
         self.calls: dict[str, FakeCall] = {}
         self.create_times: list[float] = []
         self.errors: list[str] = []  # webhooks that did not answer as Twilio expects
@@ -122,15 +125,19 @@ class FakeTwilioServer:
         self._http = requests.Session()
         # One connection per call being played, as Twilio's many senders would have.
         self._http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=256))
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.base_url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # --- life cycle -----------------------------------------------------------------------------
     def start(self) -> FakeTwilioServer:
         self._thread.start()
         return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (`manage.py fake_twilio`)."""
+        self.server.serve_forever()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -150,6 +157,7 @@ class FakeTwilioServer:
         with self._lock:
             self.outcomes.clear()
             self.speech.clear()
+            self.speech_for_all = []
             self.calls.clear()
             self.create_times.clear()
             self.errors.clear()
@@ -309,7 +317,7 @@ class FakeTwilioServer:
                 call.update_event.wait(self.machine_wait_seconds)
             else:
                 self._amd(call, "human")
-                for words in self.speech.get(call.to, []):
+                for words in self.speech.get(call.to, self.speech_for_all):
                     action = _gather_action(twiml)
                     if not action:
                         break
