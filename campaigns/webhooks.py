@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 
 from django.http import HttpRequest, HttpResponse
 from django_scopes import scope
@@ -18,7 +16,13 @@ from django_scopes import scope
 from calls.models import Call
 from calls.transports import twiml
 from calls.transports.signatures import request_is_signed
-from calls.transports.twilio import field, forbidden, int_field, twilio_webhook
+from calls.transports.twilio import (
+    datetime_field,
+    field,
+    forbidden,
+    int_field,
+    twilio_webhook,
+)
 from calls.transports.webhooks import answer
 from campaigns import services
 from campaigns.models import OutboundCall
@@ -74,19 +78,14 @@ def voice(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
 
 @outbound_webhook(unknown=_no_content)
 def status(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
-    timestamp = None
-    if raw := request.POST.get("Timestamp"):
-        try:
-            timestamp = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            timestamp = None
+    """Twilio's status callback: closes the call once, then settles its campaign contact."""
     services.outbound_status(
         outbound=outbound,
         call_sid=field(request, "CallSid"),
         status=field(request, "CallStatus"),
         sequence=int_field(request, "SequenceNumber"),
         duration=int_field(request, "CallDuration"),
-        timestamp=timestamp if isinstance(timestamp, datetime) else None,
+        timestamp=datetime_field(request, "Timestamp"),
     )
     return _no_content()
 

@@ -11,6 +11,8 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -52,6 +54,15 @@ def float_field(request: HttpRequest, name: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def datetime_field(request: HttpRequest, name: str) -> datetime | None:
+    """An RFC 2822 date Twilio sent (a status callback's `Timestamp`), or None."""
+    try:
+        value = parsedate_to_datetime(request.POST.get(name, ""))
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, datetime) else None
 
 
 def forbidden() -> HttpResponse:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -33,6 +31,7 @@ from calls.transports.signatures import (
 )
 from calls.transports.twilio import (
     call_webhook,
+    datetime_field,
     field,
     forbidden,
     int_field,
@@ -136,18 +135,12 @@ def _handoff_data(raw: str) -> dict:
 @call_webhook(unknown=lambda: HttpResponse(status=204), active_only=True)
 def status(request: HttpRequest, call: Call) -> HttpResponse:
     """Status callback: closes the call once, whatever order or how often callbacks arrive."""
-    timestamp = None
-    if raw := request.POST.get("Timestamp"):
-        try:
-            timestamp = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            timestamp = None
     services.call_status_update(
         call=call,
         status=request.POST.get("CallStatus", ""),
         sequence=int_field(request, "SequenceNumber"),
         duration=int_field(request, "CallDuration"),
-        timestamp=timestamp if isinstance(timestamp, datetime) else None,
+        timestamp=datetime_field(request, "Timestamp"),
     )
     return HttpResponse(status=204)
 
