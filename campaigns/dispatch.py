@@ -34,6 +34,9 @@ from tenants.ratelimits import effective_limits
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
+# How often a dialler reads its tenant's running campaigns again (a campaign started meanwhile
+# is dialled from then on; a pause or cancel stops the claims at once).
+CAMPAIGNS_READ_SECONDS = 0.5
 
 
 def unscoped_tenants_dialling() -> list[str]:
@@ -71,15 +74,24 @@ class _Dialler:
         self.pace_key = f"campaigns:next-dial:{tenant.id}"
         limit = effective_limits(tenant).get(RateLimit.Kind.CONCURRENT_CALLS)
         self.tenant_limit = limit.limit if limit else None
+        self.detect_machines: dict[object, bool] = {}
+        self._campaigns: list[Campaign] = []
+        self._campaigns_read_at = float("-inf")
 
-    def run(self) -> int:
-        placed = 0
-        while time.monotonic() < self.deadline:
-            campaigns = list(
+    def _running(self) -> list[Campaign]:
+        if time.monotonic() - self._campaigns_read_at >= CAMPAIGNS_READ_SECONDS:
+            self._campaigns = list(
                 Campaign.objects.filter(tenant=self.tenant, status=Campaign.Status.RUNNING)
                 .select_related("tenant", "assistant", "phone_number")
                 .order_by("created_at")
             )
+            self._campaigns_read_at = time.monotonic()
+        return self._campaigns
+
+    def run(self) -> int:
+        placed = 0
+        while time.monotonic() < self.deadline:
+            campaigns = self._running()
             if not campaigns:
                 break
             progress = [self._dial_one(campaign) for campaign in campaigns]
@@ -101,8 +113,14 @@ class _Dialler:
             if not moved:
                 services.campaign_finish_if_done(campaign=campaign)
             return "claimed" if moved else "idle"
+        if campaign.assistant_id not in self.detect_machines:
+            self.detect_machines[campaign.assistant_id] = services.detects_machines(
+                assistant_id=campaign.assistant_id
+            )
         try:
-            services.outbound_dial(outbound=outbound)
+            services.outbound_dial(
+                outbound=outbound, detect_machines=self.detect_machines[campaign.assistant_id]
+            )
         except services.OutboundError as exc:
             logger.warning("campaign call not placed: %s", exc)
             outbound.call.refresh_from_db()
@@ -138,9 +156,10 @@ class _Dialler:
         now = timezone.now()
         with transaction.atomic():
             contact = (
-                Contact.objects.select_for_update(skip_locked=True)
+                Contact.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(
                     campaign=campaign,
+                    campaign__status=Campaign.Status.RUNNING,  # a pause counts at once
                     tenant=self.tenant,
                     state=Contact.State.PENDING,
                     next_attempt_at__lte=now,

@@ -159,18 +159,25 @@ def outbound_prepare(
     )
 
 
-def outbound_dial(*, outbound: OutboundCall) -> OutboundCall:
+def detects_machines(*, assistant_id: object) -> bool:
+    """Whether the assistant's outbound calls ask Twilio to detect answering machines."""
+    settings = VoicemailSettings.objects.filter(assistant_id=assistant_id).first()
+    return settings.detect_machines if settings else True
+
+
+def outbound_dial(*, outbound: OutboundCall, detect_machines: bool | None = None) -> OutboundCall:
     """Ask Twilio to place a prepared call. Raises OutboundError when it will not (the Call is
-    closed as failed)."""
+    closed as failed). `detect_machines`: the assistant's setting, when the caller knows it."""
     call = outbound.call
-    settings = VoicemailSettings.objects.filter(assistant_id=call.assistant_id).first()
+    if detect_machines is None:
+        detect_machines = detects_machines(assistant_id=call.assistant_id)
     try:
         sid = twilio_calls.call_create(
             tenant=call.tenant,
             to=call.to_number,
             from_=call.from_number,
             call_id=call.id,
-            detect_machines=settings.detect_machines if settings else True,
+            detect_machines=detect_machines,
         )
     except twilio_calls.TwilioUnavailable as exc:
         call_services.call_status_update(
@@ -179,7 +186,8 @@ def outbound_dial(*, outbound: OutboundCall) -> OutboundCall:
         call_services.call_set_outcome(call=call, outcome=Call.Outcome.FAILED, error=str(exc))
         raise OutboundError(str(exc)) from exc
     outbound_adopt_sid(outbound=outbound, call_sid=sid)
-    outbound.refresh_from_db()
+    call.call_sid = sid
+    outbound.placed_at = outbound.placed_at or timezone.now()
     return outbound
 
 
