@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 from analytics import periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
+from campaigns.recordings import call_recordings
 
 
 def _period(request: HttpRequest, view: View) -> periods.Period:
@@ -88,5 +89,6 @@ def call_detail(request: HttpRequest, call_id) -> HttpResponse:
         "waterfall": waterfall,
         "stages": [label for _, label in selectors.WATERFALL_STAGES],
         "snapshot": json.dumps(call.config_snapshot, indent=2, sort_keys=True),
+        "recordings": call_recordings(call=call),
     }
     return render(request, "analytics/call.html", context)

@@ -19,3 +19,5 @@ REPROMPT = "Sorry, I didn't catch that. Could you say it again?"
 ONE_MOMENT = "One moment, please."
 # Said after an answer that broke off mid-sentence (the model's stream was cut).
 CUT_SHORT = "Sorry, I lost my train of thought. Could you ask me that again?"
+# Said before the greeting of a call that is recorded, when the assistant announces it.
+CALL_IS_RECORDED = "This call is recorded."

@@ -7,7 +7,14 @@ from django.http import HttpRequest
 
 from calls.admin import ReadOnlyRecordAdmin
 from campaigns import selectors, services
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, VoicemailSettings
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    OutboundCall,
+    OutboundSettings,
+    Recording,
+)
 from tenants.admin_base import TenantScopedAdmin
 
 
@@ -74,6 +81,13 @@ class DoNotCallAdmin(TenantScopedAdmin):
     readonly_fields = ["source"]
 
 
-@admin.register(VoicemailSettings)
-class VoicemailSettingsAdmin(TenantScopedAdmin):
-    list_display = ["assistant", "tenant", "detect_machines", "action"]
+@admin.register(OutboundSettings)
+class OutboundSettingsAdmin(TenantScopedAdmin):
+    list_display = ["assistant", "tenant", "detect_machines", "action", "record_calls"]
+
+
+@admin.register(Recording)
+class RecordingAdmin(ReadOnlyRecordAdmin):
+    list_display = ["recording_sid", "tenant", "call", "status", "duration_seconds", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["tenant", "call"]

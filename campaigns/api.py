@@ -13,13 +13,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import contacts, selectors, services
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall
+from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
 from campaigns.serializers import (
     CampaignSerializer,
     ContactSerializer,
     DoNotCallSerializer,
     OutboundCallInput,
     OutboundCallSerializer,
+    RecordingSerializer,
 )
 from tenants.api_base import ErrorSerializer, TenantCursorPagination, TenantViewSet
 
@@ -191,3 +192,15 @@ class DoNotCallViewSet(
 
     def perform_create(self, serializer: DoNotCallSerializer) -> None:
         serializer.instance = services.dnc_add(tenant=self.tenant, **serializer.validated_data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List call recordings"),
+    retrieve=extend_schema(summary="Read a recording (with its file's URL)"),
+)
+class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Recordings of calls whose assistant records them, kept for its retention period."""
+
+    model = Recording
+    serializer_class = RecordingSerializer
+    pagination_class = _NewestFirst

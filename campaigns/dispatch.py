@@ -28,7 +28,7 @@ from django_scopes import scopes_disabled
 from calls import services as call_services
 from calls.models import Call
 from campaigns import services, twilio_calls, windows
-from campaigns.models import Campaign, Contact, OutboundCall
+from campaigns.models import Campaign, Contact, OutboundCall, OutboundSettings
 from tenants.models import RateLimit, Tenant
 from tenants.ratelimits import effective_limits
 
@@ -74,7 +74,7 @@ class _Dialler:
         self.pace_key = f"campaigns:next-dial:{tenant.id}"
         limit = effective_limits(tenant).get(RateLimit.Kind.CONCURRENT_CALLS)
         self.tenant_limit = limit.limit if limit else None
-        self.detect_machines: dict[object, bool] = {}
+        self.settings: dict[object, OutboundSettings] = {}
         self._campaigns: list[Campaign] = []
         self._campaigns_read_at = float("-inf")
 
@@ -113,14 +113,12 @@ class _Dialler:
             if not moved:
                 services.campaign_finish_if_done(campaign=campaign)
             return "claimed" if moved else "idle"
-        if campaign.assistant_id not in self.detect_machines:
-            self.detect_machines[campaign.assistant_id] = services.detects_machines(
+        if campaign.assistant_id not in self.settings:
+            self.settings[campaign.assistant_id] = services.outbound_settings_for(
                 assistant_id=campaign.assistant_id
             )
         try:
-            services.outbound_dial(
-                outbound=outbound, detect_machines=self.detect_machines[campaign.assistant_id]
-            )
+            services.outbound_dial(outbound=outbound, settings=self.settings[campaign.assistant_id])
         except services.OutboundError as exc:
             logger.warning("campaign call not placed: %s", exc)
             outbound.call.refresh_from_db()

@@ -41,8 +41,8 @@ class DoNotCall(models.Model):
         return self.number
 
 
-class VoicemailSettings(models.Model):
-    """What an assistant does when an outbound call reaches an answering machine."""
+class OutboundSettings(models.Model):
+    """How an assistant's outbound calls go: answering machines, and recording."""
 
     class Action(models.TextChoices):
         HANG_UP = "hang_up", "Hang up"
@@ -51,25 +51,36 @@ class VoicemailSettings(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     assistant = models.OneToOneField(
-        "assistants.AssistantConfig", on_delete=models.CASCADE, related_name="voicemail"
+        "assistants.AssistantConfig", on_delete=models.CASCADE, related_name="outbound_settings"
     )
     detect_machines = models.BooleanField(
         default=True, help_text="Ask Twilio to detect answering machines (billed per call)."
     )
-    action = models.CharField(max_length=16, choices=Action.choices, default=Action.HANG_UP)
+    action = models.CharField(
+        "on a machine", max_length=16, choices=Action.choices, default=Action.HANG_UP
+    )
     message = models.TextField(
         max_length=2000,
         blank=True,
         help_text="Spoken after the beep; {{first_name}} and other contact variables are filled.",
     )
+    record_calls = models.BooleanField(
+        default=False, help_text="Twilio records each call; the file is kept on the platform."
+    )
+    announce_recording = models.BooleanField(
+        default=True, help_text="Recorded calls begin by saying so, before the greeting."
+    )
+    recording_retention_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="Recordings are deleted after."
+    )
 
     objects = ScopedManager(tenant="tenant")
 
     class Meta:
-        verbose_name = verbose_name_plural = "voicemail settings"
+        verbose_name = verbose_name_plural = "outbound settings"
 
     def __str__(self) -> str:
-        return f"{self.assistant}: {self.get_action_display()}"
+        return str(self.assistant)
 
 
 class Campaign(models.Model):
@@ -219,3 +230,34 @@ class OutboundCall(models.Model):
 
     def __str__(self) -> str:
         return str(self.call_id)
+
+
+class Recording(models.Model):
+    """A call's recording, fetched from Twilio into the platform's media storage."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being fetched"
+        STORED = "stored", "Stored"
+        FAILED = "failed", "Could not be fetched"
+        DELETED = "deleted", "Deleted (retention)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    call = models.ForeignKey("calls.Call", on_delete=models.CASCADE, related_name="recordings")
+    recording_sid = models.CharField(max_length=64, unique=True)
+    source_url = models.URLField(max_length=500)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # Storage name under an unguessable random path; empty until fetched and after deletion.
+    file = models.CharField(max_length=255, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    delete_after = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.recording_sid

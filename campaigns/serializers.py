@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 
 from assistants.models import AssistantConfig
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall
+from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
+from campaigns.recordings import recording_url
 from campaigns.selectors import campaign_progress
 from campaigns.services import variables_clean
 from tenants.models import PhoneNumber
@@ -172,3 +174,18 @@ class DoNotCallSerializer(serializers.ModelSerializer):
 
     def validate_number(self, value: str) -> str:
         return _e164(value)
+
+
+class RecordingSerializer(serializers.ModelSerializer):
+    call = serializers.UUIDField(source="call_id", read_only=True)
+    url = serializers.SerializerMethodField(help_text="The MP3 file; empty until fetched.")
+
+    class Meta:
+        model = Recording
+        fields = ["id", "call", "status", "duration_seconds", "url", "delete_after", "created_at"]
+        read_only_fields = fields
+
+    def get_url(self, recording: Recording) -> str:
+        request = self.context.get("request")
+        base = settings.PUBLIC_BASE_URL or (request.build_absolute_uri("/") if request else "")
+        return recording_url(recording, base_url=base)

@@ -18,11 +18,11 @@ from django.utils import timezone
 from twilio.twiml.voice_response import VoiceResponse
 
 from assistants.models import AssistantConfig
-from calls import events
+from calls import events, phrases
 from calls import services as call_services
 from calls.models import Call
 from campaigns import twilio_calls
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, VoicemailSettings
+from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, OutboundSettings
 from tenants.models import PhoneNumber, Tenant
 from tenants.phone import normalize_e164
 
@@ -140,6 +140,9 @@ def outbound_prepare(
     config = assistant.snapshot()
     config["system_prompt"] = render(config["system_prompt"], variables)
     config["greeting"] = render(config["greeting"], variables)
+    settings = outbound_settings_for(assistant_id=assistant.id)
+    if settings.record_calls and settings.announce_recording:
+        config["greeting"] = f"{phrases.CALL_IS_RECORDED} {config['greeting']}"
     relay = assistant.mode == AssistantConfig.Mode.RELAY
     call = Call.objects.create(
         tenant=tenant,
@@ -159,25 +162,27 @@ def outbound_prepare(
     )
 
 
-def detects_machines(*, assistant_id: object) -> bool:
-    """Whether the assistant's outbound calls ask Twilio to detect answering machines."""
-    settings = VoicemailSettings.objects.filter(assistant_id=assistant_id).first()
-    return settings.detect_machines if settings else True
+def outbound_settings_for(*, assistant_id: object) -> OutboundSettings:
+    """The assistant's outbound settings (the defaults when it has none)."""
+    found = OutboundSettings.objects.filter(assistant_id=assistant_id).first()
+    return found or OutboundSettings()
 
 
-def outbound_dial(*, outbound: OutboundCall, detect_machines: bool | None = None) -> OutboundCall:
+def outbound_dial(
+    *, outbound: OutboundCall, settings: OutboundSettings | None = None
+) -> OutboundCall:
     """Ask Twilio to place a prepared call. Raises OutboundError when it will not (the Call is
-    closed as failed). `detect_machines`: the assistant's setting, when the caller knows it."""
+    closed as failed). `settings`: the assistant's outbound settings, when the caller has them."""
     call = outbound.call
-    if detect_machines is None:
-        detect_machines = detects_machines(assistant_id=call.assistant_id)
+    settings = settings or outbound_settings_for(assistant_id=call.assistant_id)
     try:
         sid = twilio_calls.call_create(
             tenant=call.tenant,
             to=call.to_number,
             from_=call.from_number,
             call_id=call.id,
-            detect_machines=detect_machines,
+            detect_machines=settings.detect_machines,
+            record=settings.record_calls,
         )
     except twilio_calls.TwilioUnavailable as exc:
         call_services.call_status_update(
@@ -257,10 +262,10 @@ def outbound_machine_answered(*, outbound: OutboundCall, call_sid: str, answered
     call = Call.objects.select_related("tenant").get(pk=outbound.call_id)
     if call.status in Call.FINAL_STATUSES:
         return
-    settings = VoicemailSettings.objects.filter(assistant_id=call.assistant_id).first()
+    settings = OutboundSettings.objects.filter(assistant_id=call.assistant_id).first()
     message = render(settings.message, outbound.variables) if settings else ""
     try:
-        if settings and settings.action == VoicemailSettings.Action.LEAVE_MESSAGE and message:
+        if settings and settings.action == OutboundSettings.Action.LEAVE_MESSAGE and message:
             response = VoiceResponse()
             response.say(message, language=call.config_snapshot.get("language", "en-US"))
             response.hangup()

@@ -7,6 +7,8 @@ from django.conf import settings
 from django_scopes import scope
 
 from campaigns.dispatch import campaigns_dial, unscoped_tenants_dialling
+from campaigns.models import Recording
+from campaigns.recordings import recording_fetch, recordings_expire
 from tenants.models import Tenant
 
 
@@ -27,3 +29,23 @@ def dial_tenant_campaigns(tenant_id: str) -> int:
         return 0
     with scope(tenant=tenant.id):
         return campaigns_dial(tenant=tenant, seconds=settings.CAMPAIGN_TICK_SECONDS)
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def fetch_recording(tenant_id: str, recording_id: str) -> str:
+    """Copy one recording from Twilio into media storage; returns its status."""
+    with scope(tenant=tenant_id):
+        recording = (
+            Recording.objects.filter(tenant_id=tenant_id, pk=recording_id)
+            .select_related("call__tenant")
+            .first()
+        )
+        if recording is None:
+            return "not found"
+        return recording_fetch(recording=recording).status
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def expire_recordings() -> int:
+    """Beat, hourly: delete recordings past their assistant's retention period."""
+    return recordings_expire()

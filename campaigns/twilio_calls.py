@@ -16,6 +16,9 @@ from calls.transports.signatures import auth_token_for
 from tenants.models import Tenant
 from tenants.twilio_numbers import TwilioLookupError, lookup_error, rest_client
 
+RECORDING_TIMEOUT_SECONDS = 30.0
+_media = requests.Session()
+
 # Twilio's progress events the platform needs: the callee answered, the call ended. (The line
 # counts as taken from the moment the call is written; "initiated" and "ringing" would only
 # double the webhooks of a campaign.)
@@ -66,7 +69,7 @@ def _ask(request):
 
 
 def call_create(
-    *, tenant: Tenant, to: str, from_: str, call_id: object, detect_machines: bool
+    *, tenant: Tenant, to: str, from_: str, call_id: object, detect_machines: bool, record: bool
 ) -> str:
     """Ask Twilio to place the call; returns its CallSid."""
     options = {
@@ -82,6 +85,12 @@ def call_create(
             "machine_detection": "DetectMessageEnd",
             "async_amd": "true",
             "async_amd_status_callback": webhook_url("/twilio/outbound/amd", call_id=call_id),
+        }
+    if record:
+        options |= {
+            "record": True,
+            "recording_status_callback": webhook_url("/twilio/outbound/recording", call_id=call_id),
+            "recording_status_callback_event": ["completed"],
         }
     calls = _calls(tenant)
     return _ask(lambda: calls.create(**options)).sid
@@ -105,3 +114,31 @@ def call_sid_placed(*, tenant: Tenant, to: str, from_: str, since: datetime) -> 
     listed = _ask(lambda: calls.list(to=to, from_=from_, limit=20))
     margin = since - timedelta(seconds=5)
     return next((c.sid for c in listed if c.date_created and c.date_created >= margin), "")
+
+
+def recording_download(*, tenant: Tenant, url: str) -> bytes:
+    """A recording's MP3, from the `RecordingUrl` Twilio gave (a media file: the REST client
+    reads JSON only, so it is fetched with the account's credentials directly)."""
+    if not url.startswith(_api_base()):
+        raise TwilioUnavailable("The recording is not on Twilio's API.", permanent=True)
+    try:
+        response = _media.get(
+            f"{url}.mp3",
+            auth=(account_sid_for(tenant), auth_token_for(tenant)),
+            timeout=RECORDING_TIMEOUT_SECONDS,
+        )
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise TwilioUnavailable(f"Twilio could not be reached: {type(exc).__name__}") from exc
+    return response.content
+
+
+def recording_delete(*, tenant: Tenant, recording_sid: str) -> None:
+    """Delete the recording at Twilio, which bills its storage by the month."""
+    sid = account_sid_for(tenant)
+    client = _client(sid, auth_token_for(tenant), settings.TWILIO_API_BASE_URL)
+    _ask(lambda: client.api.v2010.accounts(sid).recordings(recording_sid).delete())
+
+
+def _api_base() -> str:
+    return (settings.TWILIO_API_BASE_URL or "https://api.twilio.com").rstrip("/") + "/"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django_scopes import scope
 
@@ -24,7 +25,7 @@ from calls.transports.twilio import (
     twilio_webhook,
 )
 from calls.transports.webhooks import answer
-from campaigns import services
+from campaigns import recordings, services, tasks
 from campaigns.models import OutboundCall
 from campaigns.selectors import unscoped_outbound_by_call_id
 from core.logging import log_context
@@ -98,4 +99,21 @@ def amd(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
         call_sid=field(request, "CallSid"),
         answered_by=field(request, "AnsweredBy"),
     )
+    return _no_content()
+
+
+@outbound_webhook(unknown=_no_content)
+def recording(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
+    """Twilio's recording status callback: a finished recording is fetched by a worker."""
+    if field(request, "RecordingStatus") == "completed":
+        noted = recordings.recording_note(
+            outbound=outbound,
+            recording_sid=field(request, "RecordingSid"),
+            url=field(request, "RecordingUrl"),
+            duration=int_field(request, "RecordingDuration"),
+        )
+        if noted is not None:
+            transaction.on_commit(
+                lambda: tasks.fetch_recording.delay(str(noted.tenant_id), str(noted.id))
+            )
     return _no_content()

@@ -11,7 +11,12 @@ from rest_framework.routers import SimpleRouter
 from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
-from campaigns.api import CampaignViewSet, DoNotCallViewSet, OutboundCallViewSet
+from campaigns.api import (
+    CampaignViewSet,
+    DoNotCallViewSet,
+    OutboundCallViewSet,
+    RecordingViewSet,
+)
 from tenants.api import RateLimitView
 
 router = SimpleRouter()
@@ -24,6 +29,7 @@ router.register("calls", CallViewSet, basename="call")
 router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
+router.register("recordings", RecordingViewSet, basename="recording")
 
 v1 = [
     *router.urls,

@@ -457,6 +457,10 @@ CAMPAIGN_TICK_SECONDS = env.float("CAMPAIGN_TICK_SECONDS", default=5.0)
 CAMPAIGN_MAX_CALLS_PER_SECOND = env.float("CAMPAIGN_MAX_CALLS_PER_SECOND", default=1.0)
 CAMPAIGN_DIAL_RECONCILE_SECONDS = env.int("CAMPAIGN_DIAL_RECONCILE_SECONDS", default=60)
 CAMPAIGN_MAX_CONTACTS = env.int("CAMPAIGN_MAX_CONTACTS", default=50000)
+CELERY_BEAT_SCHEDULE["expire-recordings"] = {
+    "task": "campaigns.tasks.expire_recordings",
+    "schedule": 3600.0,
+}
 CELERY_BEAT_SCHEDULE["dial-campaigns"] = {
     "task": "campaigns.tasks.dial_campaigns",
     "schedule": CAMPAIGN_TICK_SECONDS,

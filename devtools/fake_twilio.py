@@ -7,7 +7,8 @@ with HTTP basic auth (account SID and auth token):
 
 - `Calls.json` POST (create: `To`, `From`, `Url`, `StatusCallback` + `StatusCallbackEvent`,
   `MachineDetection` + `AsyncAmd` + `AsyncAmdStatusCallback`) and GET (list, `To`/`From` filters);
-- `Calls/<CallSid>.json` POST (update: `Twiml`, `Status=completed`).
+- `Calls/<CallSid>.json` POST (update: `Twiml`, `Status=completed`);
+- `Recordings/<RecordingSid>.mp3` GET (the media file) and `.json` DELETE.
 
 Each created call is then played in a thread, every webhook signed with the account's auth token
 (X-Twilio-Signature, as `twilio.request_validator` computes it):
@@ -19,6 +20,9 @@ Each created call is then played in a thread, every webhook signed with the acco
   with the call (a `Twiml` update: a message left after the beep; `Status=completed`: hung up)
   is recorded, and the call completes;
 - `busy`, `no-answer`, `failed`: initiated, ringing, then that final status, without `Url`.
+
+A call created with `Record=true` gets a recording once it is over, announced to its
+`RecordingStatusCallback` (`RecordingSid`, `RecordingUrl`, `RecordingStatus=completed`).
 
 The outcome is chosen per destination number (`outcomes`, else `default_outcome`). The server
 measures what Twilio would see of a dialler: creates per destination, the most calls in progress
@@ -57,6 +61,9 @@ OUTCOMES = frozenset({"answered", "machine", "busy", "no-answer", "failed"})
 _ACCOUNT = r"/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})"
 _CALLS = re.compile(_ACCOUNT + r"/Calls\.json$")
 _CALL = re.compile(_ACCOUNT + r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json$")
+_RECORDING = re.compile(_ACCOUNT + r"/Recordings/(?P<recording>RE[0-9a-f]{32})\.(?P<ext>json|mp3)$")
+# What a recording's media file holds here: an MP3 frame header and silence.
+RECORDING_AUDIO = b"\xff\xfb\x90\x64" + b"\x00" * 413
 WEBHOOK_TIMEOUT_SECONDS = 15.0  # what Twilio waits for a webhook
 
 
@@ -116,6 +123,8 @@ class FakeTwilioServer:
         self.speech: dict[str, list[str]] = {}  # destination -> what the callee says
         self.speech_for_all: list[str] = []  # what callees not in `speech` say
         self.calls: dict[str, FakeCall] = {}
+        self.recordings: dict[str, str] = {}  # recording sid -> call sid
+        self.recordings_deleted: set[str] = set()
         self.create_times: list[float] = []
         self.errors: list[str] = []  # webhooks that did not answer as Twilio expects
         self.active = 0
@@ -159,6 +168,8 @@ class FakeTwilioServer:
             self.speech.clear()
             self.speech_for_all = []
             self.calls.clear()
+            self.recordings.clear()
+            self.recordings_deleted.clear()
             self.create_times.clear()
             self.errors.clear()
             self.default_outcome = "answered"
@@ -201,10 +212,17 @@ class FakeTwilioServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 self._answer(*fake.handle("POST", self.path, self.headers, self.rfile.read(length)))
 
-            def _answer(self, status: int, body: dict) -> None:
-                payload = json.dumps(body).encode()
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._answer(*fake.handle("DELETE", self.path, self.headers, b""))
+
+            def _answer(self, status: int, body: dict | bytes | None) -> None:
+                if isinstance(body, bytes):
+                    payload, kind = body, "audio/mpeg"
+                else:
+                    payload = b"" if body is None else json.dumps(body).encode()
+                    kind = "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -214,14 +232,18 @@ class FakeTwilioServer:
 
         return Handler
 
-    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict]:
+    def handle(
+        self, method: str, path: str, headers, body: bytes
+    ) -> tuple[int, dict | bytes | None]:
         url = urlsplit(path)
-        match = _CALLS.match(url.path) or _CALL.match(url.path)
+        match = _CALLS.match(url.path) or _CALL.match(url.path) or _RECORDING.match(url.path)
         if match is None:
             return 404, _error(404, 20404, "The requested resource was not found")
         account = match.group("account")
         if not self._authorized(account, headers.get("Authorization", "")):
             return 401, _error(401, 20003, "Authenticate")
+        if "recording" in match.groupdict():
+            return self._recording(method, match.group("recording"), match.group("ext"))
         params = parse_qs(body.decode(), keep_blank_values=True)
         if "sid" in match.groupdict():
             return (
@@ -298,6 +320,16 @@ class FakeTwilioServer:
         call.update_event.set()
         return 200, call.resource()
 
+    def _recording(self, method: str, sid: str, ext: str) -> tuple[int, dict | bytes | None]:
+        if sid not in self.recordings or sid in self.recordings_deleted:
+            return 404, _error(404, 20404, "The requested resource was not found")
+        if method == "DELETE" and ext == "json":
+            self.recordings_deleted.add(sid)
+            return 204, None
+        if method == "GET" and ext == "mp3":
+            return 200, RECORDING_AUDIO
+        return 405, _error(405, 20004, "Method not allowed")
+
     # --- playing a call ---------------------------------------------------------------------
     def _play(self, call: FakeCall) -> None:
         sequence = iter(range(100))
@@ -326,11 +358,30 @@ class FakeTwilioServer:
                 time.sleep(self.talk_seconds)
             duration = str(max(int(time.monotonic() - started), 1))
             self._status(call, "completed", next(sequence), final=True, duration=duration)
+            self._recorded(call, duration)
         except Exception as exc:  # a broken webhook must not stop the other calls
             self.errors.append(f"{call.sid}: {exc!r}")
         finally:
             with self._lock:
                 self.active -= 1
+
+    def _recorded(self, call: FakeCall, duration: str) -> None:
+        """A recorded call's recording is ready once the call is over."""
+        if call.param("Record") != "true":
+            return
+        sid = "RE" + uuid.uuid4().hex
+        self.recordings[sid] = call.sid
+        if callback := call.param("RecordingStatusCallback"):
+            url = f"{self.base_url}/2010-04-01/Accounts/{call.account_sid}/Recordings/{sid}"
+            extra = {
+                "RecordingSid": sid,
+                "RecordingUrl": url,
+                "RecordingStatus": "completed",
+                "RecordingDuration": duration,
+                "RecordingChannels": "1",
+                "RecordingSource": "OutboundAPI",
+            }
+            self._webhook(call, callback, extra)
 
     def _amd(self, call: FakeCall, answered_by: str) -> None:
         if call.param("MachineDetection") and call.param("AsyncAmdStatusCallback"):

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django_scopes import scopes_disabled
 
 from campaigns import services
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, VoicemailSettings
+from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, OutboundSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def rows(tenant_a, assistant_a, number_a):
             Contact: contact,
             OutboundCall: outbound,
             DoNotCall: DoNotCall.objects.create(tenant=tenant_a, number="+14155556002"),
-            VoicemailSettings: VoicemailSettings.objects.create(
+            OutboundSettings: OutboundSettings.objects.create(
                 tenant=tenant_a, assistant=assistant_a
             ),
         }

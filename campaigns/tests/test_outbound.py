@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from urllib.parse import urlsplit
+
 import pytest
+from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from calls.models import Call, Turn
-from campaigns.models import DoNotCall, OutboundCall, VoicemailSettings
+from campaigns.models import DoNotCall, OutboundCall, OutboundSettings, Recording
+from campaigns.recordings import recordings_expire
+from devtools.fake_twilio import RECORDING_AUDIO
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,10 +73,10 @@ def test_a_machine_hears_the_assistants_message_after_the_beep(
     api, key_a, greeting_with_name, number_a, twilio_cloud
 ):
     with scopes_disabled():
-        VoicemailSettings.objects.create(
+        OutboundSettings.objects.create(
             tenant=number_a.tenant,
             assistant=greeting_with_name,
-            action=VoicemailSettings.Action.LEAVE_MESSAGE,
+            action=OutboundSettings.Action.LEAVE_MESSAGE,
             message="Hello {{first_name}}, please call Acme back.",
         )
     twilio_cloud.outcomes[CALLEE] = "machine"
@@ -157,3 +163,75 @@ def test_another_tenants_assistant_number_and_calls_are_404(
     assert api(key=key_b).get(f"/api/v1/outbound-calls/{placed['id']}/").status_code == 404
     assert api(key=key_b).get("/api/v1/outbound-calls/").json()["results"] == []
     assert len(twilio_cloud.calls) == 1
+
+
+@pytest.fixture
+def tasks_inline():
+    """Celery tasks queued by the platform run at once, in the process that queues them (the
+    live server's thread here): the recording is fetched while the test waits for the call."""
+    from config.celery import app
+
+    option = f"{app.namespace}_TASK_ALWAYS_EAGER"
+    previous = app.conf.task_always_eager
+    app.conf.update({option: True})
+    yield
+    app.conf.update({option: previous})
+
+
+def test_a_recorded_call_is_announced_fetched_played_and_deleted_on_time(
+    api, key_a, key_b, alice, charlie, assistant_a, number_a, twilio_cloud, media_root, tasks_inline
+):
+    with scopes_disabled():
+        OutboundSettings.objects.create(
+            tenant=number_a.tenant, assistant=assistant_a, record_calls=True
+        )
+    response = _place(api, key_a, assistant_a, number_a)
+    assert twilio_cloud.wait_idle(timeout=15)
+
+    fake = next(iter(twilio_cloud.calls.values()))
+    assert fake.param("Record") == "true"
+    assert "This call is recorded. Acme Plumbing, how can I help?" in fake.twiml[0]
+    with scopes_disabled():
+        recording = Recording.objects.get(call_id=response.json()["call"])
+    assert recording.status == Recording.Status.STORED
+    assert (media_root / recording.file).read_bytes() == RECORDING_AUDIO
+    assert twilio_cloud.recordings_deleted == {recording.recording_sid}  # no storage billed
+    # Linked in the API, served, and played on the call page; none of it for another tenant.
+    listed = api(key=key_a).get("/api/v1/recordings/").json()["results"]
+    assert [r["id"] for r in listed] == [str(recording.id)]
+    path = urlsplit(listed[0]["url"]).path
+    assert b"".join(api().get(path).streaming_content) == RECORDING_AUDIO
+    page = api(alice).get(f"/dashboard/calls/{recording.call_id}/").content.decode()
+    assert f'src="{path}"' in page
+    assert api(key=key_b).get(f"/api/v1/recordings/{recording.id}/").status_code == 404
+    assert api(key=key_b).get("/api/v1/recordings/").json()["results"] == []
+    assert api(charlie).get(f"/dashboard/calls/{recording.call_id}/").status_code == 404
+
+    with scopes_disabled():
+        Recording.objects.filter(pk=recording.pk).update(delete_after=timezone.now())
+    assert recordings_expire() == 1
+    assert not (media_root / recording.file).exists()
+    detail = api(key=key_a).get(f"/api/v1/recordings/{recording.id}/").json()
+    assert (detail["status"], detail["url"]) == ("deleted", "")
+
+
+def test_recordings_are_kept_for_the_retention_period(
+    api, key_a, assistant_a, number_a, twilio_cloud, media_root, tasks_inline
+):
+    with scopes_disabled():
+        OutboundSettings.objects.create(
+            tenant=number_a.tenant,
+            assistant=assistant_a,
+            record_calls=True,
+            announce_recording=False,
+            recording_retention_days=7,
+        )
+    _place(api, key_a, assistant_a, number_a)
+    assert twilio_cloud.wait_idle(timeout=15)
+
+    assert "This call is recorded" not in next(iter(twilio_cloud.calls.values())).twiml[0]
+    assert recordings_expire() == 0
+    with scopes_disabled():
+        recording = Recording.objects.get()
+    kept_for = recording.delete_after - recording.created_at
+    assert timedelta(days=7) - timedelta(minutes=1) < kept_for <= timedelta(days=7)
