@@ -64,6 +64,11 @@ def test_a_csv_with_bad_rows_gets_a_report_line_by_line(api, key_a, campaign, te
     assert set(contacts) == {"+14155553001", "+14155553002"}
     assert contacts["+14155553001"].variables == {"first_name": "Ada"}
     assert contacts["+14155553001"].timezone == "Europe/London"
+    listed = api(key=key_a).get(f"/api/v1/campaigns/{campaign.id}/contacts/").json()["results"]
+    assert [(c["number"], c["state"]) for c in listed] == [
+        ("+14155553001", "pending"),
+        ("+14155553002", "pending"),
+    ]
 
 
 @pytest.mark.parametrize(
