@@ -12,7 +12,8 @@ from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import contacts, selectors, services
+from assistants.serializers import PhoneNumberSerializer
+from campaigns import contacts, numbers, selectors, services
 from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
 from campaigns.serializers import (
     CampaignSerializer,
@@ -21,8 +22,18 @@ from campaigns.serializers import (
     OutboundCallInput,
     OutboundCallSerializer,
     RecordingSerializer,
+    TwilioNumberInput,
+    TwilioNumberSerializer,
 )
-from tenants.api_base import ErrorSerializer, TenantCursorPagination, TenantViewSet
+from tenants import services as tenant_services
+from tenants.api_base import (
+    ErrorSerializer,
+    TenantAPIView,
+    TenantCursorPagination,
+    TenantViewSet,
+)
+from tenants.models import PhoneNumber
+from tenants.twilio_numbers import TwilioLookupError
 
 
 class _NewestFirst(TenantCursorPagination):
@@ -204,3 +215,49 @@ class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
     model = Recording
     serializer_class = RecordingSerializer
     pagination_class = _NewestFirst
+
+
+class TwilioNumbersView(TenantAPIView):
+    """The numbers of the tenant's own Twilio account, and importing one: the platform points
+    its voice URL, fallback URL and status callback at itself (and back at nothing when the
+    number is removed)."""
+
+    model = PhoneNumber
+    serializer_class = TwilioNumberSerializer
+
+    @extend_schema(
+        summary="List your Twilio account's numbers", responses=TwilioNumberSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            listed = numbers.numbers_in_account(tenant=self.tenant)
+        except (numbers.NoOwnAccount, TwilioLookupError) as exc:
+            return _twilio_refusal(exc)
+        return Response(TwilioNumberSerializer(listed, many=True).data)
+
+    @extend_schema(
+        summary="Import a number and point it at the platform",
+        request=TwilioNumberInput,
+        responses={
+            201: PhoneNumberSerializer,
+            503: OpenApiResponse(ErrorSerializer, description="Twilio could not be reached."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        given = TwilioNumberInput(data=request.data, context=self.get_serializer_context())
+        given.is_valid(raise_exception=True)
+        try:
+            phone_number = numbers.number_import(tenant=self.tenant, **given.validated_data)
+        except tenant_services.NumberClaimRefused as exc:
+            if exc.reason == exc.UNAVAILABLE:
+                return Response({"detail": exc.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            raise exceptions.ValidationError({"number": [exc.message]}) from exc
+        except (numbers.NoOwnAccount, TwilioLookupError) as exc:
+            return _twilio_refusal(exc)
+        return Response(PhoneNumberSerializer(phone_number).data, status=status.HTTP_201_CREATED)
+
+
+def _twilio_refusal(exc: Exception) -> Response:
+    if isinstance(exc, TwilioLookupError) and not exc.permanent:
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

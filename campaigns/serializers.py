@@ -189,3 +189,20 @@ class RecordingSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         base = settings.PUBLIC_BASE_URL or (request.build_absolute_uri("/") if request else "")
         return recording_url(recording, base_url=base)
+
+
+class TwilioNumberInput(serializers.Serializer):
+    number = serializers.CharField(max_length=32, help_text="A number of your Twilio account.")
+    assistant = TenantObjectField(
+        AssistantConfig, required=False, allow_null=True, help_text="The assistant it rings."
+    )
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def validate_number(self, value: str) -> str:
+        return _e164(value)
+
+
+class TwilioNumberSerializer(serializers.Serializer):
+    number = serializers.CharField()
+    imported = serializers.BooleanField(help_text="Already on the platform.")
+    wired = serializers.BooleanField(help_text="Its voice URL points at the platform.")

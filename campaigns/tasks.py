@@ -8,8 +8,10 @@ from django_scopes import scope
 
 from campaigns.dispatch import campaigns_dial, unscoped_tenants_dialling
 from campaigns.models import Recording
+from campaigns.numbers import number_unwire
 from campaigns.recordings import recording_fetch, recordings_expire
 from tenants.models import Tenant
+from tenants.twilio_numbers import TwilioLookupError
 
 
 @shared_task
@@ -53,3 +55,12 @@ def fetch_recording(tenant_id: str, recording_id: str) -> str:
 def expire_recordings() -> int:
     """Beat, hourly: delete recordings past their assistant's retention period."""
     return recordings_expire()
+
+
+@shared_task(
+    autoretry_for=(TwilioLookupError,), retry_backoff=30, max_retries=5, soft_time_limit=60
+)
+def unwire_number(tenant_id: str, number: str) -> bool:
+    """Point a number removed from the platform back at nothing (Twilio retried if down)."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    return bool(tenant) and number_unwire(tenant=tenant, number=number)

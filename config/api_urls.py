@@ -16,6 +16,7 @@ from campaigns.api import (
     DoNotCallViewSet,
     OutboundCallViewSet,
     RecordingViewSet,
+    TwilioNumbersView,
 )
 from tenants.api import RateLimitView
 
@@ -35,6 +36,7 @@ v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+    path("twilio-numbers/", TwilioNumbersView.as_view(), name="twilio-numbers"),
 ]
 
 

@@ -8,7 +8,9 @@ with HTTP basic auth (account SID and auth token):
 - `Calls.json` POST (create: `To`, `From`, `Url`, `StatusCallback` + `StatusCallbackEvent`,
   `MachineDetection` + `AsyncAmd` + `AsyncAmdStatusCallback`) and GET (list, `To`/`From` filters);
 - `Calls/<CallSid>.json` POST (update: `Twiml`, `Status=completed`);
-- `Recordings/<RecordingSid>.mp3` GET (the media file) and `.json` DELETE.
+- `Recordings/<RecordingSid>.mp3` GET (the media file) and `.json` DELETE;
+- `IncomingPhoneNumbers.json` GET (list, `PhoneNumber` filter) and
+  `IncomingPhoneNumbers/<Sid>.json` POST (update `VoiceUrl`, `VoiceFallbackUrl`, `StatusCallback`).
 
 Each created call is then played in a thread, every webhook signed with the account's auth token
 (X-Twilio-Signature, as `twilio.request_validator` computes it):
@@ -61,6 +63,8 @@ OUTCOMES = frozenset({"answered", "machine", "busy", "no-answer", "failed"})
 _ACCOUNT = r"/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})"
 _CALLS = re.compile(_ACCOUNT + r"/Calls\.json$")
 _CALL = re.compile(_ACCOUNT + r"/Calls/(?P<sid>CA[0-9a-f]{32})\.json$")
+_NUMBERS = re.compile(_ACCOUNT + r"/IncomingPhoneNumbers\.json$")
+_NUMBER = re.compile(_ACCOUNT + r"/IncomingPhoneNumbers/(?P<number>PN[0-9a-f]{32})\.json$")
 _RECORDING = re.compile(_ACCOUNT + r"/Recordings/(?P<recording>RE[0-9a-f]{32})\.(?P<ext>json|mp3)$")
 # What a recording's media file holds here: an MP3 frame header and silence.
 RECORDING_AUDIO = b"\xff\xfb\x90\x64" + b"\x00" * 413
@@ -123,6 +127,7 @@ class FakeTwilioServer:
         self.speech: dict[str, list[str]] = {}  # destination -> what the callee says
         self.speech_for_all: list[str] = []  # what callees not in `speech` say
         self.calls: dict[str, FakeCall] = {}
+        self.numbers: dict[str, dict[str, dict]] = {}  # account -> number sid -> resource
         self.recordings: dict[str, str] = {}  # recording sid -> call sid
         self.recordings_deleted: set[str] = set()
         self.create_times: list[float] = []
@@ -236,24 +241,26 @@ class FakeTwilioServer:
         self, method: str, path: str, headers, body: bytes
     ) -> tuple[int, dict | bytes | None]:
         url = urlsplit(path)
-        match = _CALLS.match(url.path) or _CALL.match(url.path) or _RECORDING.match(url.path)
+        match = next(
+            (m for p in (_CALLS, _CALL, _RECORDING, _NUMBERS, _NUMBER) if (m := p.match(url.path))),
+            None,
+        )
         if match is None:
             return 404, _error(404, 20404, "The requested resource was not found")
         account = match.group("account")
         if not self._authorized(account, headers.get("Authorization", "")):
             return 401, _error(401, 20003, "Authenticate")
+        params = parse_qs(body.decode(), keep_blank_values=True)
         if "recording" in match.groupdict():
             return self._recording(method, match.group("recording"), match.group("ext"))
-        params = parse_qs(body.decode(), keep_blank_values=True)
+        if "number" in match.groupdict():
+            return self._number_update(account, match.group("number"), params)
+        if match.re is _NUMBERS:
+            return self._numbers(account, parse_qs(url.query))
         if "sid" in match.groupdict():
-            return (
-                self._update(account, match.group("sid"), params)
-                if method == "POST"
-                else (
-                    405,
-                    _error(405, 20004, "Method not allowed"),
-                )
-            )
+            if method != "POST":
+                return 405, _error(405, 20004, "Method not allowed")
+            return self._update(account, match.group("sid"), params)
         if method == "GET":
             return self._list(account, parse_qs(url.query))
         return self._create(account, params)
@@ -319,6 +326,47 @@ class FakeTwilioServer:
             call.said_after_beep = " ".join(_texts(twiml, "Say"))
         call.update_event.set()
         return 200, call.resource()
+
+    def add_number(self, account: str, number: str) -> str:
+        """Give the account an incoming phone number (pointed nowhere); returns its sid."""
+        sid = "PN" + uuid.uuid4().hex
+        self.numbers.setdefault(account, {})[sid] = {
+            "sid": sid,
+            "account_sid": account,
+            "phone_number": number,
+            "friendly_name": number,
+            "voice_url": "",
+            "voice_fallback_url": "",
+            "status_callback": "",
+            "uri": f"/2010-04-01/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
+        }
+        return sid
+
+    def _numbers(self, account: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        pattern = query.get("PhoneNumber", [""])[0]
+        listed = [n for n in self.numbers.get(account, {}).values() if pattern in n["phone_number"]]
+        base = f"/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json"
+        return 200, {
+            "incoming_phone_numbers": listed,
+            "page": 0,
+            "page_size": 50,
+            "uri": base,
+            "first_page_uri": base,
+            "next_page_uri": None,
+            "previous_page_uri": None,
+        }
+
+    def _number_update(
+        self, account: str, sid: str, params: dict[str, list[str]]
+    ) -> tuple[int, dict]:
+        number = self.numbers.get(account, {}).get(sid)
+        if number is None:
+            return 404, _error(404, 20404, "The requested resource was not found")
+        fields = {"VoiceUrl": "voice_url", "VoiceFallbackUrl": "voice_fallback_url"}
+        for name, key in (fields | {"StatusCallback": "status_callback"}).items():
+            if name in params:
+                number[key] = params[name][0]
+        return 200, number
 
     def _recording(self, method: str, sid: str, ext: str) -> tuple[int, dict | bytes | None]:
         if sid not in self.recordings or sid in self.recordings_deleted:
