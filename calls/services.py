@@ -336,7 +336,8 @@ def turn_add(
     if publish:
         events.publish("turn", call=call, turn=turn_as_event(turn))
     if role == Turn.Role.CALLER:
-        signals.caller_spoke.send(sender=Turn, call=call, text=text)
+        # What listens (the do-not-call list) never breaks the turn: its errors are logged.
+        signals.caller_spoke.send_robust(sender=Turn, call=call, text=text)
     return turn
 
 
