@@ -1,6 +1,6 @@
 """The dialler: calls the due contacts of a tenant's running campaigns, inside their limits.
 
-One dialler per tenant at a time (a lock in the cache), run by a Celery task that beat starts
+One dialler per tenant at a time (a lock in the cache, renewed while it works), run by a Celery task that beat starts
 every CAMPAIGN_TICK_SECONDS. Each contact is claimed with a row lock that skips rows another
 transaction holds, and the claim commits with the Call it is about to place, before Twilio is
 asked: a dialler that dies at any point leaves either an unclaimed contact or a written call,
@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -34,6 +32,7 @@ from tenants.ratelimits import effective_limits
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
+LOCK_SECONDS = 15
 # How often a dialler reads its tenant's running campaigns again (a campaign started meanwhile
 # is dialled from then on; a pause or cancel stops the claims at once).
 CAMPAIGNS_READ_SECONDS = 0.5
@@ -46,30 +45,45 @@ def unscoped_tenants_dialling() -> list[str]:
         return [str(t) for t in rows.order_by().values_list("tenant_id", flat=True).distinct()]
 
 
-@contextmanager
-def _tenant_lock(tenant_id: str, seconds: float) -> Iterator[bool]:
-    key, token = f"campaigns:dialler:{tenant_id}", uuid.uuid4().hex
-    held = cache.add(key, token, timeout=int(seconds) + 5)
-    try:
-        yield held
-    finally:
-        if held and cache.get(key) == token:
-            cache.delete(key)
+class _TenantLock:
+    """One dialler per tenant, across workers: a key in the shared cache that its holder
+    renews before each call it places. A dialler that dies lets it lapse after LOCK_SECONDS,
+    longer than any one step of a live dialler (a Twilio request times out sooner)."""
+
+    def __init__(self, tenant_id: object) -> None:
+        self.key, self.token = f"campaigns:dialler:{tenant_id}", uuid.uuid4().hex
+
+    def acquire(self) -> bool:
+        return cache.add(self.key, self.token, timeout=LOCK_SECONDS)
+
+    def renew(self) -> bool:
+        """Whether the lock is still this dialler's (then held LOCK_SECONDS more)."""
+        if cache.get(self.key) != self.token:
+            return False
+        return cache.touch(self.key, timeout=LOCK_SECONDS)
+
+    def release(self) -> None:
+        if cache.get(self.key) == self.token:
+            cache.delete(self.key)
 
 
 def campaigns_dial(*, tenant: Tenant, seconds: float) -> int:
     """Dial the tenant's due contacts for up to `seconds`; returns the calls placed. Does
     nothing when another dialler holds the tenant."""
-    with _tenant_lock(str(tenant.id), seconds) as held:
-        if not held:
-            return 0
+    lock = _TenantLock(tenant.id)
+    if not lock.acquire():
+        return 0
+    try:
         _reconcile(tenant)
-        return _Dialler(tenant, seconds).run()
+        return _Dialler(tenant, seconds, lock).run()
+    finally:
+        lock.release()
 
 
 class _Dialler:
-    def __init__(self, tenant: Tenant, seconds: float) -> None:
+    def __init__(self, tenant: Tenant, seconds: float, lock: _TenantLock) -> None:
         self.tenant = tenant
+        self.lock = lock
         self.deadline = time.monotonic() + seconds
         self.pace_key = f"campaigns:next-dial:{tenant.id}"
         limit = effective_limits(tenant).get(RateLimit.Kind.CONCURRENT_CALLS)
@@ -90,7 +104,7 @@ class _Dialler:
 
     def run(self) -> int:
         placed = 0
-        while time.monotonic() < self.deadline:
+        while time.monotonic() < self.deadline and self.lock.renew():
             campaigns = self._running()
             if not campaigns:
                 break

@@ -87,6 +87,7 @@ class FakeCall:
     twiml: list[str] = field(default_factory=list)  # TwiML the platform answered with
     updates: list[dict[str, str]] = field(default_factory=list)
     said_after_beep: str = ""
+    ended: bool = False
     update_event: threading.Event = field(default_factory=threading.Event)
 
     def param(self, name: str) -> str:
@@ -410,7 +411,13 @@ class FakeTwilioServer:
         except Exception as exc:  # a broken webhook must not stop the other calls
             self.errors.append(f"{call.sid}: {exc!r}")
         finally:
-            with self._lock:
+            self._ended(call)
+
+    def _ended(self, call: FakeCall) -> None:
+        """The call is over (before Twilio tells the platform so): its line is free again."""
+        with self._lock:
+            if not call.ended:
+                call.ended = True
                 self.active -= 1
 
     def _recorded(self, call: FakeCall, duration: str) -> None:
@@ -443,6 +450,8 @@ class FakeTwilioServer:
         wanted = set(call.params.get("StatusCallbackEvent", []))
         event = "answered" if status == "in-progress" else status
         call.status = status
+        if final:
+            self._ended(call)
         if not callback or not (final or event in wanted):
             return
         call.events.append(status)

@@ -90,7 +90,7 @@ def worker_env(twilio_cloud, live_server, media_root):
 def test_a_campaign_of_200_contacts_survives_a_worker_killed_mid_way(
     api, key_a, assistant_a, number_a, twilio_cloud, worker_env, tmp_path
 ):
-    twilio_cloud.talk_seconds = 1.0  # answered calls outlast the dialling: lines fill up
+    twilio_cloud.talk_seconds = 2.0  # answered calls outlast the dialling: lines fill up
     numbers = _numbers()
     for number in numbers:
         twilio_cloud.outcomes[number] = _expected_outcome(number)

@@ -178,3 +178,16 @@ def test_a_call_twilio_placed_while_the_dialler_died_is_adopted_not_repeated(
     with scopes_disabled():
         assert Call.objects.get(pk=lost.call_id).call_sid == placed.sid
         assert OutboundCall.objects.get(pk=lost.pk).placed_at is not None
+
+
+def test_a_second_dialler_of_the_same_tenant_does_nothing(campaign, tenant_a, twilio_cloud):
+    from campaigns.dispatch import _TenantLock
+
+    other = _TenantLock(tenant_a.id)
+    assert other.acquire()
+    try:
+        assert _dial(tenant_a, seconds=0.5) == 0
+    finally:
+        other.release()
+    assert _dial(tenant_a) == 3
+    assert twilio_cloud.calls != {}
