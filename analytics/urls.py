@@ -9,6 +9,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("figures/", views.figures, name="figures"),
     path("calls/<uuid:call_id>/", views.call_detail, name="call"),
+    path("campaigns/", views.campaigns, name="campaigns"),
+    path("campaigns/progress/", views.campaigns_progress, name="campaigns-progress"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -14,6 +14,8 @@ from django.views.decorators.http import require_GET
 from analytics import periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
+from campaigns.recordings import call_recordings
+from campaigns.selectors import unscoped_campaigns_with_progress
 
 
 def _period(request: HttpRequest, view: View) -> periods.Period:
@@ -88,5 +90,22 @@ def call_detail(request: HttpRequest, call_id) -> HttpResponse:
         "waterfall": waterfall,
         "stages": [label for _, label in selectors.WATERFALL_STAGES],
         "snapshot": json.dumps(call.config_snapshot, indent=2, sort_keys=True),
+        "recordings": call_recordings(call=call),
     }
     return render(request, "analytics/call.html", context)
+
+
+@require_GET
+@login_required
+def campaigns(request: HttpRequest) -> HttpResponse:
+    """The viewer's campaigns with their progress, refreshed live by the page's script."""
+    view = dashboard_view(request.user, request.GET.get("tenant"))
+    rows = unscoped_campaigns_with_progress(tenant_ids=view.tenant_ids)
+    return render(request, "analytics/campaigns.html", {"view": view, "campaigns": rows})
+
+
+@require_GET
+@login_required
+def campaigns_progress(request: HttpRequest) -> JsonResponse:
+    view = dashboard_view(request.user, request.GET.get("tenant"))
+    return JsonResponse({"campaigns": unscoped_campaigns_with_progress(tenant_ids=view.tenant_ids)})

@@ -36,6 +36,8 @@ REPROMPT = _("Sorry, I didn't catch that. Could you say it again?")
 ONE_MOMENT = _("One moment, please.")
 # Said after an answer that broke off mid-sentence (the model's stream was cut).
 CUT_SHORT = _("Sorry, I lost my train of thought. Could you ask me that again?")
+# Said before the greeting of a call that is recorded, when the assistant announces it.
+CALL_IS_RECORDED = _("This call is recorded.")
 
 
 def say(line: str, *, config: Mapping) -> str:

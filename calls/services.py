@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
-from calls import events, phrases
+from calls import events, phrases, signals
 from calls.models import Call, Turn
 from core import metrics
 from tenants import ratelimits
@@ -351,6 +351,9 @@ def turn_add(
     )
     if publish:
         events.publish("turn", call=call, turn=turn_as_event(turn))
+    if role == Turn.Role.CALLER:
+        # What listens (the do-not-call list) never breaks the turn: its errors are logged.
+        signals.caller_spoke.send_robust(sender=Turn, call=call, text=text)
     return turn
 
 

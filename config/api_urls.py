@@ -11,6 +11,13 @@ from rest_framework.routers import SimpleRouter
 from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
+from campaigns.api import (
+    CampaignViewSet,
+    DoNotCallViewSet,
+    OutboundCallViewSet,
+    RecordingViewSet,
+    TwilioNumbersView,
+)
 from tenants.api import RateLimitView
 
 router = SimpleRouter()
@@ -20,11 +27,16 @@ router.register(
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
+router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
+router.register("recordings", RecordingViewSet, basename="recording")
 
 v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+    path("twilio-numbers/", TwilioNumbersView.as_view(), name="twilio-numbers"),
 ]
 
 

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "tenants",
     "assistants",
     "calls",
+    "campaigns",
     "analytics",
     "config",  # system checks of the deployment (config/checks.py)
 ]
@@ -448,6 +449,24 @@ if ANALYTICS_ROLLUP_SECONDS > 0:
         "options": {"expires": float(ANALYTICS_ROLLUP_SECONDS)},
     }
 
+# Outbound calls and campaigns: the dialler runs every CAMPAIGN_TICK_SECONDS (a beat task, one
+# dialler per tenant), never faster than CAMPAIGN_MAX_CALLS_PER_SECOND per tenant (Twilio's default
+# for an account is 1). A call written but not heard of from Twilio after
+# CAMPAIGN_DIAL_RECONCILE_SECONDS is looked up at Twilio before it is placed again.
+CAMPAIGN_TICK_SECONDS = env.float("CAMPAIGN_TICK_SECONDS", default=5.0)
+CAMPAIGN_MAX_CALLS_PER_SECOND = env.float("CAMPAIGN_MAX_CALLS_PER_SECOND", default=1.0)
+CAMPAIGN_DIAL_RECONCILE_SECONDS = env.int("CAMPAIGN_DIAL_RECONCILE_SECONDS", default=60)
+CAMPAIGN_MAX_CONTACTS = env.int("CAMPAIGN_MAX_CONTACTS", default=50000)
+CELERY_BEAT_SCHEDULE["expire-recordings"] = {
+    "task": "campaigns.tasks.expire_recordings",
+    "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["dial-campaigns"] = {
+    "task": "campaigns.tasks.dial_campaigns",
+    "schedule": CAMPAIGN_TICK_SECONDS,
+    "options": {"expires": CAMPAIGN_TICK_SECONDS},
+}
+
 # --- Logging: JSON lines, tenant and CallSid attached while a call is handled ----------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
@@ -504,6 +523,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AssistantModeEnum": "assistants.models.AssistantConfig.Mode",
         "CallModeEnum": "calls.models.Call.Mode",
+        "CallStatusEnum": "calls.models.Call.Status",
+        "CallOutcomeEnum": "calls.models.Call.Outcome",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "ContactOutcomeEnum": "campaigns.models.Contact.Outcome",
     },
 }
 

@@ -38,6 +38,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("calls.urls")),
+    path("", include("campaigns.urls")),
     path("", include("assistants.urls")),
 ]
 

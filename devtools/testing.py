@@ -113,7 +113,7 @@ def media_root(_shared_media_root: Path, settings) -> Iterator[Path]:
             child.unlink()
 
 
-def _wait_until_ready(worker: CeleryWorker) -> None:
+def wait_until_ready(worker: CeleryWorker) -> None:
     """Round-trip a built-in task: works on every broker (the filesystem one has no broadcast)."""
     from celery.exceptions import TimeoutError as ResultTimeout
 
@@ -134,7 +134,7 @@ def _wait_until_ready(worker: CeleryWorker) -> None:
     )
 
 
-def _stop(worker: CeleryWorker) -> None:
+def stop_celery_worker(worker: CeleryWorker) -> None:
     process = worker.process
     if process.poll() is None:
         process.terminate()  # warm shutdown: running tasks finish
@@ -148,6 +148,47 @@ def _stop(worker: CeleryWorker) -> None:
     # Nothing will consume this queue again; don't leave its messages in the broker.
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(worker.queue)
+
+
+def start_celery_worker(
+    *, env: dict[str, str], queue: str, log_path: Path, beat_schedule: Path | None = None
+) -> CeleryWorker:
+    """Start `celery worker` (threads pool) on `queue`; with `beat_schedule`, beat runs inside
+    it. The process leads a session of its own, so a test can stop it and its children as a
+    machine failure would (`os.killpg`)."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        f"{queue}-{uuid.uuid4().hex[:6]}@%h",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "4",
+        "--loglevel",
+        "WARNING",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat_schedule is not None:
+        command += ["--beat", "--schedule", str(beat_schedule)]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return CeleryWorker(queue=queue, process=process, log_path=log_path)
 
 
 @pytest.fixture(scope="session")
@@ -170,38 +211,14 @@ def _celery_worker_session(
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        queue,
-        "-n",
-        f"{queue}@%h",
-        "--pool",
-        "threads",
-        "--concurrency",
-        "4",
-        "--loglevel",
-        "WARNING",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    worker = CeleryWorker(queue=queue, process=process, log_path=log_path)
+    worker = start_celery_worker(
+        env=env, queue=queue, log_path=tmp_path_factory.mktemp("celery") / "worker.log"
+    )
     try:
-        _wait_until_ready(worker)
+        wait_until_ready(worker)
         yield worker
     finally:
-        _stop(worker)
+        stop_celery_worker(worker)
 
 
 @pytest.fixture

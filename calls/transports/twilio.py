@@ -11,6 +11,8 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -58,6 +60,15 @@ def sorry(config: dict) -> HttpResponse:
     """Something broke on our side: apologise (in `config`'s language) and hang up."""
     message = phrases.say(phrases.SORRY_ERROR, config=config)
     return twiml.twiml_response(twiml.hang_up_with(message, config=config))
+
+
+def datetime_field(request: HttpRequest, name: str) -> datetime | None:
+    """An RFC 2822 date Twilio sent (a status callback's `Timestamp`), or None."""
+    try:
+        value = parsedate_to_datetime(request.POST.get(name, ""))
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, datetime) else None
 
 
 def forbidden() -> HttpResponse:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -33,6 +31,7 @@ from calls.transports.signatures import (
 )
 from calls.transports.twilio import (
     call_webhook,
+    datetime_field,
     field,
     forbidden,
     int_field,
@@ -70,7 +69,7 @@ def voice(request: HttpRequest) -> HttpResponse:
             spoken_in = {"language": admission.language}
             return twiml.twiml_response(twiml.hang_up_with(admission.message, config=spoken_in))
         try:
-            return twiml.twiml_response(_answer(request, admission.call))
+            return twiml.twiml_response(answer(request, admission.call))
         except Exception:
             # The caller hears an apology and the line is given back: nothing stays "live".
             logger.exception("webhook failed", extra={"path": request.path})
@@ -80,7 +79,9 @@ def voice(request: HttpRequest) -> HttpResponse:
             return sorry(languages.for_call(admission.call))
 
 
-def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
+def answer(request: HttpRequest, call: Call) -> VoiceResponse:
+    """The TwiML that starts a conversation on an answered call: the greeting and a gather, or
+    the ConversationRelay socket (inbound calls, and outbound ones once the callee picks up)."""
     config = call.config_snapshot
     languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:
@@ -139,18 +140,12 @@ def _handoff_data(raw: str) -> dict:
 @call_webhook(unknown=lambda: HttpResponse(status=204), active_only=True)
 def status(request: HttpRequest, call: Call) -> HttpResponse:
     """Status callback: closes the call once, whatever order or how often callbacks arrive."""
-    timestamp = None
-    if raw := request.POST.get("Timestamp"):
-        try:
-            timestamp = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            timestamp = None
     services.call_status_update(
         call=call,
         status=request.POST.get("CallStatus", ""),
         sequence=int_field(request, "SequenceNumber"),
         duration=int_field(request, "CallDuration"),
-        timestamp=timestamp if isinstance(timestamp, datetime) else None,
+        timestamp=datetime_field(request, "Timestamp"),
     )
     return HttpResponse(status=204)
 

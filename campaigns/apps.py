@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+
+
+class CampaignsConfig(AppConfig):
+    name = "campaigns"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete
+
+        from calls.signals import caller_spoke
+        from campaigns.receivers import note_stop_request, unwire_removed_number
+        from tenants.models import PhoneNumber
+
+        caller_spoke.connect(note_stop_request, dispatch_uid="campaigns.note_stop_request")
+        post_delete.connect(
+            unwire_removed_number, sender=PhoneNumber, dispatch_uid="campaigns.unwire_number"
+        )

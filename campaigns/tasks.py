@@ -1,0 +1,66 @@
+"""Celery entry points for campaigns. Thin: they enter the tenant's scope and call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django_scopes import scope
+
+from campaigns.dispatch import campaigns_dial, unscoped_tenants_dialling
+from campaigns.models import Recording
+from campaigns.numbers import number_unwire
+from campaigns.recordings import recording_fetch, recordings_expire
+from tenants.models import Tenant
+from tenants.twilio_numbers import TwilioLookupError
+
+
+@shared_task
+def dial_campaigns() -> int:
+    """Beat, every CAMPAIGN_TICK_SECONDS: one dialler task per tenant with a running campaign."""
+    tenants = unscoped_tenants_dialling()
+    for tenant_id in tenants:
+        dial_tenant_campaigns.apply_async((tenant_id,), expires=settings.CAMPAIGN_TICK_SECONDS)
+    return len(tenants)
+
+
+# A dialler works for one tick; the limit leaves room for its last Twilio request.
+@shared_task(
+    soft_time_limit=settings.CAMPAIGN_TICK_SECONDS + 30,
+    time_limit=settings.CAMPAIGN_TICK_SECONDS + 40,
+)
+def dial_tenant_campaigns(tenant_id: str) -> int:
+    """Dial one tenant's due contacts for up to a tick (another dialler of the tenant: none)."""
+    tenant = Tenant.objects.filter(pk=tenant_id, active=True).first()
+    if tenant is None:
+        return 0
+    with scope(tenant=tenant.id):
+        return campaigns_dial(tenant=tenant, seconds=settings.CAMPAIGN_TICK_SECONDS)
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def fetch_recording(tenant_id: str, recording_id: str) -> str:
+    """Copy one recording from Twilio into media storage; returns its status."""
+    with scope(tenant=tenant_id):
+        recording = (
+            Recording.objects.filter(tenant_id=tenant_id, pk=recording_id)
+            .select_related("call__tenant")
+            .first()
+        )
+        if recording is None:
+            return "not found"
+        return recording_fetch(recording=recording).status
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def expire_recordings() -> int:
+    """Beat, hourly: delete recordings past their assistant's retention period."""
+    return recordings_expire()
+
+
+@shared_task(
+    autoretry_for=(TwilioLookupError,), retry_backoff=30, max_retries=5, soft_time_limit=60
+)
+def unwire_number(tenant_id: str, number: str) -> bool:
+    """Point a number removed from the platform back at nothing (Twilio retried if down)."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    return bool(tenant) and number_unwire(tenant=tenant, number=number)
