@@ -6,13 +6,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+
+import psycopg
+import pytest
 
 from devtools.testing import BASE_DIR
 
+SERVER = "postgres://postgres@127.0.0.1:5432"
 
-def test_the_benchmark_suite_runs_end_to_end(tmp_path):
+
+@pytest.fixture
+def bench_database():
+    """A database of the run's own, dropped afterwards: a benchmark database left migrated by
+    other code (another checkout, older migrations) cannot fail this run."""
+    name = f"voiceplatform_bench_{uuid.uuid4().hex[:8]}"
+    yield f"{SERVER}/{name}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_benchmark_suite_runs_end_to_end(tmp_path, bench_database):
     output = tmp_path / "benchmarks.md"
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    env["BENCH_DATABASE_URL"] = bench_database
     result = subprocess.run(
         [
             sys.executable,
