@@ -134,7 +134,8 @@ def _wait_until_ready(worker: CeleryWorker) -> None:
     )
 
 
-def _stop(worker: CeleryWorker) -> None:
+def stop_celery_worker(worker: CeleryWorker) -> None:
+    """Stop the worker (warm: running tasks finish) and empty its queue."""
     process = worker.process
     if process.poll() is None:
         process.terminate()  # warm shutdown: running tasks finish
@@ -150,12 +151,11 @@ def _stop(worker: CeleryWorker) -> None:
         connection.default_channel.queue_purge(worker.queue)
 
 
-@pytest.fixture(scope="session")
-def _celery_worker_session(
-    django_db_setup, _shared_media_root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CeleryWorker]:
-    # Requesting django_db_setup means the test database exists now, and that this worker
-    # stops before pytest-django drops it.
+def start_celery_worker(
+    *, log_path: Path, media_root: Path, extra_env: dict[str, str] | None = None
+) -> CeleryWorker:
+    """Start a worker process on the test database and a queue of its own; returns once it
+    answers. `extra_env` sets the worker's own settings (it reads them from the environment)."""
     from django.conf import settings
 
     queue = f"test-{uuid.uuid4().hex[:12]}"
@@ -165,12 +165,12 @@ def _celery_worker_session(
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_QUEUE": queue,
-        "MEDIA_ROOT": str(_shared_media_root),
+        "MEDIA_ROOT": str(media_root),
         **channels_database_env(),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     command = [
         sys.executable,
         "-m",
@@ -199,9 +199,24 @@ def _celery_worker_session(
     worker = CeleryWorker(queue=queue, process=process, log_path=log_path)
     try:
         _wait_until_ready(worker)
+    except BaseException:
+        stop_celery_worker(worker)
+        raise
+    return worker
+
+
+@pytest.fixture(scope="session")
+def _celery_worker_session(
+    django_db_setup, _shared_media_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    # Requesting django_db_setup means the test database exists now, and that this worker
+    # stops before pytest-django drops it.
+    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    worker = start_celery_worker(log_path=log_path, media_root=_shared_media_root)
+    try:
         yield worker
     finally:
-        _stop(worker)
+        stop_celery_worker(worker)
 
 
 @pytest.fixture
