@@ -11,7 +11,9 @@ from rest_framework.routers import SimpleRouter
 from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
+from insights.api import AnalysisPlanView, CallReportViewSet
 from tenants.api import RateLimitView
+from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
 
 router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")
@@ -20,11 +22,20 @@ router.register(
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
+router.register("call-reports", CallReportViewSet, basename="call-report")
+router.register("webhook-endpoints", EndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", DeliveryViewSet, basename="webhook-delivery")
+router.register("webhook-events", EventViewSet, basename="webhook-event")
 
 v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+    path(
+        "assistants/<str:assistant_pk>/analysis-plan/",
+        AnalysisPlanView.as_view(),
+        name="analysis-plan",
+    ),
 ]
 
 
