@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from calls.models import Call, Turn
 from insights import signals
-from insights.costs import report_add_analysis_cost
+from insights.costs import report_add_analysis_cost, spend_on_commit
 from insights.models import AnalysisPlan, CallReport, Sentiment
 from providers import llm
 
@@ -202,6 +202,7 @@ def _store(
     report.analyzed_at = timezone.now()
     with transaction.atomic():
         report.save()
+        spend_on_commit(tenant_id=report.tenant_id, amount=report.analysis_cost)
         if status != CallReport.Analysis.SKIPPED:
             signals.call_analyzed.send(sender=CallReport, report=report)
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -10,6 +11,8 @@ from django.db import transaction
 from calls.models import Call, Turn
 from insights import pricing
 from insights.models import CallReport, TurnCost
+from tenants import ratelimits
+from tenants.models import Tenant
 
 
 def call_report_prepare(*, call: Call) -> CallReport:
@@ -52,7 +55,18 @@ def call_report_prepare(*, call: Call) -> CallReport:
         for cost in turn_costs:
             cost.report = report
         TurnCost.objects.bulk_create(turn_costs)
+        spend_on_commit(tenant_id=call.tenant_id, amount=report.total_cost)
     return report
+
+
+def spend_on_commit(*, tenant_id: object, amount: Decimal) -> None:
+    """Count `amount` against the tenant's spend budget once the transaction commits."""
+    if amount > 0:
+        transaction.on_commit(partial(_spend, tenant_id=tenant_id, amount=amount), robust=True)
+
+
+def _spend(*, tenant_id: object, amount: Decimal) -> None:
+    ratelimits.spend_add(tenant=Tenant.objects.get(id=tenant_id), amount=amount)
 
 
 def report_add_analysis_cost(*, report: CallReport, model: str, tokens_in: int, tokens_out: int):
