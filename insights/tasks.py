@@ -38,13 +38,14 @@ def analyze_call(self, report_id: str, tenant_id: str) -> str:
 @shared_task
 def requeue_pending_analyses() -> int:
     """Queue again the analyses whose task was lost (a worker stopped, the broker restarted):
-    reports still pending ten minutes after the call ended, up to a day old."""
+    reports still pending half an hour after the call ended (past the task's own retries), up
+    to a day old."""
     now = timezone.now()
     with scopes_disabled():  # a housekeeping pass over every tenant
         pending = list(
             CallReport.objects.filter(
                 analysis_status=CallReport.Analysis.PENDING,
-                created_at__lt=now - timedelta(minutes=10),
+                created_at__lt=now - timedelta(minutes=30),
                 created_at__gt=now - timedelta(days=1),
             ).values_list("id", "tenant_id")[:1000]
         )

@@ -202,3 +202,35 @@ def test_call_analyze_never_raises_on_garbage(number_a, plan, fake_groq):
     with scope(tenant=number_a.tenant_id):
         report = call_analyze(report=report_of(finished_call(number_a)))
     assert report.analysis_status == CallReport.Analysis.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_analysis_whose_task_was_lost_is_queued_again_for_a_worker(
+    number_a, celery_worker_process
+):
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from insights.tasks import requeue_pending_analyses
+
+    call = finished_call(number_a)
+    deadline = time.monotonic() + 30
+    while report_of(call).analysis_status == CallReport.Analysis.PENDING:  # its first task
+        assert time.monotonic() < deadline, celery_worker_process.log()
+        time.sleep(0.1)
+    with scopes_disabled():  # as if that task had been lost, an hour ago
+        CallReport.objects.filter(call=call).update(
+            analysis_status=CallReport.Analysis.PENDING,
+            created_at=timezone.now() - timedelta(hours=1),
+        )
+    assert requeue_pending_analyses() == 1
+    deadline = time.monotonic() + 30
+    while report_of(call).analysis_status == CallReport.Analysis.PENDING:
+        assert time.monotonic() < deadline, celery_worker_process.log()
+        time.sleep(0.1)
+    assert report_of(call).analysis_status in (
+        CallReport.Analysis.DONE,
+        CallReport.Analysis.FAILED,
+    )
