@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -9,8 +7,7 @@ from django.http import HttpRequest
 from calls.admin import ReadOnlyRecordAdmin
 from insights.api import FIELD_NAME
 from insights.models import AnalysisPlan, CallReport, TurnCost
-from tenants.access import is_platform_staff
-from tenants.admin_base import TenantScopedAdmin
+from tenants.admin_base import ReadOnlyRecordInline, TenantScopedAdmin
 
 
 @admin.register(AnalysisPlan)
@@ -20,20 +17,10 @@ class AnalysisPlanAdmin(TenantScopedAdmin):
     list_select_related = ["assistant", "tenant"]
 
 
-class TurnCostInline(admin.TabularInline):
+class TurnCostInline(ReadOnlyRecordInline):
     model = TurnCost
-    extra = 0
-    can_delete = False
     fields = ["turn", "llm_cost", "speech_cost", "speech_characters"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if is_platform_staff(request.user):
-            return super().has_view_permission(request, obj)
-        return self.admin_site._registry[CallReport].has_view_permission(request, obj)
 
 
 @admin.register(CallReport)

@@ -11,8 +11,7 @@ from django.utils.html import format_html
 from calls.admin import ReadOnlyRecordAdmin
 from core.signing import new_secret
 from tenants import crypto
-from tenants.access import is_platform_staff
-from tenants.admin_base import TenantScopedAdmin
+from tenants.admin_base import ReadOnlyRecordInline, TenantScopedAdmin
 from webhooks import services
 from webhooks.models import Attempt, Delivery, Endpoint, Event, EventType
 
@@ -69,20 +68,10 @@ class EndpointAdmin(TenantScopedAdmin):
         messages.success(request, f"New secrets for {len(endpoints)} endpoint(s): see each page.")
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyRecordInline):
     model = Attempt
-    extra = 0
-    can_delete = False
     fields = ["number", "sent_at", "status_code", "latency_ms", "response_excerpt", "error"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if is_platform_staff(request.user):
-            return super().has_view_permission(request, obj)
-        return self.admin_site._registry[Delivery].has_view_permission(request, obj)
 
 
 @admin.register(Delivery)
