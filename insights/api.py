@@ -93,20 +93,22 @@ class AnalysisPlanView(TenantAPIView):
     model = AnalysisPlan
     serializer_class = AnalysisPlanSerializer
 
-    def _assistant(self, assistant_pk: str) -> AssistantConfig:
-        return get_owned_or_404(AssistantConfig, tenant=self.tenant, pk=assistant_pk)
+    def get_object(self) -> AnalysisPlan:
+        """The assistant's plan (unsaved defaults when it has none); 404 for an assistant
+        that is not the tenant's."""
+        assistant = get_owned_or_404(
+            AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
+        )
+        plan = AnalysisPlan.objects.filter(tenant=self.tenant, assistant=assistant).first()
+        return plan or AnalysisPlan(tenant=self.tenant, assistant=assistant)
 
     @extend_schema(summary="Read an assistant's analysis plan (defaults when none is set)")
     def get(self, request: Request, assistant_pk: str) -> Response:
-        assistant = self._assistant(assistant_pk)
-        plan = AnalysisPlan.objects.filter(tenant=self.tenant, assistant=assistant).first()
-        return Response(AnalysisPlanSerializer(plan or AnalysisPlan()).data)
+        return Response(AnalysisPlanSerializer(self.get_object()).data)
 
     @extend_schema(summary="Set an assistant's analysis plan")
     def put(self, request: Request, assistant_pk: str) -> Response:
-        assistant = self._assistant(assistant_pk)
-        plan = AnalysisPlan.objects.filter(tenant=self.tenant, assistant=assistant).first()
-        serializer = AnalysisPlanSerializer(plan, data=request.data)
+        serializer = AnalysisPlanSerializer(self.get_object(), data=request.data)
         serializer.is_valid(raise_exception=True)
-        serializer.save(tenant=self.tenant, assistant=assistant)
+        serializer.save()
         return Response(serializer.data)
