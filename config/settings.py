@@ -508,6 +508,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AssistantModeEnum": "assistants.models.AssistantConfig.Mode",
         "CallModeEnum": "calls.models.Call.Mode",
+        "CallStatusEnum": "calls.models.Call.Status",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "DeliveryStatusEnum": "webhooks.models.Delivery.Status",
+        "AnalysisStatusEnum": "insights.models.CallReport.Analysis",
+        "SentimentEnum": "insights.models.Sentiment",
     },
 }
 

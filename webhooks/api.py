@@ -165,6 +165,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVi
         return Response({"ids": [str(delivery.id)]}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
+        operation_id="webhook_deliveries_resend_many",
         summary="Send several deliveries again",
         description="Any id that is not one of the tenant's deliveries answers 404 and nothing "
         "is resent.",

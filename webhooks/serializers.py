@@ -5,6 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from calls.models import Call, Turn
+from insights.models import CallReport, Sentiment
 from webhooks.models import Attempt, Delivery, Endpoint, Event, EventType
 from webhooks.services import event_body
 
@@ -130,7 +132,7 @@ class CallSummary(serializers.Serializer):
     assistant = _Assistant()
     to = serializers.CharField()
     direction = serializers.CharField()
-    mode = serializers.ChoiceField(choices=["gather", "relay", "web"])
+    mode = serializers.ChoiceField(choices=Call.Mode.choices)
     status = serializers.CharField()
     started_at = serializers.DateTimeField()
     answered_at = serializers.DateTimeField(allow_null=True)
@@ -151,7 +153,7 @@ class EndedCall(CallSummary):
 
 class TranscriptTurn(serializers.Serializer):
     sequence = serializers.IntegerField()
-    role = serializers.ChoiceField(choices=["caller", "assistant"])
+    role = serializers.ChoiceField(choices=Turn.Role.choices)
     text = serializers.CharField()
     interrupted = serializers.BooleanField()
     heard_text = serializers.CharField()
@@ -174,11 +176,11 @@ class Cost(serializers.Serializer):
 
 
 class Analysis(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["done", "failed"])
+    status = serializers.ChoiceField(choices=CallReport.Analysis.choices)
     summary = serializers.CharField()
     success = serializers.BooleanField(allow_null=True)
     success_reason = serializers.CharField()
-    sentiment = serializers.ChoiceField(choices=["positive", "neutral", "negative", ""])
+    sentiment = serializers.ChoiceField(choices=Sentiment.choices, allow_blank=True)
     data = serializers.DictField(help_text="The fields of the assistant's data schema.")
     model = serializers.CharField()
     error = serializers.CharField()
