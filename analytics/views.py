@@ -11,11 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from analytics import periods, selectors
+from analytics import outcomes, periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
 from campaigns.recordings import call_recordings
 from campaigns.selectors import unscoped_campaigns_with_progress
+from insights.models import CallReport, TurnCost
 
 
 def _period(request: HttpRequest, view: View) -> periods.Period:
@@ -48,6 +49,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "periods": periods.PERIODS,
         "report": report,
         "figures": report["figures"],
+        "outcomes": outcomes.outcome_figures(tenant_ids=view.tenant_ids, period=period),
+        "price_currency": settings.PRICE_CURRENCY,
         "live_calls": live,
         "recent_calls": recent,
         "cache_seconds": settings.ANALYTICS_CACHE_SECONDS,
@@ -80,8 +83,11 @@ def call_detail(request: HttpRequest, call_id) -> HttpResponse:
     view = dashboard_view(request.user, None)
     call = _call_for_view(view, call_id)
     turns = selectors.call_turns(call=call)
+    costs = {cost.turn_id: cost for cost in TurnCost.objects.filter(report__call=call)}
     for turn in turns:
         turn.waterfall = selectors.turn_waterfall(turn)
+        cost = costs.get(turn.id)
+        turn.spent = cost.llm_cost + cost.speech_cost if cost else None
     waterfall = [{"label": f"#{t.sequence}", "spans": t.waterfall} for t in turns if t.waterfall]
     context = {
         "call": call,
@@ -91,6 +97,7 @@ def call_detail(request: HttpRequest, call_id) -> HttpResponse:
         "stages": [label for _, label in selectors.WATERFALL_STAGES],
         "snapshot": json.dumps(call.config_snapshot, indent=2, sort_keys=True),
         "recordings": call_recordings(call=call),
+        "report": CallReport.objects.filter(call=call, tenant_id=call.tenant_id).first(),
     }
     return render(request, "analytics/call.html", context)
 

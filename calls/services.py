@@ -143,6 +143,7 @@ def call_start(
                 started_at=timezone.now(),
                 answered_at=timezone.now(),
             )
+            signals.call_started.send(sender=Call, call=call)
     except IntegrityError:
         return Call.objects.get(call_sid=call_sid, tenant=phone_number.tenant), False
     metrics.CALLS.labels(tenant=phone_number.tenant.slug, mode=mode, result="started").inc()
@@ -171,19 +172,21 @@ def call_start_web(
     if not verdict.allowed:
         return verdict
     now = timezone.now()
-    call = Call.objects.create(
-        tenant=tenant,
-        assistant=assistant,
-        config_snapshot=assistant.snapshot(),
-        call_sid=call_sid,
-        from_number=f"web:{user.get_username()}"[:64],
-        to_number="",
-        direction="web",
-        status=Call.Status.IN_PROGRESS,
-        mode=Call.Mode.WEB,
-        started_at=now,
-        answered_at=now,
-    )
+    with transaction.atomic():
+        call = Call.objects.create(
+            tenant=tenant,
+            assistant=assistant,
+            config_snapshot=assistant.snapshot(),
+            call_sid=call_sid,
+            from_number=f"web:{user.get_username()}"[:64],
+            to_number="",
+            direction="web",
+            status=Call.Status.IN_PROGRESS,
+            mode=Call.Mode.WEB,
+            started_at=now,
+            answered_at=now,
+        )
+        signals.call_started.send(sender=Call, call=call)
     metrics.CALLS.labels(tenant=tenant.slug, mode=Call.Mode.WEB, result="started").inc()
     events.publish(
         "started",
@@ -268,6 +271,8 @@ def call_status_update(
             if not call.outcome:
                 call.outcome = _OUTCOME_FOR_STATUS.get(status, Call.Outcome.COMPLETED)
         call.save()
+        if final:
+            signals.call_ended.send(sender=Call, call=call)
     if final:
         ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
         events.publish(
@@ -281,11 +286,18 @@ def call_status_update(
 
 
 def call_set_outcome(*, call: Call, outcome: str, error: str = "") -> None:
-    """Note how the call is ending (the final status callback closes it)."""
+    """Note how the call is ending (the final status callback closes it). A transfer to a human
+    is announced once (`signals.call_transferred`)."""
     fields = {"outcome": outcome}
     if error:
         fields["error"] = error[:2000]
-    Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(**fields)
+    with transaction.atomic():
+        row = Call.objects.select_for_update().filter(pk=call.pk, tenant_id=call.tenant_id)
+        previous = row.values_list("outcome", flat=True).first()
+        row.update(**fields)
+        if outcome == Call.Outcome.TRANSFERRED and previous != outcome:
+            call.outcome = outcome
+            signals.call_transferred.send(sender=Call, call=call)
 
 
 def call_set_language(*, call: Call, language: str) -> None:
@@ -427,6 +439,7 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str
         if error:
             call.error = error[:2000]
         call.save()
+        signals.call_ended.send(sender=Call, call=call)
     ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
     events.publish(
         "ended",

@@ -18,7 +18,9 @@ from campaigns.api import (
     RecordingViewSet,
     TwilioNumbersView,
 )
+from insights.api import AnalysisPlanView, CallReportViewSet
 from tenants.api import RateLimitView
+from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
 
 router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")
@@ -31,12 +33,21 @@ router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
 router.register("recordings", RecordingViewSet, basename="recording")
+router.register("call-reports", CallReportViewSet, basename="call-report")
+router.register("webhook-endpoints", EndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", DeliveryViewSet, basename="webhook-delivery")
+router.register("webhook-events", EventViewSet, basename="webhook-event")
 
 v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
     path("twilio-numbers/", TwilioNumbersView.as_view(), name="twilio-numbers"),
+    path(
+        "assistants/<str:assistant_pk>/analysis-plan/",
+        AnalysisPlanView.as_view(),
+        name="analysis-plan",
+    ),
 ]
 
 

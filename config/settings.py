@@ -108,6 +108,8 @@ INSTALLED_APPS = [
     "tenants",
     "assistants",
     "calls",
+    "insights",
+    "webhooks",
     "campaigns",
     "analytics",
     "config",  # system checks of the deployment (config/checks.py)
@@ -487,6 +489,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
+        # httpx logs every request's URL at INFO: a tenant's webhook URL may hold a token.
+        "httpx": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
     },
 }
 
@@ -527,8 +531,70 @@ SPECTACULAR_SETTINGS = {
         "CallOutcomeEnum": "calls.models.Call.Outcome",
         "CampaignStatusEnum": "campaigns.models.Campaign.Status",
         "ContactOutcomeEnum": "campaigns.models.Contact.Outcome",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "DeliveryStatusEnum": "webhooks.models.Delivery.Status",
+        "AnalysisStatusEnum": "insights.models.CallReport.Analysis",
+        "SentimentEnum": "insights.models.Sentiment",
     },
 }
+
+# --- After a call: analysis, costs, tenant webhooks (insights/, webhooks/) -------------------
+# The model that analyses a finished call (summary, success, sentiment, the tenant's fields) when
+# the assistant's analysis plan names none; it must support Groq's structured output.
+ANALYSIS_MODEL = env.str("ANALYSIS_MODEL", default="openai/gpt-oss-20b")
+ANALYSIS_TIMEOUT_SECONDS = env.float("ANALYSIS_TIMEOUT_SECONDS", default=30.0)
+# Longest transcript (characters) sent for analysis; a longer one keeps its beginning and end.
+ANALYSIS_MAX_TRANSCRIPT_CHARS = env.int("ANALYSIS_MAX_TRANSCRIPT_CHARS", default=24000)
+# Prices (README, "What a call costs"): LLM per million input/output tokens (Groq's list prices),
+# telephony per started minute by call mode (Twilio inbound voice; relay adds ConversationRelay),
+# speech per million characters by engine. PRICE_TABLE (JSON) overrides any part of it.
+PRICE_CURRENCY = env.str("PRICE_CURRENCY", default="USD")
+PRICES = {
+    "llm_per_million_tokens": {
+        "llama-3.3-70b-versatile": {"input": 0.59, "output": 0.79},
+        "llama-3.1-8b-instant": {"input": 0.05, "output": 0.08},
+        "openai/gpt-oss-120b": {"input": 0.15, "output": 0.60},
+        "openai/gpt-oss-20b": {"input": 0.075, "output": 0.30},
+        "meta-llama/llama-4-scout-17b-16e-instruct": {"input": 0.11, "output": 0.34},
+        "meta-llama/llama-4-maverick-17b-128e-instruct": {"input": 0.20, "output": 0.60},
+        "qwen/qwen3-32b": {"input": 0.29, "output": 0.59},
+        "moonshotai/kimi-k2-instruct-0905": {"input": 1.00, "output": 3.00},
+    },
+    "telephony_per_minute": {"gather": 0.0085, "relay": 0.0785, "web": 0},
+    "speech_per_million_characters": {"gtts": 0, "espeak": 0, "say": 8.0},
+}
+for _part, _prices in env.json("PRICE_TABLE", default={}).items():
+    PRICES.setdefault(_part, {}).update(_prices)
+
+# Webhooks: each attempt is bounded by WEBHOOK_TIMEOUT_SECONDS; a failed one is tried again after
+# the next delay of WEBHOOK_RETRY_SCHEDULE (seconds, each with +/- WEBHOOK_RETRY_JITTER of itself;
+# ~24 h in all), then given up (dead letter). An endpoint with WEBHOOK_DISABLE_AFTER deliveries
+# given up in a row is switched off and its tenant's owners and admins are told by email.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_RETRY_SCHEDULE = [
+    float(delay)
+    for delay in env.list(
+        "WEBHOOK_RETRY_SCHEDULE",
+        default=["5", "30", "120", "600", "1800", "3600", "7200", "14400", "28800", "28800"],
+    )
+]
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.2)
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=5)
+# How long a rotated-out secret keeps signing beside the new one.
+WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
+# Deliveries whose queued task was lost (a worker killed, a broker restart) are queued again.
+WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE["requeue-webhook-deliveries"] = {
+    "task": "webhooks.tasks.requeue_due_deliveries",
+    "schedule": WEBHOOK_SWEEP_SECONDS,
+    "options": {"expires": WEBHOOK_SWEEP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["requeue-call-analyses"] = {
+    "task": "insights.tasks.requeue_pending_analyses",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
+}
+
 
 # Languages. The platform's own lines are translated into PHRASE_LANGUAGES (locale/<code>/
 # LC_MESSAGES/django.po, compiled .mo committed beside them); `manage.py check_translations` fails

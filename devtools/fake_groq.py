@@ -285,6 +285,54 @@ def make_answer(messages: list[dict], answer_tokens: int = 60) -> str:
     return " ".join(sentences)
 
 
+def structured_answer(response_format: Any, messages: list[dict]) -> str | None:
+    """The JSON an answer in JSON mode would be (None when no JSON was asked for): an instance
+    of the `json_schema` asked for, its text drawn from the last user message; or, for
+    `json_object`, `{"answer": <the spoken-style reply>}`."""
+    if not isinstance(response_format, dict):
+        return None
+    question = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    words = [w for w in _WORD_RE.findall(question.lower()) if w not in _STOPWORDS]
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(example_of(schema, words))
+    if response_format.get("type") == "json_object":
+        return json.dumps({"answer": make_answer(messages)})
+    return None
+
+
+def example_of(schema: Any, words: list[str], name: str = "") -> Any:
+    """A plausible value valid against a (simple) JSON Schema: enums take their first value,
+    strings speak of `words` (the conversation's own), numbers are 1, booleans true."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return example_of(schema[key][0], words, name)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {key: example_of(value, words, key) for key, value in properties.items()}
+    if kind == "array":
+        return [example_of(schema.get("items") or {}, words, name)]
+    if kind in ("integer", "number"):
+        return max(schema.get("minimum", 1), 1)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if schema.get("format") == "date-time":
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    topic = " ".join(words[:6]) or "a question"
+    return f"The caller talked about {topic}." if name == "summary" else topic
+
+
 def prompt_tokens(messages: list[dict]) -> int:
     """A stable estimate of the prompt's token count (text pieces plus per-message overhead)."""
     return sum(len(tokenize(message_text(m))) + 4 for m in messages) + 3
@@ -625,7 +673,8 @@ class FakeGroqServer:
             elif source is not None:
                 answer = source
             else:
-                answer = make_answer(messages, config.answer_tokens)
+                answer = structured_answer(body.get("response_format"), messages)
+                answer = answer or make_answer(messages, config.answer_tokens)
         tokens = tokenize(answer)
         finish = "stop"
         if max_tokens is not None and len(tokens) > max_tokens:

@@ -135,6 +135,7 @@ def wait_until_ready(worker: CeleryWorker) -> None:
 
 
 def stop_celery_worker(worker: CeleryWorker) -> None:
+    """Stop the worker (warm: running tasks finish) and empty its queue."""
     process = worker.process
     if process.poll() is None:
         process.terminate()  # warm shutdown: running tasks finish
@@ -191,31 +192,52 @@ def start_celery_worker(
     return CeleryWorker(queue=queue, process=process, log_path=log_path)
 
 
+def worker_env(
+    *, queue: str, media_root: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a worker process on the test database and `queue`. `extra_env` sets
+    the worker's own settings (it reads them from the environment, not from the test's)."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_QUEUE": queue,
+        "MEDIA_ROOT": str(media_root),
+        **channels_database_env(),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+
+
+def start_test_worker(
+    *, log_path: Path, media_root: Path, extra_env: dict[str, str] | None = None
+) -> CeleryWorker:
+    """Start a worker process on the test database and a queue of its own; returns once it
+    answers."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    env = worker_env(queue=queue, media_root=media_root, extra_env=extra_env)
+    worker = start_celery_worker(env=env, queue=queue, log_path=log_path)
+    try:
+        wait_until_ready(worker)
+    except BaseException:
+        stop_celery_worker(worker)
+        raise
+    return worker
+
+
 @pytest.fixture(scope="session")
 def _celery_worker_session(
     django_db_setup, _shared_media_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryWorker]:
     # Requesting django_db_setup means the test database exists now, and that this worker
     # stops before pytest-django drops it.
-    from django.conf import settings
-
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
-        "DATABASE_URL": database_url(settings.DATABASES["default"]),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_QUEUE": queue,
-        "MEDIA_ROOT": str(_shared_media_root),
-        **channels_database_env(),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    worker = start_celery_worker(
-        env=env, queue=queue, log_path=tmp_path_factory.mktemp("celery") / "worker.log"
-    )
+    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    worker = start_test_worker(log_path=log_path, media_root=_shared_media_root)
     try:
-        wait_until_ready(worker)
         yield worker
     finally:
         stop_celery_worker(worker)

@@ -120,3 +120,20 @@ class TenantScopedAdmin(admin.ModelAdmin):
             if self._obj_tenant_id(obj) not in self._tenant_ids(request, write=True):
                 raise PermissionDenied
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyRecordInline(admin.TabularInline):
+    """Rows the platform writes (attempts, costs), shown read-only under their parent. A
+    tenant's members have no model permissions: whoever may read the parent reads them
+    (platform staff still need the view permission)."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if is_platform_staff(request.user):
+            return super().has_view_permission(request, obj)
+        return self.admin_site._registry[self.parent_model].has_view_permission(request, obj)

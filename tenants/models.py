@@ -133,6 +133,7 @@ class RateLimit(models.Model):
         CALLS_PER_CALLER = "calls_per_caller", "Calls per caller number per window"
         TURNS_PER_CALL = "turns_per_call", "Caller turns per call per window"
         LLM_TOKENS_PER_DAY = "llm_tokens_per_day", "LLM tokens per tenant per day"
+        SPEND_PER_DAY = "spend_per_day", "Spend per tenant per day (cents of PRICE_CURRENCY)"
 
     class Action(models.TextChoices):
         SPEAK_AND_HANG_UP = "speak_hangup", "Speak the message, then hang up"

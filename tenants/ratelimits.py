@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -39,7 +40,12 @@ DEFAULT_MESSAGES = {
     RateLimit.Kind.LLM_TOKENS_PER_DAY: _(
         "Sorry, I can't answer more questions today. Please call again tomorrow."
     ),
+    RateLimit.Kind.SPEND_PER_DAY: (
+        "Sorry, this line cannot take more calls today. Please call again tomorrow. Goodbye."
+    ),
 }
+# Money is counted in millionths of the currency; a spend limit is set in cents.
+MICROS_PER_CENT = 10_000
 
 _ADMIT_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -203,8 +209,11 @@ def _over(limit: RateLimit, key: str, amount: int, now: float) -> bool:
 
 
 def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
-    """Count a new call against the concurrent-calls and per-caller limits."""
+    """Count a new call against the spend budget, the concurrent-calls and per-caller limits."""
     limits = effective_limits(tenant)
+    spend = _spend_verdict(tenant, limits)
+    if not spend.allowed:
+        return spend
     now = time.time()
     if per_caller := limits.get(RateLimit.Kind.CALLS_PER_CALLER):
         key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
@@ -306,4 +315,38 @@ def turn_verdict(
     verdict = turn_admit(tenant=tenant, call_sid=call_sid, limits=limits)
     if not verdict.allowed:
         return verdict
+    spend = _spend_verdict(tenant, limits)
+    if not spend.allowed:
+        return spend
     return tokens_reserve(tenant=tenant, amount=reserve_tokens, limits=limits)
+
+
+def _spend_key(tenant_id: object, window: int, now: float) -> str:
+    return _window_key(f"spend:{tenant_id}", window, now)
+
+
+def spend_add(*, tenant: Tenant, amount: Decimal) -> None:
+    """Count money the tenant spent (a call's cost, once it is known) against its spend budget.
+    A call in progress counts when it ends, so calls running at once may pass the budget by
+    what they cost; new calls and turns are refused from then on."""
+    limit = effective_limits(tenant).get(RateLimit.Kind.SPEND_PER_DAY)
+    micros = int(amount * 1_000_000)
+    if limit is None or micros <= 0:
+        return
+    now = time.time()
+    key = _spend_key(tenant.id, limit.window_seconds, now)
+    ttl = limit.window_seconds + 5
+    _with_fallback(
+        lambda r: r.eval(_INCR_SCRIPT, 1, key, micros, ttl),
+        lambda: _local.incr(key, micros, ttl, now),
+    )
+
+
+def _spend_verdict(tenant: Tenant, limits: dict[str, RateLimit]) -> Verdict:
+    limit = limits.get(RateLimit.Kind.SPEND_PER_DAY)
+    if limit is None:
+        return ALLOWED
+    now = time.time()
+    key = _spend_key(tenant.id, limit.window_seconds, now)
+    spent = _with_fallback(lambda r: int(r.get(key) or 0), lambda: _local.get(key, now))
+    return _refused(tenant, limit) if spent >= limit.limit * MICROS_PER_CENT else ALLOWED

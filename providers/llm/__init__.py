@@ -38,6 +38,7 @@ from providers.llm.base import ChatProvider, LLMError, LLMNotConfigured, LLMResu
 
 __all__ = [
     "ChatProvider",
+    "complete",
     "LLMError",
     "LLMNotConfigured",
     "LLMResult",
@@ -273,6 +274,46 @@ async def stream_reply(
         await begun.stream.aclose()
         result.tokens_in, result.tokens_out = usage.tokens_in, usage.tokens_out
     result.done_at = time.monotonic()
+
+
+def complete(
+    *,
+    model: str,
+    messages: list[dict],
+    max_tokens: int,
+    response_format: dict | None = None,
+    timeout: float,
+    result: LLMResult,
+) -> str:
+    """A whole answer, blocking, for work nobody waits on the line for (e.g. analysing a call
+    that ended): failures a retry can help are tried again after a backoff (Retry-After wins),
+    up to LLM_MAX_ATTEMPTS times within `timeout` seconds; then the last LLMError is raised."""
+    provider = get_provider()
+    if not provider.is_configured():
+        raise LLMNotConfigured()
+    give_up_at = time.monotonic() + timeout
+    for attempt in range(settings.LLM_MAX_ATTEMPTS):
+        result.model_used = model
+        try:
+            return provider.complete(
+                model=model,
+                messages=messages,
+                max_tokens=max_tokens,
+                response_format=response_format,
+                timeout=max(give_up_at - time.monotonic(), MIN_ATTEMPT_SECONDS),
+                result=result,
+            )
+        except Exception as exc:  # noqa: BLE001 - every provider failure is classified
+            error = provider.classify(exc)
+            _record(error, model=model, attempt=attempt, result=result)
+            wait = error.retry_after
+            if wait is None:
+                wait = settings.LLM_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random())
+            last = attempt + 1 >= settings.LLM_MAX_ATTEMPTS
+            if error.permanent or last or time.monotonic() + wait >= give_up_at:
+                raise error from exc
+            time.sleep(wait)
+    raise LLMError("LLM_MAX_ATTEMPTS allows no attempt", permanent=True)
 
 
 def whole_answer(stream: AsyncIterator[str]) -> str:

@@ -71,6 +71,21 @@ class ChatProvider:
         time on `result`. Raises on any failure (also when the stream ends unfinished)."""
         raise NotImplementedError
 
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        max_tokens: int,
+        response_format: dict | None,
+        timeout: float,
+        result: LLMResult,
+    ) -> str:
+        """One whole (not streamed) answer of `model`, blocking, recording usage on `result`;
+        `response_format` asks for JSON (`{"type": "json_object"}` or a `json_schema`). Raises
+        on any failure."""
+        raise NotImplementedError
+
     def classify(self, exc: Exception) -> LLMError:
         """`exc` as an LLMError saying whether a retry can help."""
         raise NotImplementedError

@@ -78,6 +78,7 @@ class GroqProvider(ChatProvider):
     def __init__(self) -> None:
         self._client: groq.AsyncGroq | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_client: groq.Groq | None = None
 
     def is_configured(self) -> bool:
         return bool(settings.GROQ_API_KEY or settings.GROQ_BASE_URL)
@@ -100,8 +101,53 @@ class GroqProvider(ChatProvider):
             self._client_loop = loop
         return self._client
 
+    def sync_client(self) -> groq.Groq:
+        """The process' blocking client (thread-safe), for work outside an event loop."""
+        if self._sync_client is None:
+            self._sync_client = groq.Groq(
+                api_key=settings.GROQ_API_KEY or "unused-local-key",
+                base_url=settings.GROQ_BASE_URL or None,
+                max_retries=0,
+                timeout=httpx.Timeout(settings.LLM_TIMEOUT_SECONDS, connect=2.0),
+            )
+        return self._sync_client
+
     def reset(self) -> None:
-        self._client = self._client_loop = None
+        self._client = self._client_loop = self._sync_client = None
+
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[dict],
+        max_tokens: int,
+        response_format: dict | None,
+        timeout: float,
+        result: LLMResult,
+    ) -> str:
+        body: dict = {
+            "model": model,
+            "messages": messages,
+            "temperature": 0,
+            "max_completion_tokens": max_tokens,
+        }
+        if response_format:
+            body["response_format"] = response_format
+        answer = self.sync_client().post(
+            CHAT_COMPLETIONS,
+            body=body,
+            options={"timeout": httpx.Timeout(timeout, connect=min(2.0, timeout))},
+            cast_to=object,
+        )
+        if not isinstance(answer, dict):
+            raise LLMError("the answer is not a JSON object", permanent=True)
+        read_chunk({"usage": answer.get("usage")}, result)
+        choices = answer.get("choices") or [{}]
+        message = (choices[0] or {}).get("message") or {}
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise LLMError("the answer has no text")
+        return content
 
     async def attempt(
         self,

@@ -1,0 +1,1 @@
+from webhooks.tests.conftest import receiver  # noqa: F401 - a fixture shared with webhooks
