@@ -89,7 +89,10 @@ def call_admit(
             )
     elif existing.status == Call.Status.REJECTED:
         return Admission(message=phrases.NOT_AVAILABLE)
-    relay = number.assistant.mode == AssistantConfig.Mode.RELAY
+    mode = {
+        AssistantConfig.Mode.RELAY: Call.Mode.RELAY,
+        AssistantConfig.Mode.STREAM: Call.Mode.STREAM,
+    }.get(number.assistant.mode, Call.Mode.GATHER)
     try:
         call, _ = call_start(
             phone_number=number,
@@ -97,7 +100,7 @@ def call_admit(
             from_number=from_number,
             to_number=to_number,
             direction=direction,
-            mode=Call.Mode.RELAY if relay else Call.Mode.GATHER,
+            mode=mode,
         )
     except Exception:
         if existing is None:  # the line taken above is given back
@@ -358,6 +361,7 @@ def turn_as_event(turn: Turn) -> dict:
         "text": turn.text[:2000],
         "interrupted": turn.interrupted,
         "heard_text": turn.heard_text[:2000],
+        "transcript_final_ms": turn.transcript_final_ms,
         "llm_first_token_ms": turn.llm_first_token_ms,
         "llm_done_ms": turn.llm_done_ms,
         "first_audio_ms": turn.first_audio_ms,

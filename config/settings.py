@@ -503,3 +503,17 @@ SPECTACULAR_SETTINGS = {
         "CallModeEnum": "calls.models.Call.Mode",
     },
 }
+
+# --- Stream mode (Twilio Media Streams: our own recognition and speech providers) -------------
+DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="wss://api.deepgram.com")
+# Connecting to a provider, and a provider's silence while it owes us something, past this fail.
+STREAM_PROVIDER_TIMEOUT_SECONDS = env.float("STREAM_PROVIDER_TIMEOUT_SECONDS", default=3.0)
+# Audio sent to Twilio ahead of real time (a cushion against jitter; `clear` drops it on barge-in).
+STREAM_AUDIO_LEAD_MS = env.int("STREAM_AUDIO_LEAD_MS", default=100)
+# Caller speech (our own voice-activity detector) that interrupts the assistant.
+STREAM_BARGE_IN_MS = env.int("STREAM_BARGE_IN_MS", default=160)
+# After the caller stops talking, how long the recognition provider has to end the turn.
+STREAM_RECOGNITION_TIMEOUT_SECONDS = env.float("STREAM_RECOGNITION_TIMEOUT_SECONDS", default=4.0)
+# Largest Media Streams frame read (a 20 ms media frame is ~400 characters).
+STREAM_MAX_FRAME_CHARS = env.int("STREAM_MAX_FRAME_CHARS", default=16384)
