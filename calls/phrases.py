@@ -19,3 +19,5 @@ REPROMPT = "Sorry, I didn't catch that. Could you say it again?"
 ONE_MOMENT = "One moment, please."
 # Said after an answer that broke off mid-sentence (the model's stream was cut).
 CUT_SHORT = "Sorry, I lost my train of thought. Could you ask me that again?"
+# Stream mode: the recognition provider failed, so the call cannot go on.
+CANNOT_HEAR = "I'm sorry, I can't hear you right now because of a technical problem. Please call again later. Goodbye."

@@ -65,7 +65,9 @@ async def open_socket(url: str, *, api_key: str) -> ClientConnection:
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        raise RecognitionError(f"Deepgram refused: HTTP {status}", permanent=status in (401, 403))
+        raise RecognitionError(
+            f"Deepgram refused: HTTP {status}", permanent=status in (401, 403)
+        ) from exc
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise RecognitionError(f"Deepgram unreachable: {type(exc).__name__}: {exc}") from exc
 

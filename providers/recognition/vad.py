@@ -21,13 +21,14 @@ class SpeechDetector:
         self._stop_frames = max(1, stop_ms // 20)
         self._voiced = 0
         self._unvoiced = 0
+        self.voiced = False  # the last frame
         self.speaking = False
 
     def feed(self, frame: bytes) -> str:
-        """"started", "stopped" or "" for one 20 ms mu-law frame (other sizes are ignored)."""
+        """ "started", "stopped" or "" for one 20 ms mu-law frame (other sizes are ignored)."""
         if len(frame) != FRAME_BYTES:
             return ""
-        voiced = self._vad.is_speech(mulaw_to_pcm(frame).tobytes(), SAMPLE_RATE)
+        voiced = self.voiced = self._vad.is_speech(mulaw_to_pcm(frame).tobytes(), SAMPLE_RATE)
         if voiced:
             self._voiced, self._unvoiced = self._voiced + 1, 0
         else:

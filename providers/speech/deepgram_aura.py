@@ -76,7 +76,9 @@ class AuraStream(VoiceStream):
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise TTSError(f"Deepgram refused: HTTP {status}", permanent=status in (401, 403))
+            raise TTSError(
+                f"Deepgram refused: HTTP {status}", permanent=status in (401, 403)
+            ) from exc
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise TTSError(f"Deepgram unreachable: {type(exc).__name__}: {exc}") from exc
         return self._socket

@@ -1,0 +1,579 @@
+"""Stream mode: Twilio Media Streams on `/twilio/media`. Audio flows both ways; the platform
+recognises the caller with its own streaming provider, decides when the caller's turn ends and
+when the caller talks over the assistant, and speaks with its own streaming voice.
+
+Twilio -> us: `connected`, `start` (streamSid, callSid, mu-law 8 kHz), `media` (20 ms of the
+caller's audio), `dtmf`, `mark` (the audio sent before it has been played), `stop`.
+Us -> Twilio: `media` (20 ms frames, paced close to real time), a `mark` after each sentence
+(so the platform knows what the caller heard), `clear` (barge-in: drop what is not played yet).
+
+The handshake is refused unless it carries a valid X-Twilio-Signature for the call named in the
+URL; `start` must name that call. A session that ends (a transfer, a provider that failed)
+closes the socket, and Twilio asks `/twilio/stream-action` what to do next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from calls import events, phrases
+from calls.engine import Reply, clean_text
+from calls.models import Call
+from calls.transports.relay import (
+    CLOSE_WRONG_CALL,
+    call_for_handshake,
+    live_socket_claim,
+    live_socket_release,
+)
+from calls.transports.sockets import SessionConsumer
+from core import caching
+from core.asyncdb import database_async
+from providers import audio, recognition
+from providers.recognition.vad import SpeechDetector
+from providers.speech import TTSError
+from providers.speech.streaming import VoiceSettings, VoiceStream, get_streaming_voice
+
+logger = logging.getLogger(__name__)
+
+LOCAL_VOICE = "espeak"
+HANDOFF_SECONDS = 3600
+# A media payload longer than this (decoded) is not a 20 ms frame: skipped.
+MAX_MEDIA_BYTES = 4 * audio.FRAME_BYTES
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def handoff_key(call: Call) -> str:
+    return f"stream:handoff:{call.id}"
+
+
+def handoff_store(call: Call, handoff: dict) -> None:
+    """Keep what should happen after the session for `/twilio/stream-action` (any instance)."""
+    try:
+        caching.shared_cache().set(handoff_key(call), handoff, timeout=HANDOFF_SECONDS)
+    except Exception:
+        logger.warning("stream: could not keep the handoff", exc_info=True)
+
+
+def handoff_take(call: Call) -> dict:
+    try:
+        cache = caching.shared_cache()
+        handoff = cache.get(handoff_key(call))
+        cache.delete(handoff_key(call))
+    except Exception:
+        logger.warning("stream: could not read the handoff", exc_info=True)
+        return {}
+    return handoff if isinstance(handoff, dict) else {}
+
+
+def recognition_settings(call: Call) -> recognition.RecognitionSettings:
+    config = call.config_snapshot
+    keywords = [k.strip() for k in config.get("recognition_keywords", "").splitlines()]
+    return recognition.RecognitionSettings(
+        api_key=deepgram_key(call),
+        model=config.get("recognition_model", ""),
+        language=config.get("language", "en-US"),
+        endpointing_ms=int(config.get("endpointing_ms", 300)),
+        keywords=tuple(k for k in keywords if k)[:100],
+    )
+
+
+def deepgram_key(call: Call) -> str:
+    """The tenant's own Deepgram key if it has one, else the platform's."""
+    tenant = call.tenant
+    try:
+        return tenant.get_deepgram_api_key() or settings.DEEPGRAM_API_KEY
+    except ValueError:
+        logger.error("stream: the tenant's Deepgram key cannot be decrypted")
+        return settings.DEEPGRAM_API_KEY
+
+
+@dataclass
+class Playback:
+    """One answer being spoken: its sentences in order, the task that speaks them, and the
+    marks sent after each (name -> sentence)."""
+
+    reply: Reply
+    number: int
+    pending: str = ""  # text of a sentence not finished yet
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    task: asyncio.Task | None = None
+    marks: dict[str, str] = field(default_factory=dict)
+    heard: list[str] = field(default_factory=list)
+
+
+class MediaSpeaker:
+    """Speaks answers as paced mu-law frames, sentence by sentence while the model writes.
+
+    The caller hears audio at the pace it is played; frames go out `STREAM_AUDIO_LEAD_MS` ahead
+    of it, so that a `clear` leaves little already played. A voice provider that fails is
+    replaced by the local engine (espeak-ng) for the rest of the call.
+    """
+
+    streams_text = True
+
+    def __init__(self, consumer: MediaStreamConsumer, *, voice: str, options: VoiceSettings):
+        self.consumer = consumer
+        self.voice_name = voice
+        self.options = options
+        self._voice: VoiceStream | None = None
+        self._playback: Playback | None = None
+        self._played_until = 0.0  # monotonic time at which the audio sent so far ends
+        self._count = 0
+        self.pending_marks: dict[str, Playback] = {}
+
+    # --- Speaker -------------------------------------------------------------------------------
+
+    async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
+        playback = self._begin(reply)
+        playback.pending += text
+        *sentences, playback.pending = _SENTENCE_END.split(playback.pending)
+        if complete:
+            sentences.append(playback.pending)
+            playback.pending = ""
+        for sentence in sentences:
+            if sentence.strip():
+                playback.queue.put_nowait(sentence.strip())
+
+    async def done(self, reply: Reply) -> None:
+        playback = self._begin(reply)
+        if playback.pending.strip():
+            playback.queue.put_nowait(playback.pending.strip())
+        playback.pending = ""
+        playback.queue.put_nowait(None)
+        await asyncio.wait([playback.task])
+        if reply.last_sent_at is None:
+            reply.last_sent_at = time.monotonic()
+
+    async def stop(self, reply: Reply) -> None:
+        """Stop speaking `reply`: nothing more is synthesised or sent; on an interruption
+        Twilio also drops what it has not played."""
+        playback = self._playback
+        if playback is None or playback.reply is not reply:
+            return
+        if playback.task is not None and not playback.task.done():
+            playback.task.cancel()
+            await asyncio.wait([playback.task])
+        if reply.interrupted:
+            await self.clear()
+
+    async def cut(self, reply: Reply) -> None:
+        """The model broke off: its unfinished sentence is never said."""
+        if self._playback is not None and self._playback.reply is reply:
+            self._playback.pending = ""
+
+    async def end(self, handoff: dict) -> None:
+        await self.consumer.end_session(handoff)
+
+    # --- the consumer's side -------------------------------------------------------------------
+
+    @property
+    def speaking(self) -> bool:
+        """Whether the caller may be hearing the assistant now (audio sent but not played)."""
+        playing = self._playback is not None and not (
+            self._playback.task is None or self._playback.task.done()
+        )
+        return playing or bool(self.pending_marks)
+
+    def heard(self, reply: Reply) -> str:
+        """What the caller has heard of `reply`: the sentences whose marks came back."""
+        playback = self._playback
+        if playback is None or playback.reply is not reply:
+            return ""
+        return " ".join(playback.heard)
+
+    def heard_now(self) -> str:
+        return " ".join(self._playback.heard) if self._playback is not None else ""
+
+    def played(self, name: str) -> None:
+        """Twilio played everything up to the mark `name`."""
+        playback = self.pending_marks.pop(name, None)
+        if playback is not None:
+            playback.heard.append(playback.marks[name])
+
+    async def clear(self) -> None:
+        """Barge-in: Twilio drops the audio not played yet; marks still pending mean nothing."""
+        playback = self._playback
+        if playback is not None and playback.task is not None and not playback.task.done():
+            playback.task.cancel()
+            await asyncio.wait([playback.task])
+        self.pending_marks.clear()
+        self._played_until = 0.0
+        await self.consumer.send_event({"event": "clear"})
+
+    async def announce(self, text: str) -> None:
+        """Say a line of the platform's own (the greeting): spoken like an answer, not stored."""
+        now = time.monotonic()
+        reply = Reply(utterance="", received_at=now, deadline=now)
+        await self.say(reply, text, complete=True)
+        await self.done(reply)
+
+    async def close(self) -> None:
+        if self._playback is not None and self._playback.task is not None:
+            self._playback.task.cancel()
+            await asyncio.wait([self._playback.task])
+        if self._voice is not None:
+            await self._voice.close()
+
+    # --- speaking ------------------------------------------------------------------------------
+
+    def _begin(self, reply: Reply) -> Playback:
+        playback = self._playback
+        if playback is not None and playback.reply is reply:
+            if playback.task is None or playback.task.done():  # stopped early, then the apology
+                playback.task = asyncio.create_task(self._speak(playback, None))
+            return playback
+        self._count += 1
+        new = Playback(reply=reply, number=self._count)
+        previous = playback.task if playback is not None else None
+        new.task = asyncio.create_task(self._speak(new, previous))
+        self._playback = new
+        return new
+
+    async def _speak(self, playback: Playback, previous: asyncio.Task | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # one answer after the other, never mixed
+        index = 0
+        while (sentence := await playback.queue.get()) is not None:
+            index += 1
+            await self._speak_sentence(playback, sentence)
+            name = f"{playback.number}.{index}"
+            playback.marks[name] = sentence
+            self.pending_marks[name] = playback
+            await self.consumer.send_event({"event": "mark", "mark": {"name": name}})
+
+    async def _speak_sentence(self, playback: Playback, sentence: str) -> None:
+        reply, rest = playback.reply, b""
+        started = False
+        async for chunk in self._synthesize(reply, sentence):
+            if reply.first_audio_at is None:
+                reply.first_audio_at = time.monotonic()
+            rest += chunk
+            whole = len(rest) - len(rest) % audio.FRAME_BYTES
+            for frame in audio.frames(rest[:whole]):
+                await self._send_frame(frame)
+                if not started:
+                    started = True
+                    reply.parts.append(("" if not reply.parts else " ") + sentence)
+                    reply.first_sent_at = reply.first_sent_at or time.monotonic()
+            rest = rest[whole:]
+        for frame in audio.frames(rest):
+            await self._send_frame(frame)
+        reply.last_sent_at = time.monotonic()
+
+    async def _synthesize(self, reply: Reply, sentence: str):
+        """The sentence's audio from the call's voice; from the local engine once that fails."""
+        sent_any = False
+        try:
+            voice = await self._open_voice()
+            async for chunk in voice.speak(sentence):
+                sent_any = True
+                yield chunk
+            return
+        except TTSError as exc:
+            if self.voice_name == LOCAL_VOICE:
+                reply.errors.append(f"speech: {exc.message}")
+                return
+            logger.warning("stream: the voice failed; the local engine takes over: %s", exc)
+            reply.errors.append(f"speech: {exc.message}")
+            reply.fallbacks.append(f"tts:{LOCAL_VOICE}")
+            await self._switch_to_local_voice()
+        if sent_any:
+            return  # the rest of a half-said sentence is dropped, not repeated
+        voice = await self._open_voice()
+        try:
+            async for chunk in voice.speak(sentence):
+                yield chunk
+        except TTSError as exc:
+            reply.errors.append(f"speech: {exc.message}")
+
+    async def _open_voice(self) -> VoiceStream:
+        if self._voice is None:
+            self._voice = get_streaming_voice(self.voice_name).open(self.options)
+        return self._voice
+
+    async def _switch_to_local_voice(self) -> None:
+        if self._voice is not None:
+            await self._voice.close()
+        self._voice, self.voice_name = None, LOCAL_VOICE
+
+    async def _send_frame(self, frame: bytes) -> None:
+        """Send one 20 ms frame, no more than the lead ahead of what is being played."""
+        now = time.monotonic()
+        ahead = self._played_until - now - settings.STREAM_AUDIO_LEAD_MS / 1000
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+            now = time.monotonic()
+        self._played_until = max(self._played_until, now) + audio.FRAME_MS / 1000
+        payload = base64.b64encode(frame).decode("ascii")
+        await self.consumer.send_event({"event": "media", "media": {"payload": payload}})
+
+
+class MediaStreamConsumer(SessionConsumer):
+    """Twilio Media Streams (`/twilio/media`), bidirectional."""
+
+    MESSAGES = frozenset({"connected", "start", "media", "dtmf", "mark", "stop"})
+    BEFORE_SESSION = frozenset({"connected", "start"})
+    LOG_NAME = "stream"
+    KIND_FIELD = "event"
+    handshake_call: Call | None = None
+    stream_sid = ""
+    speaker: MediaSpeaker | None = None
+
+    async def connect(self) -> None:
+        call = await database_async(call_for_handshake)(self.scope, mode=Call.Mode.STREAM)
+        self.holder = uuid.uuid4().hex
+        if call is None or not await database_async(live_socket_claim)(call, self.holder):
+            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            return
+        self.handshake_call = call
+        self.sequence = 0
+        self.detector = SpeechDetector(start_ms=settings.STREAM_BARGE_IN_MS)
+        self.listening: asyncio.Task | None = None
+        self.recognizer: recognition.RecognitionStream | None = None
+        self.speech_ended_at: float | None = None
+        self.last_voice_at = 0.0
+        self.provider_heard_at = 0.0  # the last message of the recognition provider
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.greeting: asyncio.Task | None = None
+        self.failing: asyncio.Task | None = None
+        self.ending = False
+        await self.accept()
+
+    def max_frame_chars(self) -> int:
+        return settings.STREAM_MAX_FRAME_CHARS
+
+    async def disconnect(self, code: int) -> None:
+        try:
+            with self.call_context():
+                await self._stop_listening()
+                if self.speaker is not None:
+                    await self.speaker.close()
+            await super().disconnect(code)
+        finally:
+            if self.handshake_call is not None:
+                await database_async(live_socket_release)(self.handshake_call, self.holder)
+
+    async def send_event(self, message: dict) -> None:
+        """Send a Media Streams message of this stream (dropped once the socket is closing)."""
+        if self.ending and message["event"] == "media":
+            return
+        await self.send(json.dumps({**message, "streamSid": self.stream_sid}))
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def _in_order(self, message: dict) -> bool:
+        """Twilio numbers its messages; a repeated or late one is skipped."""
+        try:
+            number = int(message.get("sequenceNumber", 0))
+        except (TypeError, ValueError):
+            return False
+        if number and number <= self.sequence:
+            logger.warning("stream: out-of-order message skipped", extra={"sequence": number})
+            return False
+        self.sequence = max(self.sequence, number)
+        return True
+
+    async def on_connected(self, message: dict) -> None:
+        """Twilio's hello; nothing to do until `start`."""
+
+    async def on_start(self, message: dict) -> None:
+        call = self.handshake_call
+        assert call is not None
+        start = message.get("start")
+        if self.conversation is not None or not isinstance(start, dict):
+            logger.warning("stream: repeated or malformed start ignored")
+            return
+        if start.get("callSid") != call.call_sid:
+            logger.warning("stream: start names another call; closing")
+            await self.close(code=CLOSE_WRONG_CALL)
+            return
+        media_format = start.get("mediaFormat") or {}
+        if (
+            media_format.get("encoding", "audio/x-mulaw") != "audio/x-mulaw"
+            or int(media_format.get("sampleRate", audio.SAMPLE_RATE) or 0) != audio.SAMPLE_RATE
+        ):
+            logger.warning("stream: unsupported media format; closing")
+            await self.close(code=CLOSE_WRONG_CALL)
+            return
+        self.stream_sid = clean_text(start.get("streamSid") or message.get("streamSid"), 64)
+        self._in_order(message)
+        config = call.config_snapshot
+        options = VoiceSettings(
+            api_key=deepgram_key(call),
+            voice=config.get("stream_voice", ""),
+            language=config.get("language", "en-US"),
+        )
+        voice = config.get("voice_provider") or LOCAL_VOICE
+        if voice != LOCAL_VOICE and not options.api_key:
+            voice = LOCAL_VOICE  # no key for the provider: straight to the local engine
+        self.speaker = MediaSpeaker(self, voice=voice, options=options)
+        if not await self.start_conversation(call, self.speaker):
+            await self.close()
+            return
+        try:
+            self.recognizer = await self._open_recognizer(call)
+        except recognition.RecognitionError as exc:
+            await self._recognition_failed(exc)
+            return
+        self.listening = asyncio.create_task(self._listen())
+        if greeting := config.get("greeting"):
+            self.greeting = asyncio.create_task(self.speaker.announce(greeting))
+
+    async def _open_recognizer(self, call: Call) -> recognition.RecognitionStream:
+        name = call.config_snapshot.get("recognition_provider", "deepgram")
+        stream = recognition.get_recognizer(name).stream(recognition_settings(call))
+        return await stream.__aenter__()
+
+    async def on_media(self, message: dict) -> None:
+        media = message.get("media")
+        if not isinstance(media, dict) or media.get("track", "inbound") != "inbound":
+            return
+        if not self._in_order(message):
+            return
+        try:
+            frame = base64.b64decode(str(media.get("payload", "")), validate=True)
+        except (binascii.Error, ValueError):
+            logger.warning("stream: media payload that is not base64 skipped")
+            return
+        if not frame or len(frame) > MAX_MEDIA_BYTES:
+            logger.warning("stream: media payload of a wrong size skipped")
+            return
+        if self.recognizer is not None:
+            try:
+                await self.recognizer.send(frame)
+            except recognition.RecognitionError as exc:
+                await self._recognition_failed(exc)
+                return
+        await self._detect(frame)
+
+    async def _detect(self, frame: bytes) -> None:
+        """Our own voice-activity detector: barge-in at once, and the moment speech ended."""
+        for piece in audio.frames(frame, pad=False):
+            change = self.detector.feed(piece)
+            if self.detector.voiced:
+                self.speech_ended_at = None
+                self.last_voice_at = time.monotonic()
+            if change == "started" and self.speaker is not None and self.speaker.speaking:
+                await self._barge_in()
+            elif change == "stopped":
+                self.speech_ended_at = self.last_voice_at
+                self._watch_recognition()
+
+    async def on_mark(self, message: dict) -> None:
+        mark = message.get("mark")
+        if isinstance(mark, dict) and self.speaker is not None:
+            self.speaker.played(str(mark.get("name", ""))[:100])
+
+    async def on_dtmf(self, message: dict) -> None:
+        dtmf = message.get("dtmf")
+        if isinstance(dtmf, dict):
+            await self.conversation.dtmf(dtmf.get("digit"))
+
+    async def on_stop(self, message: dict) -> None:
+        """The call is over (the caller hung up): the session ends when the socket closes."""
+        await self._stop_listening()
+
+    # --- turn-taking ---------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """The recognition provider's events, until the session ends or the provider fails."""
+        assert self.recognizer is not None
+        with self.call_context():
+            try:
+                async for event in self.recognizer.events():
+                    self.provider_heard_at = time.monotonic()
+                    await self._heard(event)
+            except recognition.RecognitionError as exc:
+                await self._recognition_failed(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception("stream: recognition failed")
+                await self._recognition_failed(recognition.RecognitionError(str(exc)))
+
+    async def _heard(self, event: recognition.RecognitionEvent) -> None:
+        if event.kind == "interim" and self.call is not None:
+            await events.apublish("partial", call=self.call, role="caller", text=event.text[:2000])
+        elif event.kind == "end_of_turn":
+            self._cancel_watchdog()
+            if self.speaker is not None and self.speaker.speaking:
+                await self._barge_in()
+            await self.conversation.prompt(
+                event.text,
+                speech_ended_at=self.speech_ended_at or time.monotonic(),
+                confidence=event.confidence,
+            )
+            self.speech_ended_at = None
+
+    async def _barge_in(self) -> None:
+        """The caller talks over the assistant: Twilio drops the rest, the answer stops, and
+        what the caller heard of it is stored."""
+        speaker = self.speaker
+        assert speaker is not None
+        heard = speaker.heard_now()
+        await speaker.clear()
+        await self.conversation.interrupt(heard)
+
+    def _watch_recognition(self) -> None:
+        """After the caller stops talking the provider owes us something; a provider that has
+        gone silent (a hung connection) ends the session instead of leaving the caller waiting."""
+        self._cancel_watchdog()
+        asked_at = time.monotonic()
+        timeout = settings.STREAM_RECOGNITION_TIMEOUT_SECONDS
+
+        def check() -> None:
+            if self.provider_heard_at < asked_at - timeout and not self.ending:
+                error = recognition.RecognitionError("no word from the recognition provider")
+                self.failing = asyncio.create_task(self._recognition_failed(error))
+
+        self.watchdog = asyncio.get_running_loop().call_later(timeout, check)
+
+    def _cancel_watchdog(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+
+    async def _stop_listening(self) -> None:
+        self._cancel_watchdog()
+        if self.listening is not None and self.listening is not asyncio.current_task():
+            self.listening.cancel()
+            await asyncio.wait([self.listening])
+        if self.recognizer is not None:
+            recognizer, self.recognizer = self.recognizer, None
+            try:
+                await recognizer.close()
+            except Exception:
+                logger.warning("stream: closing the recognizer failed", exc_info=True)
+
+    # --- the end of a session ------------------------------------------------------------------
+
+    async def _recognition_failed(self, exc: recognition.RecognitionError) -> None:
+        """Without recognition the call cannot go on: the call is closed as failed, and the
+        caller hears an apology from Twilio (`/twilio/stream-action`) once the socket closes."""
+        if self.ending:
+            return
+        logger.error("stream: recognition failed: %s", exc.message)
+        with self.call_context():
+            await self.conversation.error(f"recognition: {exc.message}")
+            await self.conversation.abandon(error=f"recognition: {exc.message}")
+            await self.end_session({"reason": "recognition-failed", "message": phrases.CANNOT_HEAR})
+
+    async def end_session(self, handoff: dict) -> None:
+        """End the stream: keep `handoff` for the action URL, then close the socket."""
+        if self.ending:
+            return
+        call = self.handshake_call
+        assert call is not None
+        await database_async(handoff_store)(call, handoff)
+        self.ending = True
+        await self.close()
