@@ -340,8 +340,7 @@ class MediaStreamConsumer(SessionConsumer):
         self.detector = SpeechDetector(start_ms=settings.STREAM_BARGE_IN_MS)
         self.listening: asyncio.Task | None = None
         self.recognizer: recognition.RecognitionStream | None = None
-        self.speech_ended_at: float | None = None
-        self.last_voice_at = 0.0
+        self.last_voice_at = 0.0  # when our detector last heard the caller's voice
         self.provider_heard_at = 0.0  # the last message of the recognition provider
         self.watchdog: asyncio.TimerHandle | None = None
         self.greeting: asyncio.Task | None = None
@@ -461,12 +460,10 @@ class MediaStreamConsumer(SessionConsumer):
         for piece in audio.frames(frame, pad=False):
             change = self.detector.feed(piece)
             if self.detector.voiced:
-                self.speech_ended_at = None
                 self.last_voice_at = time.monotonic()
             if change == "started" and self.speaker is not None and self.speaker.speaking:
                 await self._barge_in()
             elif change == "stopped":
-                self.speech_ended_at = self.last_voice_at
                 self._watch_recognition()
 
     async def on_mark(self, message: dict) -> None:
@@ -508,12 +505,12 @@ class MediaStreamConsumer(SessionConsumer):
             self._cancel_watchdog()
             if self.speaker is not None and self.speaker.speaking:
                 await self._barge_in()
+            # The turn's timings count from the caller's last voiced frame.
             await self.conversation.prompt(
                 event.text,
-                speech_ended_at=self.speech_ended_at or time.monotonic(),
+                speech_ended_at=self.last_voice_at or time.monotonic(),
                 confidence=event.confidence,
             )
-            self.speech_ended_at = None
 
     async def _barge_in(self) -> None:
         """The caller talks over the assistant: Twilio drops the rest, the answer stops, and
