@@ -41,6 +41,7 @@ class StreamTurn:
     voice_to_voice_ms: float | None = None  # last caller speech frame sent -> first audio back
     last_audio_ms: float | None = None  # ... -> last audio frame received
     marks: int = 0
+    # Twilio was told to drop the audio not played yet while this line was said (a barge-in).
     cleared: bool = False
 
     def wav(self) -> bytes:

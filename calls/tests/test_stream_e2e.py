@@ -67,8 +67,9 @@ def test_a_stream_call_of_several_turns_through_daphne(
     faq, llm_turn = call.turns
     for turn in call.turns:
         assert len(turn.audio) > 8000, "at least a second of the assistant's voice"
+        assert not turn.cleared
         assert turn.voice_to_voice_ms is not None
-        assert turn.marks >= 1 and not turn.cleared
+        assert turn.marks >= 1
     assert llm_turn.marks == 2  # a mark after each sentence, echoed once played
     [listen] = fake_deepgram.listens
     assert listen.params["encoding"] == "mulaw" and listen.params["sample_rate"] == "8000"
@@ -98,3 +99,101 @@ def test_a_stream_call_of_several_turns_through_daphne(
     assert 0 < answer.transcript_final_ms <= answer.llm_first_token_ms
     assert answer.llm_first_token_ms <= answer.first_audio_ms <= answer.response_sent_ms
     assert answer.response_sent_ms <= answer.last_token_sent_ms
+
+
+LONG_ANSWER = (
+    "Sure. Let me tell you about every single service we offer, from leaking taps and blocked "
+    "drains to boilers, radiators, showers, toilets and complete bathroom installations. "
+    "We also do emergency call outs at night, at weekends and on bank holidays, anywhere in "
+    "the city and the towns around it, for a fixed fee that we tell you before we come."
+)
+
+
+def test_the_caller_talks_over_an_answer_and_only_what_was_heard_is_kept(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram
+):
+    fake_deepgram.queue_transcript("Tell me about your services.", "Stop, just the price please.")
+    fake_groq.queue_answer(LONG_ANSWER)
+    fake_groq.queue_answer("A visit is sixty pounds.")
+    fake_groq.set_latency(tokens_per_second=25)  # the model is still talking when cut off
+
+    call = play(
+        daphne_server,
+        number_a,
+        utterances=["Tell me about your services.", "Stop, just the price please."],
+        barge_in_after_ms=2500,
+    )
+
+    assert call.refused == "", daphne_server.log()
+    first, second = call.turns
+    assert second.cleared, "talking over the answer told Twilio to drop what was not played"
+    assert first.marks == 1  # "Sure." was played; the long sentence was not
+    record, turns = stored_once_closed(call.call_sid)
+    cut = turns[1]
+    assert cut.role == "assistant" and cut.interrupted
+    assert cut.heard_text == "Sure."
+    # Said (its audio begun) but not heard: the long sentence; never said: the last one.
+    assert cut.text == LONG_ANSWER[: LONG_ANSWER.index(" We also")]
+    assert [(t.role, t.text) for t in turns[2:]] == [
+        ("caller", "Stop, just the price please."),
+        ("assistant", "A visit is sixty pounds."),
+    ]
+    # The LLM stream of the cut answer was closed, and its later sentences never spoken.
+    assert fake_groq.active_streams == 0
+    assert not any(s.startswith("We also") for s in fake_deepgram.spoken)
+    assert record.outcome == "completed"
+
+
+def test_the_transfer_digit_hands_the_caller_to_a_human(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram
+):
+    fake_deepgram.queue_transcript("When are you open?")
+
+    call = play(daphne_server, number_a, utterances=["When are you open?"], press="0")
+
+    assert call.closed_by_platform, daphne_server.log()
+    assert call.action_status == 200 and call.dialled == "+15005550001"
+    record, turns = stored_once_closed(call.call_sid)
+    assert record.outcome == "transferred"
+    assert [t.role for t in turns] == ["caller", "assistant"]
+
+
+@pytest.mark.parametrize("fault", ["drop", "hang"])
+def test_recognition_that_fails_mid_call_ends_the_call_with_an_apology_and_keeps_the_turns(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram, fault
+):
+    fake_deepgram.queue_transcript("When are you open?", "And on Sundays?")
+    fake_deepgram.configure(listen_fault=fault, fault_after_turns=1)
+
+    call = play(
+        daphne_server, number_a, utterances=["When are you open?", "And on Sundays?"], timeout=15
+    )
+
+    assert call.closed_by_platform, daphne_server.log()
+    assert call.action_status == 200
+    assert [s.kind for s in call.action_said] == ["say"]
+    assert "can't hear you" in call.action_said[0].text
+    record, turns = stored_once_closed(call.call_sid)
+    assert record.outcome == "error" and "recognition" in record.error
+    assert [(t.role, t.text) for t in turns] == [
+        ("caller", "When are you open?"),
+        ("assistant", "We are open from eight to six, Monday to Friday."),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["drop", "hang"])
+def test_a_voice_that_fails_mid_call_is_replaced_by_the_local_engine(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram, fault
+):
+    fake_deepgram.queue_transcript("When are you open?")
+    fake_deepgram.configure(speak_fault=fault, fault_after_turns=1)  # the greeting is spoken
+
+    call = play(daphne_server, number_a, utterances=["When are you open?"], timeout=15)
+
+    assert call.refused == "", daphne_server.log()
+    [answer_audio] = call.turns
+    assert len(answer_audio.audio) > 8000, "the answer was heard, in the local voice"
+    _, turns = stored_once_closed(call.call_sid)
+    answer = turns[1]
+    assert answer.text == "We are open from eight to six, Monday to Friday."
+    assert answer.fallbacks == ["tts:espeak"] and "speech" in answer.error

@@ -22,7 +22,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 
@@ -244,14 +244,16 @@ class MediaSpeaker:
             await asyncio.wait([previous])  # one answer after the other, never mixed
         index = 0
         while (sentence := await playback.queue.get()) is not None:
+            if not await self._speak_sentence(playback, sentence):
+                continue  # no audio at all: nothing was said
             index += 1
-            await self._speak_sentence(playback, sentence)
             name = f"{playback.number}.{index}"
             playback.marks[name] = sentence
             self.pending_marks[name] = playback
             await self.consumer.send_event({"event": "mark", "mark": {"name": name}})
 
-    async def _speak_sentence(self, playback: Playback, sentence: str) -> None:
+    async def _speak_sentence(self, playback: Playback, sentence: str) -> bool:
+        """Send the sentence's audio as it is made; False if there was none."""
         reply, rest = playback.reply, b""
         started = False
         async for chunk in self._synthesize(reply, sentence):
@@ -269,6 +271,7 @@ class MediaSpeaker:
         for frame in audio.frames(rest):
             await self._send_frame(frame)
         reply.last_sent_at = time.monotonic()
+        return started
 
     async def _synthesize(self, reply: Reply, sentence: str):
         """The sentence's audio from the call's voice; from the local engine once that fails."""
@@ -305,6 +308,9 @@ class MediaSpeaker:
         if self._voice is not None:
             await self._voice.close()
         self._voice, self.voice_name = None, LOCAL_VOICE
+        self.options = replace(
+            self.options, voice=""
+        )  # the provider's voice name means nothing here
 
     async def _send_frame(self, frame: bytes) -> None:
         """Send one 20 ms frame, no more than the lead ahead of what is being played."""
@@ -341,11 +347,12 @@ class MediaStreamConsumer(SessionConsumer):
         self.listening: asyncio.Task | None = None
         self.recognizer: recognition.RecognitionStream | None = None
         self.last_voice_at = 0.0  # when our detector last heard the caller's voice
+        self.speech_started_at = 0.0  # when it last heard the caller start talking
         self.provider_heard_at = 0.0  # the last message of the recognition provider
         self.watchdog: asyncio.TimerHandle | None = None
         self.greeting: asyncio.Task | None = None
         self.failing: asyncio.Task | None = None
-        self.ending = False
+        self.ending = self.failed = False
         await self.accept()
 
     def max_frame_chars(self) -> int:
@@ -461,8 +468,10 @@ class MediaStreamConsumer(SessionConsumer):
             change = self.detector.feed(piece)
             if self.detector.voiced:
                 self.last_voice_at = time.monotonic()
-            if change == "started" and self.speaker is not None and self.speaker.speaking:
-                await self._barge_in()
+            if change == "started":
+                self.speech_started_at = time.monotonic()
+                if self.speaker is not None and self.speaker.speaking:
+                    await self._barge_in()
             elif change == "stopped":
                 self._watch_recognition()
 
@@ -522,14 +531,15 @@ class MediaStreamConsumer(SessionConsumer):
         await self.conversation.interrupt(heard)
 
     def _watch_recognition(self) -> None:
-        """After the caller stops talking the provider owes us something; a provider that has
-        gone silent (a hung connection) ends the session instead of leaving the caller waiting."""
+        """The caller spoke: the provider owes us something. One that has said nothing since
+        the caller started talking, a while after they stopped, has hung: the session ends
+        instead of leaving the caller waiting."""
         self._cancel_watchdog()
-        asked_at = time.monotonic()
+        spoke_at = self.speech_started_at
         timeout = settings.STREAM_RECOGNITION_TIMEOUT_SECONDS
 
         def check() -> None:
-            if self.provider_heard_at < asked_at - timeout and not self.ending:
+            if self.provider_heard_at < spoke_at and not self.ending:
                 error = recognition.RecognitionError("no word from the recognition provider")
                 self.failing = asyncio.create_task(self._recognition_failed(error))
 
@@ -557,8 +567,9 @@ class MediaStreamConsumer(SessionConsumer):
     async def _recognition_failed(self, exc: recognition.RecognitionError) -> None:
         """Without recognition the call cannot go on: the call is closed as failed, and the
         caller hears an apology from Twilio (`/twilio/stream-action`) once the socket closes."""
-        if self.ending:
+        if self.ending or self.failed:
             return
+        self.failed = True
         logger.error("stream: recognition failed: %s", exc.message)
         with self.call_context():
             await self.conversation.error(f"recognition: {exc.message}")
