@@ -5,17 +5,30 @@ and a real Media Streams WebSocket, with espeak-ng speech sent as mu-law frames 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import time
+import uuid
 
+import httpx
 import pytest
+import websockets
 from django.conf import settings
 from django.db import connections
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
-from devtools.media_simulator import run_stream
-from devtools.simulator import TwilioSimulator
+from calls.transports.signatures import sign
+from devtools.media_simulator import (
+    StreamTurn,
+    TwilioMediaStream,
+    parse_stream,
+    run_stream,
+    spoken,
+)
+from devtools.simulator import TwilioSimulator, new_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,3 +210,164 @@ def test_a_voice_that_fails_mid_call_is_replaced_by_the_local_engine(
     answer = turns[1]
     assert answer.text == "We are open from eight to six, Monday to Friday."
     assert answer.fallbacks == ["tts:espeak"] and "speech" in answer.error
+
+
+def answered_stream(daphne_server, number) -> tuple[str, str, dict[str, str]]:
+    """(CallSid, socket URL, <Parameter>s) of a call the voice webhook connected to a stream."""
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
+    call_sid, params = new_call(to=number.number, from_="+15551230000")
+    try:
+        status, body, _ = simulator.post("/twilio/voice", {**params, "CallStatus": "ringing"})
+    finally:
+        simulator.close()
+    assert status == 200
+    socket_url, _, parameters = parse_stream(body)
+    return call_sid, socket_url, parameters
+
+
+async def handshake(socket_url: str, signature: str) -> int:
+    try:
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature}
+        ):
+            return 101
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def test_a_handshake_without_the_right_signature_is_refused(daphne_server, stream_a, number_a):
+    _, socket_url, _ = answered_stream(daphne_server, number_a)
+
+    assert asyncio.run(handshake(socket_url, "")) == 403
+    wrong = sign(url=socket_url, params={}, auth_token="not-the-token")
+    assert asyncio.run(handshake(socket_url, wrong)) == 403
+    # Another call's URL with this one's signature: the signature covers the call id.
+    other = socket_url.replace("call=", "call=0")
+    right = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
+    assert asyncio.run(handshake(other, right)) == 403
+    assert asyncio.run(handshake(socket_url, right)) == 101
+
+
+def test_another_tenants_call_is_refused(daphne_server, stream_a, number_a, tenant_b):
+    """Tenant B signs with its own Twilio account's token: it cannot open tenant A's stream."""
+    with scopes_disabled():
+        tenant_b.set_twilio_auth_token("tenant-b-own-token")
+        tenant_b.save()
+    _, socket_url, _ = answered_stream(daphne_server, number_a)
+
+    signed_by_b = sign(url=socket_url, params={}, auth_token="tenant-b-own-token")
+    assert asyncio.run(handshake(socket_url, signed_by_b)) == 403
+
+
+def test_a_start_that_names_another_call_closes_the_socket(daphne_server, stream_a, number_a):
+    _, socket_url, parameters = answered_stream(daphne_server, number_a)
+    other_sid, _, _ = answered_stream(daphne_server, number_a)
+
+    async def start_other() -> int | None:
+        signature = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature}
+        ) as socket:
+            twilio = TwilioMediaStream(socket, stream_sid="MZ" + uuid.uuid4().hex)
+            await twilio.send("start", start={"callSid": other_sid, "customParameters": parameters})
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), 10)
+            return socket.close_code
+
+    assert asyncio.run(start_other()) == 4404
+
+
+def test_malformed_oversized_and_out_of_order_frames_are_skipped_and_the_call_goes_on(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram
+):
+    fake_deepgram.queue_transcript("When are you open?")
+    call_sid, socket_url, parameters = answered_stream(daphne_server, number_a)
+    line = asyncio.run(spoken("When are you open?"))
+
+    async def conversation() -> StreamTurn:
+        signature = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
+        async with websockets.connect(
+            socket_url, additional_headers={"X-Twilio-Signature": signature}, max_size=None
+        ) as socket:
+            twilio = TwilioMediaStream(socket, stream_sid="MZ" + uuid.uuid4().hex)
+            payload = base64.b64encode(b"\x00" * 160).decode()
+            # Before the session: media is skipped, not fed to recognition.
+            await twilio.send("media", media={"payload": payload})
+            await twilio.send(
+                "start",
+                start={
+                    "callSid": call_sid,
+                    "customParameters": parameters,
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
+                },
+            )
+            await socket.send("{not json")
+            await socket.send(json.dumps(["an", "array"]))
+            await socket.send(json.dumps({"event": "no-such-event"}))
+            await socket.send(json.dumps({"event": "media", "media": "x" * 20000}))  # oversized
+            await socket.send(b"\x00\x01binary")
+            await twilio.send("media", media={"payload": "not base64!"})
+            await twilio.send("media", media={"payload": base64.b64encode(b"\x00" * 5000).decode()})
+            await twilio.send("media", media=["not", "an", "object"])
+            await twilio.send("mark", mark="no name")
+            await twilio.send("dtmf", dtmf={"digit": None})
+            # Out of order: a late frame with an old sequence number (a loud one) is skipped.
+            late = {
+                "event": "media",
+                "sequenceNumber": "1",
+                "streamSid": twilio.stream_sid,
+                "media": {"payload": base64.b64encode(b"\x00" * 160).decode()},
+            }
+            await socket.send(json.dumps(late))
+            tasks = [
+                asyncio.create_task(twilio.microphone()),
+                asyncio.create_task(twilio.loudspeaker()),
+            ]
+            try:
+                twilio.turn = StreamTurn(caller="")
+                await twilio.assistant_done(15)
+                turn = twilio.turn = StreamTurn(caller="When are you open?")
+                await twilio.say(line)
+                await twilio.assistant_done(15)
+                await twilio.send("stop", stop={})
+                return turn
+            finally:
+                twilio.closed.set()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    turn = asyncio.run(conversation())
+
+    assert len(turn.audio) > 8000, daphne_server.log()
+    record, turns = stored_once_closed_after_stop(daphne_server, call_sid)
+    assert [(t.role, t.text) for t in turns] == [
+        ("caller", "When are you open?"),
+        ("assistant", "We are open from eight to six, Monday to Friday."),
+    ]
+    assert httpx.get(daphne_server.base_url + "/healthz").status_code == 200
+
+
+def stored_once_closed_after_stop(daphne_server, call_sid: str) -> tuple[Call, list[Turn]]:
+    """Twilio's status callback after the stream stopped, then what was stored."""
+    simulator = TwilioSimulator(
+        base_url=daphne_server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
+    with scopes_disabled():
+        call = Call.objects.get(call_sid=call_sid)
+    try:
+        simulator.post(
+            "/twilio/status",
+            {
+                "CallSid": call_sid,
+                "To": call.to_number,
+                "From": call.from_number,
+                "CallStatus": "completed",
+                "CallDuration": "5",
+            },
+        )
+    finally:
+        simulator.close()
+    return stored_once_closed(call_sid)
