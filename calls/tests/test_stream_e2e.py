@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
 import uuid
+import wave
 
 import httpx
 import pytest
 import websockets
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connections
 from django_scopes import scopes_disabled
 
@@ -371,3 +374,32 @@ def stored_once_closed_after_stop(daphne_server, call_sid: str) -> tuple[Call, l
     finally:
         simulator.close()
     return stored_once_closed(call_sid)
+
+
+def test_simulate_call_stream_prints_each_turn_and_saves_its_audio(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram, tmp_path
+):
+    fake_deepgram.queue_transcript("Which areas do you cover?")
+    fake_groq.queue_answer("We cover the whole city.")
+    out = io.StringIO()
+    call_command(
+        "simulate_call",
+        "--stream",
+        "--url",
+        daphne_server.base_url,
+        "--to",
+        number_a.number,
+        "--say",
+        "Which areas do you cover?",
+        "--save-audio",
+        str(tmp_path),
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert "caller:    Which areas do you cover?" in text
+    assert "voice to voice" in text and "marks" in text
+    assert "stored: status=completed outcome=completed" in text
+    assert "transcript final" in text and "last audio sent" in text
+    [wav] = tmp_path.glob("*-turn1.wav")
+    with wave.open(str(wav)) as saved:
+        assert saved.getframerate() == 8000 and saved.getnframes() > 8000
