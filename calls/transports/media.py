@@ -358,6 +358,15 @@ class MediaStreamConsumer(SessionConsumer):
     def max_frame_chars(self) -> int:
         return settings.STREAM_MAX_FRAME_CHARS
 
+    async def dispatch(self, message: dict) -> None:
+        """Frames arrive fifty times a second per call: skip Channels' hop to a thread before
+        each one (to close stale database connections; this consumer's database work runs in
+        `core.asyncdb`'s threads, which close their own)."""
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         try:
             with self.call_context():

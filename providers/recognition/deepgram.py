@@ -62,6 +62,7 @@ async def open_socket(url: str, *, api_key: str) -> ClientConnection:
             additional_headers={"Authorization": f"Token {api_key}"},
             open_timeout=settings.STREAM_PROVIDER_TIMEOUT_SECONDS,
             max_size=2**22,
+            compression=None,  # audio does not compress; deflating it costs CPU for nothing
         )
     except InvalidStatus as exc:
         status = exc.response.status_code

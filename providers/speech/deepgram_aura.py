@@ -73,6 +73,7 @@ class AuraStream(VoiceStream):
                 additional_headers={"Authorization": f"Token {self.settings.api_key}"},
                 open_timeout=settings.STREAM_PROVIDER_TIMEOUT_SECONDS,
                 max_size=2**22,
+                compression=None,  # audio does not compress; deflating it costs CPU for nothing
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -37,6 +37,13 @@ class Command(BaseCommand):
             speak_first_chunk_ms=options["first_chunk_ms"],
             voice=options["voice"],
         )
-        server.serve_forever(
-            on_ready=lambda url: self.stdout.write(f"fake Deepgram on {url} (Ctrl+C stops)")
-        )
+
+        def ready(base_url: str) -> None:
+            control = base_url.replace("ws://", "http://") + "/_fake"
+            self.stdout.write(
+                f"  control: POST {control}/transcripts, {control}/config, {control}/reset"
+            )
+            self.stdout.write(f"DEEPGRAM_BASE_URL={base_url}")
+            self.stdout.flush()
+
+        server.serve_forever(on_ready=ready)
