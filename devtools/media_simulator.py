@@ -19,7 +19,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import websockets
 
 from calls.transports.signatures import sign
@@ -340,16 +339,3 @@ def run_stream(
         },
     )
     return result
-
-
-def loudness(audio: bytes) -> float:
-    """RMS of mu-law audio (0 for silence)."""
-    return level(mulaw_to_pcm(audio)) if audio else 0.0
-
-
-def silence_share(audio: bytes) -> float:
-    """The share of 20 ms frames of `audio` that are silent."""
-    chunks = frames(audio, pad=False)
-    if not chunks:
-        return 1.0
-    return float(np.mean([level(mulaw_to_pcm(c)) < LOUD for c in chunks]))

@@ -12,16 +12,19 @@ import json
 import time
 import uuid
 import wave
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
 import websockets
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
+from calls.events import tenant_group
 from calls.models import Call, Turn
 from calls.transports.signatures import sign
 from devtools.media_simulator import (
@@ -403,3 +406,31 @@ def test_simulate_call_stream_prints_each_turn_and_saves_its_audio(
     [wav] = tmp_path.glob("*-turn1.wav")
     with wave.open(str(wav)) as saved:
         assert saved.getframerate() == 8000 and saved.getnframes() > 8000
+
+
+def test_the_dashboard_sees_the_callers_words_while_they_are_heard(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram
+):
+    line = "Can you fix a leaking tap on Friday morning?"
+    fake_deepgram.queue_transcript(line)
+    layer = get_channel_layer()
+
+    async def watch(call: Future) -> list[dict]:
+        channel = await layer.new_channel()
+        await layer.group_add(tenant_group(number_a.tenant_id), channel)
+        seen = []
+        while not call.done():
+            try:
+                seen.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+            except TimeoutError:
+                continue
+        return seen
+
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(play, daphne_server, number_a, utterances=[line])
+        seen = asyncio.run(watch(call))
+    assert call.result().refused == ""
+    partials = [m["data"]["text"] for m in seen if m["event"] == "partial"]
+    assert partials and all(line.startswith(text) for text in partials)
+    assert len(partials[0]) < len(line)  # shown before the caller had finished
+    assert any(m["event"] == "partial" and m["data"]["role"] == "caller" for m in seen)

@@ -184,14 +184,9 @@ class MediaSpeaker:
         )
         return playing or bool(self.pending_marks)
 
-    def heard(self, reply: Reply) -> str:
-        """What the caller has heard of `reply`: the sentences whose marks came back."""
-        playback = self._playback
-        if playback is None or playback.reply is not reply:
-            return ""
-        return " ".join(playback.heard)
-
     def heard_now(self) -> str:
+        """What the caller has heard of the answer being given: the sentences whose marks
+        Twilio played back."""
         return " ".join(self._playback.heard) if self._playback is not None else ""
 
     def played(self, name: str) -> None:
@@ -350,7 +345,7 @@ class MediaStreamConsumer(SessionConsumer):
         self.speech_started_at = 0.0  # when it last heard the caller start talking
         self.provider_heard_at = 0.0  # the last message of the recognition provider
         self.watchdog: asyncio.TimerHandle | None = None
-        self.greeting: asyncio.Task | None = None
+        self.greeting: asyncio.Task | None = None  # held, so that the task is not collected
         self.failing: asyncio.Task | None = None
         self.ending = self.failed = False
         await self.accept()
