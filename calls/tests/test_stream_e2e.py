@@ -434,3 +434,16 @@ def test_the_dashboard_sees_the_callers_words_while_they_are_heard(
     assert partials and all(line.startswith(text) for text in partials)
     assert len(partials[0]) < len(line)  # shown before the caller had finished
     assert any(m["event"] == "partial" and m["data"]["role"] == "caller" for m in seen)
+
+
+def test_an_faq_answer_said_again_reuses_its_audio(
+    daphne_server, stream_a, number_a, fake_groq, fake_deepgram
+):
+    fake_deepgram.queue_transcript("When are you open?", "when are you open")
+
+    call = play(daphne_server, number_a, utterances=["When are you open?", "When are you open?"])
+
+    first, again = call.turns
+    assert len(again.audio) > 8000 and abs(len(again.audio) - len(first.audio)) < 1600
+    faq = "We are open from eight to six, Monday to Friday."
+    assert fake_deepgram.spoken.count(faq) == 1  # made once, played twice

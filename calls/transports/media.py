@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -28,7 +29,7 @@ from django.conf import settings
 
 from calls import events, phrases
 from calls.engine import Reply, clean_text
-from calls.models import Call
+from calls.models import Call, Turn
 from calls.transports.relay import (
     CLOSE_WRONG_CALL,
     call_for_handshake,
@@ -50,6 +51,23 @@ HANDOFF_SECONDS = 3600
 # A media payload longer than this (decoded) is not a 20 ms frame: skipped.
 MAX_MEDIA_BYTES = 4 * audio.FRAME_BYTES
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Answers whose audio is kept and reused: the same words come back call after call.
+REUSED_SOURCES = frozenset({Turn.Source.FAQ, Turn.Source.CACHE, Turn.Source.SYSTEM})
+
+
+def _cache_get(key: str) -> bytes | None:
+    try:
+        return caching.shared_cache().get(key)
+    except Exception:  # an optimisation: without the cache the audio is made again
+        logger.warning("stream: audio cache unavailable", exc_info=True)
+        return None
+
+
+def _cache_set(key: str, audio: bytes) -> None:
+    try:
+        caching.shared_cache().set(key, audio, timeout=settings.TTS_AUDIO_TTL_HOURS * 3600)
+    except Exception:
+        logger.warning("stream: audio cache unavailable", exc_info=True)
 
 
 def handoff_key(call: Call) -> str:
@@ -208,7 +226,7 @@ class MediaSpeaker:
     async def announce(self, text: str) -> None:
         """Say a line of the platform's own (the greeting): spoken like an answer, not stored."""
         now = time.monotonic()
-        reply = Reply(utterance="", received_at=now, deadline=now)
+        reply = Reply(utterance="", received_at=now, deadline=now, source=Turn.Source.SYSTEM)
         await self.say(reply, text, complete=True)
         await self.done(reply)
 
@@ -251,7 +269,7 @@ class MediaSpeaker:
         """Send the sentence's audio as it is made; False if there was none."""
         reply, rest = playback.reply, b""
         started = False
-        async for chunk in self._synthesize(reply, sentence):
+        async for chunk in self._audio(reply, sentence):
             if reply.first_audio_at is None:
                 reply.first_audio_at = time.monotonic()
             rest += chunk
@@ -267,6 +285,28 @@ class MediaSpeaker:
             await self._send_frame(frame)
         reply.last_sent_at = time.monotonic()
         return started
+
+    async def _audio(self, reply: Reply, sentence: str):
+        """The sentence's audio. The platform's own lines and FAQ or cached answers are said
+        again and again: their audio is kept (per tenant, voice and text) and reused."""
+        key = self._audio_key(sentence) if reply.source in REUSED_SOURCES else ""
+        if key and (kept := await asyncio.to_thread(_cache_get, key)):
+            yield kept
+            return
+        chunks: list[bytes] = []
+        errors = len(reply.errors)
+        async for chunk in self._synthesize(reply, sentence):
+            chunks.append(chunk)
+            yield chunk
+        if key and chunks and len(reply.errors) == errors:
+            await asyncio.to_thread(_cache_set, key, b"".join(chunks))
+
+    def _audio_key(self, sentence: str) -> str:
+        options = self.options
+        raw = "|".join(
+            [str(self.consumer.call.tenant_id), self.voice_name, options.voice, options.language]
+        )
+        return "stream:audio:" + hashlib.sha256(f"{raw}|{sentence}".encode()).hexdigest()
 
     async def _synthesize(self, reply: Reply, sentence: str):
         """The sentence's audio from the call's voice; from the local engine once that fails."""
