@@ -56,7 +56,9 @@ class Level:
     voice_to_voice: list[float] = field(default_factory=list)
     call_sids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # daphne's
+    stand_in_cpu_seconds: float = 0.0  # the Deepgram stand-in's
+    client_cpu_seconds: float = 0.0  # this process's (Twilio's side)
     wall_seconds: float = 0.0
     client_lag_ms: list[float] = field(default_factory=list)
 
@@ -90,7 +92,7 @@ def fake_deepgram_process(*, final_ms: float, first_chunk_ms: float):
                 break
         if not url:
             raise RuntimeError("the Deepgram stand-in did not start")
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -173,6 +175,7 @@ def run_level(
     number: str,
     line: bytes,
     daphne_pid: int,
+    stand_in_pid: int,
 ) -> Level:
     level = Level(calls=calls)
 
@@ -198,8 +201,11 @@ def run_level(
         await asyncio.gather(loop_lag(until, level), *(staggered(i) for i in range(calls)))
 
     cpu, wall = process_cpu_seconds(daphne_pid), time.monotonic()
+    stand_in, client = process_cpu_seconds(stand_in_pid), time.process_time()
     asyncio.run(run())
     level.cpu_seconds = process_cpu_seconds(daphne_pid) - cpu
+    level.stand_in_cpu_seconds = process_cpu_seconds(stand_in_pid) - stand_in
+    level.client_cpu_seconds = time.process_time() - client
     level.wall_seconds = time.monotonic() - wall
     return level
 
@@ -289,7 +295,10 @@ def main() -> None:
     rows, relay_rows, notes = [], [], []
     with (
         fake_groq_process(ttft_ms=args.ttft_ms, tps=args.tps) as (groq_url, groq),
-        fake_deepgram_process(final_ms=args.final_ms, first_chunk_ms=args.first_chunk_ms) as dg_url,
+        fake_deepgram_process(final_ms=args.final_ms, first_chunk_ms=args.first_chunk_ms) as (
+            dg_url,
+            dg_pid,
+        ),
     ):
         groq.configure(answer=ANSWER)
         port = free_port()
@@ -318,6 +327,7 @@ def main() -> None:
                 number=number.number,
                 line=line,
                 daphne_pid=daphne.pid,
+                stand_in_pid=dg_pid,
             )
             for calls in levels:
                 level = run_level(
@@ -329,6 +339,7 @@ def main() -> None:
                     number=number.number,
                     line=line,
                     daphne_pid=daphne.pid,
+                    stand_in_pid=dg_pid,
                 )
                 stages = stored_stages(level.call_sids)
                 share = [v - providers_ms for v in level.voice_to_voice]
@@ -371,9 +382,10 @@ def main() -> None:
     print(
         "| calls | turns | voice to voice p50 / p90 / p99 (ms) | platform share p50 / p90 / p99 (ms) "
         "| transcript final p50 | LLM first token p50 | first audio chunk p50 | first audio sent p50 "
-        "| daphne CPU per call (% of a core) | client loop lag p99 (ms) |"
+        "| daphne CPU per call (% of a core) | CPU of the Deepgram stand-in / Twilio's side "
+        "(% of a core) | client loop lag p99 (ms) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for level, stages, share, cpu_per_call in rows:
         v = level.voice_to_voice
         final = [s["transcript_final_ms"] for s in stages if s["transcript_final_ms"] is not None]
@@ -383,7 +395,10 @@ def main() -> None:
         print(
             f"| {level.calls} | {len(v)} | {p(v, 50)} / {p(v, 90)} / {p(v, 99)} | "
             f"{p(share, 50)} / {p(share, 90)} / {p(share, 99)} | {p(final, 50)} | {p(llm, 50)} | "
-            f"{p(first, 50)} | {p(sent, 50)} | {cpu_per_call:.2f} | {p(level.client_lag_ms, 99)} |"
+            f"{p(first, 50)} | {p(sent, 50)} | {cpu_per_call:.2f} | "
+            f"{100 * level.stand_in_cpu_seconds / level.wall_seconds:.0f} / "
+            f"{100 * level.client_cpu_seconds / level.wall_seconds:.0f} | "
+            f"{p(level.client_lag_ms, 99)} |"
         )
     print(
         "\nStored stages are ms from the caller's last voiced frame as the server's voice-activity "

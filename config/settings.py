@@ -513,6 +513,8 @@ STREAM_PROVIDER_TIMEOUT_SECONDS = env.float("STREAM_PROVIDER_TIMEOUT_SECONDS", d
 STREAM_AUDIO_LEAD_MS = env.int("STREAM_AUDIO_LEAD_MS", default=100)
 # Caller speech (our own voice-activity detector) that interrupts the assistant.
 STREAM_BARGE_IN_MS = env.int("STREAM_BARGE_IN_MS", default=160)
+# Caller audio goes to the recognition provider in chunks this long (Deepgram: 20-100 ms).
+STREAM_RECOGNITION_CHUNK_MS = env.int("STREAM_RECOGNITION_CHUNK_MS", default=40)
 # After the caller stops talking, how long the recognition provider has to end the turn.
 STREAM_RECOGNITION_TIMEOUT_SECONDS = env.float("STREAM_RECOGNITION_TIMEOUT_SECONDS", default=4.0)
 # Largest Media Streams frame read (a 20 ms media frame is ~400 characters).
