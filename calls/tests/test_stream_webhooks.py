@@ -65,6 +65,8 @@ def test_stream_action_dials_the_transfer_number_once_the_session_asked_for_it(
     assert response.texts("Dial") == ["+15005550001"]
     call = call_of(call_sid)
     assert (call.status, call.outcome) == (Call.Status.COMPLETED, Call.Outcome.TRANSFERRED)
+    # Twilio retries: the same answer.
+    assert action(twilio, call_sid, number_a.number).texts("Dial") == ["+15005550001"]
 
 
 def test_stream_action_says_the_sessions_last_words_and_hangs_up(twilio, stream_a, number_a):

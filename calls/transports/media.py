@@ -82,11 +82,10 @@ def handoff_store(call: Call, handoff: dict) -> None:
         logger.warning("stream: could not keep the handoff", exc_info=True)
 
 
-def handoff_take(call: Call) -> dict:
+def handoff_read(call: Call) -> dict:
+    """What the session left to do; kept for Twilio's retries of the action URL."""
     try:
-        cache = caching.shared_cache()
-        handoff = cache.get(handoff_key(call))
-        cache.delete(handoff_key(call))
+        handoff = caching.shared_cache().get(handoff_key(call))
     except Exception:
         logger.warning("stream: could not read the handoff", exc_info=True)
         return {}

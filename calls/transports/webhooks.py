@@ -26,7 +26,7 @@ from calls import phrases, services
 from calls.models import Call
 from calls.transports import twiml
 from calls.transports.gather import gather_url, prepare_speech
-from calls.transports.media import handoff_take
+from calls.transports.media import handoff_read
 from calls.transports.signatures import (
     public_base_url,
     public_url,
@@ -126,7 +126,7 @@ def relay_action(request: HttpRequest, call: Call) -> HttpResponse:
 def stream_action(request: HttpRequest, call: Call) -> HttpResponse:
     """The media stream ended: what the session left to do (a transfer, an apology to say),
     else hang up. Closes the Call (once)."""
-    return _session_ended(call, handoff_take(call))
+    return _session_ended(call, handoff_read(call))
 
 
 def _session_ended(call: Call, handoff: dict) -> HttpResponse:
