@@ -126,18 +126,8 @@ async def one_call(
         socket_url, additional_headers=headers, open_timeout=60, ping_interval=None
     ) as socket:
         twilio = TwilioMediaStream(socket, stream_sid="MZ" + uuid.uuid4().hex)
-        await twilio.send("connected", protocol="Call", version="1.0.0")
-        start = {
-            "callSid": call_sid,
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        }
-        await twilio.send("start", start=start)
-        tasks = [
-            asyncio.create_task(twilio.microphone()),
-            asyncio.create_task(twilio.loudspeaker()),
-        ]
-        try:
+        await twilio.start(call_sid=call_sid, parameters=parameters)
+        async with twilio.running():
             twilio.turn = StreamTurn(caller="")
             await twilio.assistant_done(30)
             while time.monotonic() < until and not twilio.closed.is_set():
@@ -150,11 +140,6 @@ async def one_call(
                     level.voice_to_voice.append(turn.voice_to_voice_ms)
                 await asyncio.sleep(rhythm)
             await twilio.send("stop", stop={"callSid": call_sid})
-        finally:
-            twilio.closed.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def loop_lag(until: float, level: Level) -> None:

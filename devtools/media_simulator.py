@@ -16,13 +16,13 @@ import time
 import uuid
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import websockets
 
 from calls.transports.signatures import sign
-from devtools.simulator import Said, TwilioSimulator, new_call, parse_twiml
+from devtools.simulator import Said, TwilioSimulator, new_call, read_action_answer
 from providers.audio import FRAME_BYTES, FRAME_MS, SILENCE, frames, level, mulaw_to_pcm
 from providers.speech.espeak_stream import EspeakStream
 from providers.speech.streaming import VoiceSettings
@@ -108,6 +108,33 @@ class TwilioMediaStream:
         if event != "connected":
             message["streamSid"] = self.stream_sid
         await self.socket.send(json.dumps(message))
+
+    async def start(
+        self, *, call_sid: str, parameters: dict[str, str], account_sid: str = ""
+    ) -> None:
+        """Twilio's opening messages: `connected`, then `start` for the call."""
+        await self.send("connected", protocol="Call", version="1.0.0")
+        start = {
+            "streamSid": self.stream_sid,
+            "accountSid": account_sid or "AC" + "0" * 32,
+            "callSid": call_sid,
+            "tracks": ["inbound"],
+            "customParameters": parameters,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        }
+        await self.send("start", start=start)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The microphone sends and the loudspeaker plays while inside."""
+        tasks = [asyncio.create_task(self.microphone()), asyncio.create_task(self.loudspeaker())]
+        try:
+            yield
+        finally:
+            self.closed.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def microphone(self) -> None:
         """A frame every 20 ms: the caller's speech when there is some, silence otherwise."""
@@ -215,21 +242,10 @@ async def _converse(
         socket_url, additional_headers={"X-Twilio-Signature": signature}, open_timeout=timeout
     ) as socket:
         twilio = TwilioMediaStream(socket, stream_sid="MZ" + uuid.uuid4().hex)
-        await twilio.send("connected", protocol="Call", version="1.0.0")
-        start = {
-            "streamSid": twilio.stream_sid,
-            "accountSid": base["AccountSid"],
-            "callSid": result.call_sid,
-            "tracks": ["inbound"],
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        }
-        await twilio.send("start", start=start)
-        tasks = [
-            asyncio.create_task(twilio.microphone()),
-            asyncio.create_task(twilio.loudspeaker()),
-        ]
-        try:
+        await twilio.start(
+            call_sid=result.call_sid, parameters=parameters, account_sid=base["AccountSid"]
+        )
+        async with twilio.running():
             twilio.turn = result.greeting
             await twilio.assistant_done(timeout)
             for text, audio in zip(utterances, lines, strict=True):
@@ -251,11 +267,6 @@ async def _converse(
             result.closed_by_platform = twilio.closed.is_set()
             if not result.closed_by_platform:
                 await twilio.send("stop", stop={"callSid": result.call_sid})
-        finally:
-            twilio.closed.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _wait_for_audio(
@@ -325,17 +336,6 @@ def run_stream(
             action, {**base, "CallStatus": "in-progress"}
         )
         if result.action_status == 200:
-            result.action_said = parse_twiml(body)[0]
-            dial = next(ET.fromstring(body).iter("Dial"), None)
-            result.dialled = (dial.text or "").strip() if dial is not None else ""
-    result.status_code, _, _ = simulator.post(
-        "/twilio/status",
-        {
-            **base,
-            "CallStatus": "completed",
-            "CallDuration": str(int(time.monotonic() - started)),
-            "SequenceNumber": "3",
-            "CallbackSource": "call-progress-events",
-        },
-    )
+            result.action_said, result.dialled = read_action_answer(body)
+    result.status_code = simulator.completed(base, started=started)
     return result

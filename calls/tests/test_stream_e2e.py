@@ -327,11 +327,7 @@ def test_malformed_oversized_and_out_of_order_frames_are_skipped_and_the_call_go
                 "media": {"payload": base64.b64encode(b"\x00" * 160).decode()},
             }
             await socket.send(json.dumps(late))
-            tasks = [
-                asyncio.create_task(twilio.microphone()),
-                asyncio.create_task(twilio.loudspeaker()),
-            ]
-            try:
+            async with twilio.running():
                 twilio.turn = StreamTurn(caller="")
                 await twilio.assistant_done(15)
                 turn = twilio.turn = StreamTurn(caller="When are you open?")
@@ -339,11 +335,6 @@ def test_malformed_oversized_and_out_of_order_frames_are_skipped_and_the_call_go
                 await twilio.assistant_done(15)
                 await twilio.send("stop", stop={})
                 return turn
-            finally:
-                twilio.closed.set()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
 
     turn = asyncio.run(conversation())
 

@@ -1,9 +1,5 @@
 """Deepgram live streaming recognition: `/v1/listen` over a WebSocket, mu-law 8 kHz in, JSON
-results out (interim results, endpointing, utterance end, voice-activity events).
-
-`DEEPGRAM_BASE_URL` points it at another server speaking the same protocol (the development
-stand-in, `devtools.fake_deepgram`).
-"""
+results out (interim results, endpointing, utterance end, voice-activity events)."""
 
 from __future__ import annotations
 
@@ -14,10 +10,11 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from django.conf import settings
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from providers.audio import SAMPLE_RATE
+from providers.deepgram_socket import deepgram_socket
 from providers.recognition.base import (
     RecognitionError,
     RecognitionEvent,
@@ -32,7 +29,7 @@ DEFAULT_MODEL = "nova-3"
 
 
 def listen_url(options: RecognitionSettings) -> str:
-    """The `/v1/listen` URL with the call's options as query parameters."""
+    """`/v1/listen` with the call's options as query parameters."""
     model = options.model or DEFAULT_MODEL
     params: list[tuple[str, str]] = [
         ("encoding", "mulaw"),
@@ -49,28 +46,7 @@ def listen_url(options: RecognitionSettings) -> str:
     # Nova-3 takes key terms; the older models take keywords.
     hint = "keyterm" if model.startswith("nova-3") else "keywords"
     params += [(hint, keyword) for keyword in options.keywords]
-    return f"{settings.DEEPGRAM_BASE_URL.rstrip('/')}/v1/listen?{urlencode(params)}"
-
-
-async def open_socket(url: str, *, api_key: str) -> ClientConnection:
-    """A Deepgram WebSocket, or a RecognitionError saying why not (a refused key is permanent)."""
-    if not api_key:
-        raise RecognitionError("no Deepgram API key", permanent=True)
-    try:
-        return await connect(
-            url,
-            additional_headers={"Authorization": f"Token {api_key}"},
-            open_timeout=settings.STREAM_PROVIDER_TIMEOUT_SECONDS,
-            max_size=2**22,
-            compression=None,  # audio does not compress; deflating it costs CPU for nothing
-        )
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        raise RecognitionError(
-            f"Deepgram refused: HTTP {status}", permanent=status in (401, 403)
-        ) from exc
-    except (OSError, TimeoutError, WebSocketException) as exc:
-        raise RecognitionError(f"Deepgram unreachable: {type(exc).__name__}: {exc}") from exc
+    return f"/v1/listen?{urlencode(params)}"
 
 
 class DeepgramStream(RecognitionStream):
@@ -84,7 +60,9 @@ class DeepgramStream(RecognitionStream):
         self._chunk_bytes = SAMPLE_RATE * settings.STREAM_RECOGNITION_CHUNK_MS // 1000
 
     async def __aenter__(self) -> DeepgramStream:
-        self._socket = await open_socket(listen_url(self.options), api_key=self.options.api_key)
+        self._socket = await deepgram_socket(
+            listen_url(self.options), api_key=self.options.api_key, error=RecognitionError
+        )
         return self
 
     async def send(self, audio: bytes) -> None:
@@ -168,5 +146,5 @@ def _transcript(message: dict) -> tuple[str, float]:
 class DeepgramRecognizer(Recognizer):
     name = "deepgram"
 
-    def stream(self, settings: RecognitionSettings) -> DeepgramStream:
-        return DeepgramStream(settings)
+    def stream(self, options: RecognitionSettings) -> DeepgramStream:
+        return DeepgramStream(options)

@@ -1,7 +1,5 @@
 """Deepgram Aura streaming speech: `/v1/speak` over a WebSocket, one connection per call. Each
 sentence is sent as `Speak` + `Flush`; mu-law 8 kHz audio streams back until `Flushed`.
-
-`DEEPGRAM_BASE_URL` points it at another server speaking the same protocol.
 """
 
 from __future__ import annotations
@@ -12,10 +10,11 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from django.conf import settings
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from providers.audio import SAMPLE_RATE
+from providers.deepgram_socket import deepgram_socket
 from providers.speech.base import TTSError
 from providers.speech.streaming import StreamingVoice, VoiceSettings, VoiceStream
 
@@ -23,8 +22,8 @@ DEFAULT_MODEL = "aura-2-thalia-en"
 
 
 class AuraStream(VoiceStream):
-    def __init__(self, settings: VoiceSettings) -> None:
-        self.settings = settings
+    def __init__(self, options: VoiceSettings) -> None:
+        self.options = options
         self._socket: ClientConnection | None = None
 
     async def speak(self, text: str) -> AsyncIterator[bytes]:
@@ -57,31 +56,17 @@ class AuraStream(VoiceStream):
     async def _connected(self) -> ClientConnection:
         if self._socket is not None:
             return self._socket
-        if not self.settings.api_key:
-            raise TTSError("no Deepgram API key", permanent=True)
         query = urlencode(
             {
-                "model": self.settings.voice or DEFAULT_MODEL,
+                "model": self.options.voice or DEFAULT_MODEL,
                 "encoding": "mulaw",
                 "sample_rate": SAMPLE_RATE,
                 "container": "none",
             }
         )
-        try:
-            self._socket = await connect(
-                f"{settings.DEEPGRAM_BASE_URL.rstrip('/')}/v1/speak?{query}",
-                additional_headers={"Authorization": f"Token {self.settings.api_key}"},
-                open_timeout=settings.STREAM_PROVIDER_TIMEOUT_SECONDS,
-                max_size=2**22,
-                compression=None,  # audio does not compress; deflating it costs CPU for nothing
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise TTSError(
-                f"Deepgram refused: HTTP {status}", permanent=status in (401, 403)
-            ) from exc
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            raise TTSError(f"Deepgram unreachable: {type(exc).__name__}: {exc}") from exc
+        self._socket = await deepgram_socket(
+            f"/v1/speak?{query}", api_key=self.options.api_key, error=TTSError
+        )
         return self._socket
 
     async def close(self) -> None:

@@ -112,17 +112,19 @@ class Command(BaseCommand):
         self.stdout.write(f"call {call.call_sid} ended (status callback: HTTP {call.status_code})")
         self._print_stored_timings(call.call_sid, number)
 
-    def _relay(self, options: dict, token: str) -> None:
+    @staticmethod
+    def _live_call(play, options: dict, token: str, on_turn):
+        """Play a relay or stream call against the server at `--url` (signed with `token`)."""
         base = options["url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
         simulator = TwilioSimulator(base_url=base, auth_token=token)
         try:
-            call = run_relay(
+            return play(
                 simulator,
                 to=options["to"],
                 from_=options["from_"],
                 utterances=options["say"],
                 press=options["press"][:1],
-                on_turn=self._print_relay_turn,
+                on_turn=on_turn,
             )
         except Exception as exc:
             raise CommandError(
@@ -130,6 +132,9 @@ class Command(BaseCommand):
             ) from exc
         finally:
             simulator.close()
+
+    def _relay(self, options: dict, token: str) -> None:
+        call = self._live_call(run_relay, options, token, self._print_relay_turn)
         self._call_sid = call.call_sid
         if call.press_ignored:
             self.stdout.write(f"keypad {options['press'][:1]}: no transfer (none configured?)")
@@ -147,23 +152,7 @@ class Command(BaseCommand):
         if options["fake_deepgram"]:
             control = options["fake_deepgram"].replace("ws://", "http://").rstrip("/")
             httpx.post(f"{control}/_fake/transcripts", json={"transcripts": options["say"]})
-        base = options["url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
-        simulator = TwilioSimulator(base_url=base, auth_token=token)
-        try:
-            call = run_stream(
-                simulator,
-                to=options["to"],
-                from_=options["from_"],
-                utterances=options["say"],
-                press=options["press"][:1],
-                on_turn=self._print_stream_turn,
-            )
-        except Exception as exc:
-            raise CommandError(
-                f"could not reach the platform: {type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            simulator.close()
+        call = self._live_call(run_stream, options, token, self._print_stream_turn)
         self._call_sid = call.call_sid
         if call.refused:
             raise CommandError(f"call {call.call_sid}: {call.refused}")
