@@ -77,6 +77,7 @@ class AssistantConfig(models.Model):
 
     class RecognitionProvider(models.TextChoices):
         DEEPGRAM = "deepgram", "Deepgram live streaming"
+        ASSEMBLYAI = "assemblyai", "AssemblyAI Universal Streaming"
 
     class VoiceProvider(models.TextChoices):
         DEEPGRAM = "deepgram", "Deepgram Aura (streaming)"

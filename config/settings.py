@@ -507,6 +507,8 @@ SPECTACULAR_SETTINGS = {
 # --- Stream mode (Twilio Media Streams: our own recognition and speech providers) -------------
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="wss://api.deepgram.com")
+ASSEMBLYAI_API_KEY = env.str("ASSEMBLYAI_API_KEY", default="")
+ASSEMBLYAI_BASE_URL = env.str("ASSEMBLYAI_BASE_URL", default="wss://streaming.assemblyai.com")
 # Connecting to a provider, and a provider's silence while it owes us something, past this fail.
 STREAM_PROVIDER_TIMEOUT_SECONDS = env.float("STREAM_PROVIDER_TIMEOUT_SECONDS", default=3.0)
 # Audio sent to Twilio ahead of real time (a cushion against jitter; `clear` drops it on barge-in).

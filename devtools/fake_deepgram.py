@@ -11,6 +11,9 @@
   The audio is espeak-ng's speech (or, with `voice="tone"`, a tone as long as the text would
   take to say, which costs nothing to make).
 
+- `/v3/ws` (AssemblyAI Universal Streaming): the same decisions, told in AssemblyAI's messages
+  (`Begin`, `SpeechStarted`, `Turn` with `end_of_turn`, `Termination`).
+
 Faults at the wire: `listen_fault` / `speak_fault` = "drop" (the socket is closed mid-call, as
 a crashed server does), "hang" (nothing more is sent), or an HTTP status refusing the handshake;
 `fault_after_turns` recognised turns (or spoken sentences) are served normally first.
@@ -181,6 +184,7 @@ class FakeDeepgramServer:
         app = web.Application()
         app.router.add_get("/v1/listen", self._listen)
         app.router.add_get("/v1/speak", self._speak)
+        app.router.add_get("/v3/ws", self._assemblyai)
         app.router.add_post("/_fake/transcripts", self._control_transcripts)
         app.router.add_post("/_fake/config", self._control_config)
         app.router.add_post("/_fake/reset", self._control_reset)
@@ -199,7 +203,10 @@ class FakeDeepgramServer:
             self._runner = None
 
     def _refusal(self, request: web.Request, fault: str) -> web.Response | None:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if request.path.startswith("/v3/"):  # AssemblyAI: the key alone
+            scheme, key = "token", header
         if scheme.lower() != "token" or not key.strip():
             return web.json_response({"err_code": "INVALID_AUTH"}, status=401)
         if self.config.api_key is not None and key.strip() != self.config.api_key:
@@ -210,7 +217,9 @@ class FakeDeepgramServer:
 
     # --- /v1/listen --------------------------------------------------------------------------
 
-    async def _listen(self, request: web.Request) -> web.StreamResponse:
+    async def _listen(
+        self, request: web.Request, listener: type[_Listener] | None = None
+    ) -> web.StreamResponse:
         if refusal := self._refusal(request, self.config.listen_fault):
             return refusal
         socket = web.WebSocketResponse(max_msg_size=2**20)
@@ -220,10 +229,15 @@ class FakeDeepgramServer:
             self.listens.append(session)
         self.active_sockets += 1
         try:
-            await _Listener(self, socket, session).run()
+            await (listener or _Listener)(self, socket, session).run()
         finally:
             self.active_sockets -= 1
         return socket
+
+    async def _assemblyai(self, request: web.Request) -> web.StreamResponse:
+        """AssemblyAI's streaming recognition, on the same audio decisions (its key is sent
+        bare in `Authorization`)."""
+        return await self._listen(request, _AssemblyAIListener)
 
     # --- /v1/speak ---------------------------------------------------------------------------
 
@@ -302,14 +316,15 @@ class FakeDeepgramServer:
 
 
 class _Listener:
-    """One `/v1/listen` connection: speech and silence decided frame by frame, in audio time."""
+    """One `/v1/listen` connection: speech and silence decided frame by frame, in audio time.
+    Subclasses speak other providers' protocols over the same decisions."""
 
     def __init__(
         self, server: FakeDeepgramServer, socket: web.WebSocketResponse, session: ListenSession
     ) -> None:
         self.server, self.socket, self.session = server, socket, session
         params = session.params
-        self.endpointing_ms = int(params.get("endpointing", "10") or 10)
+        self.endpointing_ms = self._endpointing_ms(params)
         self.utterance_end_ms = int(params.get("utterance_end_ms", "0") or 0)
         self.interim = params.get("interim_results") == "true"
         self.vad_events = params.get("vad_events") == "true"
@@ -334,20 +349,41 @@ class _Listener:
                         return
             elif message.type == WSMsgType.TEXT:
                 kind = _json(message.data).get("type")
-                if kind == "CloseStream":
+                if kind == self.CLOSE:
                     self.session.closed_by_client = True
-                    await self._send(
-                        {
-                            "type": "Metadata",
-                            "request_id": self.request_id,
-                            "duration": self.audio_seconds,
-                            "channels": 1,
-                        }
-                    )
+                    await self._send(self._closing())
                     await self.socket.close()
                     return
-                if kind == "Finalize" and self.speaking:
+                if kind == self.FINALIZE and self.speaking:
                     await self._final()
+
+    # --- Deepgram's protocol (subclasses: another provider's) ---------------------------------
+
+    CLOSE, FINALIZE = "CloseStream", "Finalize"
+
+    @staticmethod
+    def _endpointing_ms(params: dict[str, str]) -> int:
+        return int(params.get("endpointing", "10") or 10)
+
+    def _closing(self) -> dict:
+        return {
+            "type": "Metadata",
+            "request_id": self.request_id,
+            "duration": self.audio_seconds,
+            "channels": 1,
+        }
+
+    def _started(self) -> dict | None:
+        if not self.vad_events:
+            return None
+        return {"type": "SpeechStarted", "channel": [0], "timestamp": round(self.audio_seconds, 2)}
+
+    def _utterance_end(self) -> dict | None:
+        return {
+            "type": "UtteranceEnd",
+            "channel": [0, 1],
+            "last_word_end": round(self.audio_seconds, 2),
+        }
 
     async def _frame(self, frame: bytes) -> bool:
         """Take one 20 ms frame; False when the connection was dropped by a fault."""
@@ -368,13 +404,8 @@ class _Listener:
             if self.since_final_ms is not None:
                 self.since_final_ms += FRAME_SECONDS * 1000
                 if self.utterance_end_ms and self.since_final_ms >= self.utterance_end_ms:
-                    await self._send(
-                        {
-                            "type": "UtteranceEnd",
-                            "channel": [0, 1],
-                            "last_word_end": round(self.audio_seconds, 2),
-                        }
-                    )
+                    if (message := self._utterance_end()) is not None:
+                        await self._send(message)
                     self.since_final_ms = None
             return True
         self.silence_ms += FRAME_SECONDS * 1000
@@ -396,10 +427,8 @@ class _Listener:
         self.speech_started_at = time.monotonic()
         self.words = self.server._next_transcript().split()
         self.since_final_ms = None
-        if self.vad_events:
-            await self._send(
-                {"type": "SpeechStarted", "channel": [0], "timestamp": round(self.audio_seconds, 2)}
-            )
+        if (message := self._started()) is not None:
+            await self._send(message)
         return True
 
     async def _interim(self) -> None:
@@ -446,6 +475,55 @@ class _Listener:
     async def _send(self, message: dict) -> None:
         with contextlib.suppress(ConnectionResetError):
             await self.socket.send_json(message)
+
+
+class _AssemblyAIListener(_Listener):
+    """One AssemblyAI Universal Streaming (`/v3/ws`) connection: `Begin`, `SpeechStarted`,
+    `Turn` messages (`end_of_turn` false while the words grow, true at the end), `Termination`."""
+
+    CLOSE, FINALIZE = "Terminate", "ForceEndpoint"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.interim = True
+        self.turn_order = 0
+
+    @staticmethod
+    def _endpointing_ms(params: dict[str, str]) -> int:
+        return int(params.get("min_end_of_turn_silence_when_confident", "400") or 400)
+
+    async def run(self) -> None:
+        await self._send({"type": "Begin", "id": self.request_id, "expires_at": 0})
+        await super().run()
+
+    def _closing(self) -> dict:
+        return {
+            "type": "Termination",
+            "audio_duration_seconds": round(self.audio_seconds),
+            "session_duration_seconds": round(self.audio_seconds),
+        }
+
+    def _started(self) -> dict | None:
+        return {"type": "SpeechStarted", "timestamp": round(self.audio_seconds * 1000)}
+
+    def _utterance_end(self) -> dict | None:
+        return None
+
+    def _results(self, transcript: str, *, final: bool) -> dict:
+        message = {
+            "type": "Turn",
+            "turn_order": self.turn_order,
+            "turn_is_formatted": False,
+            "end_of_turn": final,
+            "transcript": transcript,
+            "end_of_turn_confidence": 0.9 if final else 0.1,
+            "words": [
+                {"text": w, "word_is_final": final, "confidence": 0.98} for w in transcript.split()
+            ],
+        }
+        if final:
+            self.turn_order += 1
+        return message
 
 
 def _json(text: str) -> dict:

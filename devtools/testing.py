@@ -283,12 +283,13 @@ def _fake_deepgram_server() -> Iterator:
 
 @pytest.fixture
 def fake_deepgram(_fake_deepgram_server, settings) -> Iterator:
-    """A server speaking Deepgram's live recognition and Aura speech protocols on loopback,
-    which the platform (and daphne, through DEEPGRAM_BASE_URL) uses; told the caller's lines
-    with `queue_transcript()`, faults with `configure()`."""
+    """A server speaking Deepgram's live recognition and Aura speech protocols (and AssemblyAI's
+    streaming recognition) on loopback, which the platform (and daphne, through
+    DEEPGRAM_BASE_URL / ASSEMBLYAI_BASE_URL) uses; told the caller's lines with
+    `queue_transcript()`, faults with `configure()`."""
     _fake_deepgram_server.reset()
-    settings.DEEPGRAM_BASE_URL = _fake_deepgram_server.base_url
-    settings.DEEPGRAM_API_KEY = FAKE_DEEPGRAM_KEY
+    settings.DEEPGRAM_BASE_URL = settings.ASSEMBLYAI_BASE_URL = _fake_deepgram_server.base_url
+    settings.DEEPGRAM_API_KEY = settings.ASSEMBLYAI_API_KEY = FAKE_DEEPGRAM_KEY
     yield _fake_deepgram_server
     _fake_deepgram_server.reset()
 
@@ -387,6 +388,8 @@ def _daphne_session(
         **fake_groq_env(_fake_groq_server),
         "DEEPGRAM_BASE_URL": _fake_deepgram_server.base_url,
         "DEEPGRAM_API_KEY": FAKE_DEEPGRAM_KEY,
+        "ASSEMBLYAI_BASE_URL": _fake_deepgram_server.base_url,
+        "ASSEMBLYAI_API_KEY": FAKE_DEEPGRAM_KEY,
         "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",

@@ -71,6 +71,25 @@ def play(daphne_server, number, **options):
         simulator.close()
 
 
+def test_a_call_recognised_by_assemblyai(daphne_server, stream_a, number_a, fake_deepgram):
+    with scopes_disabled():
+        stream_a.recognition_provider = AssistantConfig.RecognitionProvider.ASSEMBLYAI
+        stream_a.recognition_model = ""
+        stream_a.save()
+    fake_deepgram.queue_transcript("When are you open?")
+
+    call = play(daphne_server, number_a, utterances=["When are you open?"])
+
+    assert call.refused == "" and len(call.turns[0].audio) > 8000, daphne_server.log()
+    [listen] = fake_deepgram.listens
+    assert listen.params["speech_model"] == "universal-streaming-english"
+    _, turns = stored_once_closed(call.call_sid)
+    assert [(t.role, t.text) for t in turns] == [
+        ("caller", "When are you open?"),
+        ("assistant", "We are open from eight to six, Monday to Friday."),
+    ]
+
+
 def test_a_stream_call_of_several_turns_through_daphne(
     daphne_server, stream_a, number_a, fake_groq, fake_deepgram
 ):

@@ -95,8 +95,9 @@ def handoff_read(call: Call) -> dict:
 def recognition_settings(call: Call) -> recognition.RecognitionSettings:
     config = call.config_snapshot
     keywords = [k.strip() for k in config.get("recognition_keywords", "").splitlines()]
+    provider = config.get("recognition_provider", "deepgram")
     return recognition.RecognitionSettings(
-        api_key=deepgram_key(call),
+        api_key=settings.ASSEMBLYAI_API_KEY if provider == "assemblyai" else deepgram_key(call),
         model=config.get("recognition_model", ""),
         language=config.get("language", "en-US"),
         endpointing_ms=int(config.get("endpointing_ms", 300)),

@@ -26,6 +26,7 @@ __all__ = [
 
 PROVIDERS = {
     "deepgram": "providers.recognition.deepgram.DeepgramRecognizer",
+    "assemblyai": "providers.recognition.assemblyai.AssemblyAIRecognizer",
 }
 
 

@@ -65,10 +65,12 @@ def test_espeak_streams_mulaw_audio_as_long_as_the_sentence():
     assert audio.level(audio.mulaw_to_pcm(sound)) > 500
 
 
-async def recognise(chunks: list[bytes], options: recognition.RecognitionSettings) -> list:
+async def recognise(
+    chunks: list[bytes], options: recognition.RecognitionSettings, provider: str = "deepgram"
+) -> list:
     """Send audio as fast as it goes (the stand-in counts time in audio), collect the events."""
     events: list[recognition.RecognitionEvent] = []
-    async with recognition.get_recognizer("deepgram").stream(options) as stream:
+    async with recognition.get_recognizer(provider).stream(options) as stream:
 
         async def listen() -> None:
             async for event in stream.events():
@@ -83,13 +85,14 @@ async def recognise(chunks: list[bytes], options: recognition.RecognitionSetting
     return events
 
 
-def test_deepgram_recognition_follows_the_audio(fake_deepgram):
+@pytest.mark.parametrize("provider", ["deepgram", "assemblyai"])
+def test_recognition_follows_the_audio(fake_deepgram, provider):
     fake_deepgram.queue_transcript("Can I book a cleaning for next week?")
     line = asyncio.run(spoken("Can I book a cleaning for next week?"))
     chunks = audio.frames(SILENCE_SECOND + line + SILENCE_SECOND)
-    options = recognition.RecognitionSettings(api_key=KEY, endpointing_ms=300)
+    options = recognition.RecognitionSettings(api_key=KEY, endpointing_ms=300, keywords=("Acme",))
 
-    events = asyncio.run(recognise(chunks, options))
+    events = asyncio.run(recognise(chunks, options, provider))
 
     kinds = [e.kind for e in events]
     assert kinds[0] == "speech_started" and kinds[-2:] == ["final", "end_of_turn"]
@@ -97,6 +100,12 @@ def test_deepgram_recognition_follows_the_audio(fake_deepgram):
     assert events[-1].text == "Can I book a cleaning for next week?"
     [turn] = fake_deepgram.recognized_turns()
     assert turn.final_sent_at >= turn.speech_ended_at
+    [session] = fake_deepgram.listens
+    assert session.closed_by_client  # the stream was closed the provider's way
+    if provider == "assemblyai":
+        assert session.params["encoding"] == "pcm_mulaw"
+        assert session.params["min_end_of_turn_silence_when_confident"] == "300"
+        assert session.params["keyterms_prompt"] == '["Acme"]'
 
 
 def test_the_listen_url_carries_the_assistants_settings():
