@@ -153,7 +153,7 @@ def test_the_caller_talks_over_an_answer_and_only_what_was_heard_is_kept(
     fake_deepgram.queue_transcript("Tell me about your services.", "Stop, just the price please.")
     fake_groq.queue_answer(LONG_ANSWER)
     fake_groq.queue_answer("A visit is sixty pounds.")
-    fake_groq.set_latency(tokens_per_second=25)  # the model is still talking when cut off
+    fake_groq.set_latency(tokens_per_second=12)  # the model is still talking when cut off
 
     call = play(
         daphne_server,
@@ -176,8 +176,10 @@ def test_the_caller_talks_over_an_answer_and_only_what_was_heard_is_kept(
         ("caller", "Stop, just the price please."),
         ("assistant", "A visit is sixty pounds."),
     ]
-    # The LLM stream of the cut answer was closed, and its later sentences never spoken.
-    assert fake_groq.active_streams == 0
+    # The LLM stream of the cut answer was closed before it was complete, and its later
+    # sentences never spoken.
+    cut_request, _ = fake_groq.requests
+    assert cut_request.client_closed
     assert not any(s.startswith("We also") for s in fake_deepgram.spoken)
     assert record.outcome == "completed"
 
