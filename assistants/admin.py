@@ -63,6 +63,19 @@ class AssistantConfigAdmin(TenantScopedAdmin):
                 "fields": ["other_languages", "transcription_provider", "voices", "phrases"],
             },
         ),
+        (
+            "Stream mode: recognition and voice",
+            {
+                "fields": [
+                    "recognition_provider",
+                    "recognition_model",
+                    "endpointing_ms",
+                    "recognition_keywords",
+                    "voice_provider",
+                    "stream_voice",
+                ],
+            },
+        ),
         ("Transfer to a human", {"fields": ["transfer_number", "transfer_digit"]}),
     ]
 

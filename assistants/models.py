@@ -103,6 +103,12 @@ class CallConfig(TypedDict, total=False):
     interruptible: bool
     transfer_number: str
     transfer_digit: str
+    recognition_provider: str
+    recognition_model: str
+    endpointing_ms: int
+    recognition_keywords: str
+    voice_provider: str
+    stream_voice: str
 
 
 class AssistantConfig(models.Model):
@@ -111,6 +117,15 @@ class AssistantConfig(models.Model):
     class Mode(models.TextChoices):
         GATHER = "gather", "Gather (webhooks, speech files)"
         RELAY = "relay", "Relay (ConversationRelay streaming)"
+        STREAM = "stream", "Stream (Media Streams: our own recognition and voice)"
+
+    class RecognitionProvider(models.TextChoices):
+        DEEPGRAM = "deepgram", "Deepgram live streaming"
+        ASSEMBLYAI = "assemblyai", "AssemblyAI Universal Streaming"
+
+    class VoiceProvider(models.TextChoices):
+        DEEPGRAM = "deepgram", "Deepgram Aura (streaming)"
+        ESPEAK = "espeak", "espeak-ng (offline)"
 
     class TranscriptionProvider(models.TextChoices):
         DEFAULT = "", "Twilio's default"
@@ -215,6 +230,32 @@ class AssistantConfig(models.Model):
         blank=True,
         default="0",
         help_text="Keypad digit that transfers the caller to the transfer number.",
+    )
+    # Stream mode: the platform's own recognition and voice providers.
+    recognition_provider = models.CharField(
+        max_length=16, choices=RecognitionProvider.choices, default=RecognitionProvider.DEEPGRAM
+    )
+    recognition_model = models.CharField(
+        max_length=64, blank=True, default="nova-3", help_text="Empty for the provider's default."
+    )
+    endpointing_ms = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(10), MaxValueValidator(5000)],
+        help_text="Stream mode: silence (ms) that ends the caller's turn.",
+    )
+    recognition_keywords = models.TextField(
+        max_length=2000,
+        blank=True,
+        help_text="Stream mode: words to listen for (names, products), one per line.",
+    )
+    voice_provider = models.CharField(
+        max_length=16, choices=VoiceProvider.choices, default=VoiceProvider.DEEPGRAM
+    )
+    stream_voice = models.CharField(
+        max_length=100,
+        blank=True,
+        default="aura-2-thalia-en",
+        help_text="Stream mode: the provider's voice (e.g. aura-2-thalia-en); empty for its default.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -61,6 +61,12 @@ ASSISTANT_FIELDS = frozenset(
         "interruptible",
         "transfer_number",
         "transfer_digit",
+        "recognition_provider",
+        "recognition_model",
+        "endpointing_ms",
+        "recognition_keywords",
+        "voice_provider",
+        "stream_voice",
     }
 )
 

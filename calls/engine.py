@@ -73,6 +73,8 @@ class Reply:
     utterance: str
     received_at: float
     deadline: float
+    # When the words were recognised, if that came after `received_at` (the caller stopped).
+    recognized_at: float | None = None
     source: str = ""  # a Turn.Source
     cache_hit: bool = False
     llm: llm.LLMResult = field(default_factory=llm.LLMResult)
@@ -286,10 +288,16 @@ class Conversation:
         received_at: float,
         deadline: float,
         confidence: float | None = None,
+        recognized_at: float | None = None,
     ) -> Reply:
         """Answer what the caller said and store both turns. `deadline` (monotonic) bounds the
         LLM. Cancelling the task stores the answer as interrupted, with what was said of it."""
-        reply = Reply(utterance=utterance, received_at=received_at, deadline=deadline)
+        reply = Reply(
+            utterance=utterance,
+            received_at=received_at,
+            deadline=deadline,
+            recognized_at=recognized_at,
+        )
         self._reply = reply
         try:
             await self._answer(reply, confidence)
@@ -564,6 +572,7 @@ class Conversation:
             model_used=result.model_used if is_llm else "",
             tokens_in=result.tokens_in,
             tokens_out=result.tokens_out,
+            transcript_final_ms=reply.ms(reply.recognized_at),
             llm_first_token_ms=reply.ms(result.first_token_at),
             llm_done_ms=reply.ms(result.done_at),
             first_audio_ms=reply.ms(reply.first_audio_at),
@@ -576,18 +585,35 @@ class Conversation:
 
     # --- a live session ------------------------------------------------------------------------
 
-    async def prompt(self, utterance: object) -> None:
-        """The caller said `utterance`: stop any answer still streaming, then answer this."""
-        received_at = time.monotonic()
+    async def prompt(
+        self,
+        utterance: object,
+        *,
+        speech_ended_at: float | None = None,
+        confidence: float | None = None,
+    ) -> None:
+        """The caller said `utterance`: stop any answer still streaming, then answer this.
+
+        `speech_ended_at` (monotonic): when the caller stopped talking, for a transport that
+        recognises speech itself; the turn's timings then count from that moment.
+        """
+        now = time.monotonic()
         text = clean_text(utterance, settings.MAX_UTTERANCE_CHARS)
         if not text or self.ended:
             return
         await self._stop_answer(heard=None)
-        deadline = received_at + settings.RELAY_ANSWER_SECONDS
-        self._task = asyncio.create_task(self._run(text, received_at, deadline))
+        received_at = min(speech_ended_at, now) if speech_ended_at is not None else now
+        answering = self.answer(
+            text,
+            received_at=received_at,
+            deadline=now + settings.RELAY_ANSWER_SECONDS,
+            confidence=confidence,
+            recognized_at=now if speech_ended_at is not None else None,
+        )
+        self._task = asyncio.create_task(self._run(answering))
 
-    async def _run(self, text: str, received_at: float, deadline: float) -> None:
-        reply = await self.answer(text, received_at=received_at, deadline=deadline)
+    async def _run(self, answering: Coroutine[None, None, Reply]) -> None:
+        reply = await answering
         if reply.handoff is not None:
             await self._end(reply.handoff)
 

@@ -24,6 +24,7 @@ class Call(models.Model):
     class Mode(models.TextChoices):
         GATHER = "gather", "Gather"
         RELAY = "relay", "Relay"
+        STREAM = "stream", "Stream"
         WEB = "web", "Web"
 
     class Outcome(models.TextChoices):
@@ -143,7 +144,10 @@ class Turn(models.Model):
     )
     created_at = models.DateTimeField(db_index=True)
 
-    # Timings in milliseconds from the moment the caller's speech reached us.
+    # Timings in milliseconds from the moment the caller's speech reached us (stream mode: from
+    # the moment the caller stopped talking; the recognition provider's final transcript came
+    # `transcript_final_ms` later).
+    transcript_final_ms = models.PositiveIntegerField(null=True, blank=True)
     llm_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     llm_done_ms = models.PositiveIntegerField(null=True, blank=True)
     first_audio_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -38,6 +38,11 @@ ONE_MOMENT = _("One moment, please.")
 CUT_SHORT = _("Sorry, I lost my train of thought. Could you ask me that again?")
 # Said before the greeting of a call that is recorded, when the assistant announces it.
 CALL_IS_RECORDED = _("This call is recorded.")
+# Stream mode: the recognition provider failed, so the call cannot go on.
+CANNOT_HEAR = _(
+    "I'm sorry, I can't hear you right now because of a technical problem. "
+    "Please call again later. Goodbye."
+)
 
 
 def say(line: str, *, config: Mapping) -> str:

@@ -90,7 +90,7 @@ def call_admit(
             )
     elif existing.status == Call.Status.REJECTED:
         return _refusal(phrases.NOT_AVAILABLE, number=number)
-    relay = number.assistant.mode == AssistantConfig.Mode.RELAY
+    mode = call_mode_for(number.assistant)
     try:
         call, _ = call_start(
             phone_number=number,
@@ -98,13 +98,21 @@ def call_admit(
             from_number=from_number,
             to_number=to_number,
             direction=direction,
-            mode=Call.Mode.RELAY if relay else Call.Mode.GATHER,
+            mode=mode,
         )
     except Exception:
         if existing is None:  # the line taken above is given back
             ratelimits.call_release(tenant_id=tenant.id, call_sid=call_sid)
         raise
     return Admission(call=call)
+
+
+def call_mode_for(assistant: AssistantConfig) -> str:
+    """The Call.Mode of a phone call answered by `assistant`."""
+    return {
+        AssistantConfig.Mode.RELAY: Call.Mode.RELAY,
+        AssistantConfig.Mode.STREAM: Call.Mode.STREAM,
+    }.get(assistant.mode, Call.Mode.GATHER)
 
 
 def _refusal(message: str, *, number: PhoneNumber | None, reject: bool = False) -> Admission:
@@ -390,6 +398,7 @@ def turn_as_event(turn: Turn) -> dict:
         "interrupted": turn.interrupted,
         "heard_text": turn.heard_text[:2000],
         "language": turn.language,
+        "transcript_final_ms": turn.transcript_final_ms,
         "llm_first_token_ms": turn.llm_first_token_ms,
         "llm_done_ms": turn.llm_done_ms,
         "first_audio_ms": turn.first_audio_ms,

@@ -7,5 +7,6 @@ urlpatterns = [
     path("twilio/gather", gather.gather, name="twilio-gather"),
     path("twilio/status", webhooks.status, name="twilio-status"),
     path("twilio/relay-action", webhooks.relay_action, name="twilio-relay-action"),
+    path("twilio/stream-action", webhooks.stream_action, name="twilio-stream-action"),
     path("twilio/fallback", webhooks.fallback, name="twilio-fallback"),
 ]

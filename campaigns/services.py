@@ -145,7 +145,6 @@ def outbound_prepare(
         config["greeting"] = (
             f"{phrases.say(phrases.CALL_IS_RECORDED, config=config)} {config['greeting']}"
         )
-    relay = assistant.mode == AssistantConfig.Mode.RELAY
     call = Call.objects.create(
         tenant=tenant,
         phone_number=phone_number,
@@ -156,7 +155,7 @@ def outbound_prepare(
         to_number=to,
         direction="outbound",
         status=Call.Status.RINGING,
-        mode=Call.Mode.RELAY if relay else Call.Mode.GATHER,
+        mode=call_services.call_mode_for(assistant),
         started_at=timezone.now(),
     )
     return OutboundCall.objects.create(

@@ -6,11 +6,13 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from analytics.consumers import DashboardConsumer
+from calls.transports.media import MediaStreamConsumer
 from calls.transports.relay import ConversationRelayConsumer
 from calls.transports.talk import TalkConsumer
 
 websocket_urlpatterns: list = [
     path("twilio/relay", ConversationRelayConsumer.as_asgi(), name="twilio-relay"),
+    path("twilio/media", MediaStreamConsumer.as_asgi(), name="twilio-media"),
     # Browser pages with session auth: only pages of our own hosts may open them.
     path(
         "ws/assistants/<uuid:assistant_id>/talk/",

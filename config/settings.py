@@ -560,7 +560,8 @@ PRICES = {
         "qwen/qwen3-32b": {"input": 0.29, "output": 0.59},
         "moonshotai/kimi-k2-instruct-0905": {"input": 1.00, "output": 3.00},
     },
-    "telephony_per_minute": {"gather": 0.0085, "relay": 0.0785, "web": 0},
+    # stream: inbound voice plus Media Streams.
+    "telephony_per_minute": {"gather": 0.0085, "relay": 0.0785, "stream": 0.0125, "web": 0},
     "speech_per_million_characters": {"gtts": 0, "espeak": 0, "say": 8.0},
 }
 for _part, _prices in env.json("PRICE_TABLE", default={}).items():
@@ -612,3 +613,21 @@ LANGUAGE_DETECTION_LOW_ACCURACY = env.bool("LANGUAGE_DETECTION_LOW_ACCURACY", de
 # multilingual assistant (lingua holds the GIL while loading: that call's process stalls). On
 # by default in production, where no live call should wait for it.
 LANGUAGE_DETECTION_PRELOAD = env.bool("LANGUAGE_DETECTION_PRELOAD", default=PRODUCTION)
+
+# --- Stream mode (Twilio Media Streams: our own recognition and speech providers) -------------
+DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="wss://api.deepgram.com")
+ASSEMBLYAI_API_KEY = env.str("ASSEMBLYAI_API_KEY", default="")
+ASSEMBLYAI_BASE_URL = env.str("ASSEMBLYAI_BASE_URL", default="wss://streaming.assemblyai.com")
+# Connecting to a provider, and a provider's silence while it owes us something, past this fail.
+STREAM_PROVIDER_TIMEOUT_SECONDS = env.float("STREAM_PROVIDER_TIMEOUT_SECONDS", default=3.0)
+# Audio sent to Twilio ahead of real time (a cushion against jitter; `clear` drops it on barge-in).
+STREAM_AUDIO_LEAD_MS = env.int("STREAM_AUDIO_LEAD_MS", default=100)
+# Caller speech (our own voice-activity detector) that interrupts the assistant.
+STREAM_BARGE_IN_MS = env.int("STREAM_BARGE_IN_MS", default=160)
+# Caller audio goes to the recognition provider in chunks this long (Deepgram: 20-100 ms).
+STREAM_RECOGNITION_CHUNK_MS = env.int("STREAM_RECOGNITION_CHUNK_MS", default=40)
+# After the caller stops talking, how long the recognition provider has to end the turn.
+STREAM_RECOGNITION_TIMEOUT_SECONDS = env.float("STREAM_RECOGNITION_TIMEOUT_SECONDS", default=4.0)
+# Largest Media Streams frame read (a 20 ms media frame is ~400 characters).
+STREAM_MAX_FRAME_CHARS = env.int("STREAM_MAX_FRAME_CHARS", default=16384)

@@ -119,6 +119,20 @@ class TwilioSimulator:
         status, body, _ = self._transport(url, params, {"X-Twilio-Signature": signature})
         return status, body, (time.perf_counter() - started) * 1000
 
+    def completed(self, base: dict[str, str], *, started: float) -> int:
+        """Twilio's last status callback for a call that began at `started` (monotonic)."""
+        status, _, _ = self.post(
+            "/twilio/status",
+            {
+                **base,
+                "CallStatus": "completed",
+                "CallDuration": str(int(time.monotonic() - started)),
+                "SequenceNumber": "3",
+                "CallbackSource": "call-progress-events",
+            },
+        )
+        return status
+
     def _fetch_audio(self, said: list[Said]) -> None:
         for item in said:
             if item.kind != "play":
@@ -353,20 +367,15 @@ def _relay_call(
         action_params["HandoffData"] = json.dumps(call.handoff)
     call.action_status, body, _ = simulator.post(action, action_params)
     if call.action_status == 200:
-        call.action_said = parse_twiml(body)[0]
-        dial = next(ET.fromstring(body).iter("Dial"), None)
-        call.dialled = (dial.text or "").strip() if dial is not None else ""
-    call.status_code, _, _ = simulator.post(
-        "/twilio/status",
-        {
-            **base,
-            "CallStatus": "completed",
-            "CallDuration": str(int(time.monotonic() - started)),
-            "SequenceNumber": "3",
-            "CallbackSource": "call-progress-events",
-        },
-    )
+        call.action_said, call.dialled = read_action_answer(body)
+    call.status_code = simulator.completed(base, started=started)
     return call
+
+
+def read_action_answer(body: bytes) -> tuple[list[Said], str]:
+    """(what is said, the number dialled) in the TwiML a <Connect action> URL answered."""
+    dial = next(ET.fromstring(body).iter("Dial"), None)
+    return parse_twiml(body)[0], (dial.text or "").strip() if dial is not None else ""
 
 
 def run_relay(

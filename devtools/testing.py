@@ -305,6 +305,34 @@ def fake_groq_env(server) -> dict[str, str]:
     return {"GROQ_BASE_URL": server.base_url, "GROQ_API_KEY": FAKE_GROQ_KEY}
 
 
+# --- Deepgram (streaming recognition and speech), replaced at the wire ---------------------------
+
+FAKE_DEEPGRAM_KEY = "dg_test_fake_deepgram_key"
+
+
+@pytest.fixture(scope="session")
+def _fake_deepgram_server() -> Iterator:
+    from devtools.fake_deepgram import FakeDeepgramServer
+
+    server = FakeDeepgramServer(api_key=FAKE_DEEPGRAM_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_deepgram(_fake_deepgram_server, settings) -> Iterator:
+    """A server speaking Deepgram's live recognition and Aura speech protocols (and AssemblyAI's
+    streaming recognition) on loopback, which the platform (and daphne, through
+    DEEPGRAM_BASE_URL / ASSEMBLYAI_BASE_URL) uses; told the caller's lines with
+    `queue_transcript()`, faults with `configure()`."""
+    _fake_deepgram_server.reset()
+    settings.DEEPGRAM_BASE_URL = settings.ASSEMBLYAI_BASE_URL = _fake_deepgram_server.base_url
+    settings.DEEPGRAM_API_KEY = settings.ASSEMBLYAI_API_KEY = FAKE_DEEPGRAM_KEY
+    yield _fake_deepgram_server
+    _fake_deepgram_server.reset()
+
+
 # --- a real ASGI server ---------------------------------------------------------------------------
 
 SERVER_START_TIMEOUT = 60.0
@@ -380,6 +408,7 @@ def stop_daphne(server: DaphneServer) -> None:
 def _daphne_session(
     django_db_setup,
     _fake_groq_server,
+    _fake_deepgram_server,
     _shared_media_root: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DaphneServer]:
@@ -396,6 +425,10 @@ def _daphne_session(
         "MEDIA_ROOT": str(_shared_media_root),
         **channels_database_env(),
         **fake_groq_env(_fake_groq_server),
+        "DEEPGRAM_BASE_URL": _fake_deepgram_server.base_url,
+        "DEEPGRAM_API_KEY": FAKE_DEEPGRAM_KEY,
+        "ASSEMBLYAI_BASE_URL": _fake_deepgram_server.base_url,
+        "ASSEMBLYAI_API_KEY": FAKE_DEEPGRAM_KEY,
         "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
@@ -416,7 +449,9 @@ def _daphne_session(
 
 
 @pytest.fixture
-def daphne_server(_daphne_session: DaphneServer, transactional_db, fake_groq) -> DaphneServer:
+def daphne_server(
+    _daphne_session: DaphneServer, transactional_db, fake_groq, fake_deepgram
+) -> DaphneServer:
     """The platform served by a real daphne process (HTTP and websockets) on the test database,
     the configured channel layer and broker, its LLM the fake Groq server (`fake_groq`). Use with
     `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows."""

@@ -23,7 +23,8 @@ from tenants.services import (
 
 
 class TenantForm(forms.ModelForm):
-    """The Twilio auth token is write-only: typed in, stored encrypted, never shown back."""
+    """The Twilio auth token and the Deepgram key are write-only: typed in, stored encrypted,
+    never shown back."""
 
     twilio_auth_token = forms.CharField(
         required=False,
@@ -32,6 +33,14 @@ class TenantForm(forms.ModelForm):
         help_text="Leave empty to keep the stored token.",
     )
     clear_twilio_auth_token = forms.BooleanField(required=False, label="Remove the stored token")
+    deepgram_api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stream mode's recognition and voice (Deepgram); leave empty to keep the stored "
+        "key, or to use the platform's.",
+    )
+    clear_deepgram_api_key = forms.BooleanField(required=False, label="Remove the stored key")
 
     class Meta:
         model = Tenant
@@ -43,6 +52,10 @@ class TenantForm(forms.ModelForm):
             tenant.set_twilio_auth_token("")
         elif token := self.cleaned_data.get("twilio_auth_token"):
             tenant.set_twilio_auth_token(token)
+        if self.cleaned_data.get("clear_deepgram_api_key"):
+            tenant.set_deepgram_api_key("")
+        elif key := self.cleaned_data.get("deepgram_api_key"):
+            tenant.set_deepgram_api_key(key)
         if commit:
             tenant.save()
         return tenant

@@ -31,6 +31,8 @@ class Tenant(models.Model):
     )
     # Encrypted at rest (tenants.crypto); never rendered back. Use set_twilio_auth_token().
     twilio_auth_token_encrypted = models.TextField(blank=True, editable=False)
+    # Stream mode's recognition and voice provider (Deepgram); encrypted and write-only too.
+    deepgram_api_key_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -51,6 +53,18 @@ class Tenant(models.Model):
         if not self.twilio_auth_token_encrypted:
             return ""
         return crypto.decrypt(self.twilio_auth_token_encrypted)
+
+    def set_deepgram_api_key(self, key: str) -> None:
+        self.deepgram_api_key_encrypted = crypto.encrypt(key) if key else ""
+
+    @property
+    def has_deepgram_api_key(self) -> bool:
+        return bool(self.deepgram_api_key_encrypted)
+
+    def get_deepgram_api_key(self) -> str:
+        if not self.deepgram_api_key_encrypted:
+            return ""
+        return crypto.decrypt(self.deepgram_api_key_encrypted)
 
 
 class Role(models.TextChoices):

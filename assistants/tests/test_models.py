@@ -173,6 +173,12 @@ def test_snapshot_holds_the_settings_a_call_runs_with(assistant_a: AssistantConf
         "interruptible": True,
         "transfer_number": "+15005550001",
         "transfer_digit": "0",
+        "recognition_provider": "deepgram",
+        "recognition_model": "nova-3",
+        "endpointing_ms": 300,
+        "recognition_keywords": "",
+        "voice_provider": "deepgram",
+        "stream_voice": "aura-2-thalia-en",
         "updated_at": assistant_a.updated_at.isoformat(),
     }
     assert json.loads(json.dumps(snapshot)) == snapshot

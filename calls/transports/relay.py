@@ -34,6 +34,12 @@ CLOSE_WRONG_CALL = 4404
 
 def relay_call_for_handshake(ws_scope: dict) -> Call | None:
     """The relay Call the handshake's URL names, if the request is Twilio's; else None."""
+    return call_for_handshake(ws_scope, mode=Call.Mode.RELAY)
+
+
+def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
+    """The live Call of `mode` that the handshake's URL names, if Twilio signed the request
+    with that call's tenant's token; else None."""
     query = parse_qs(ws_scope.get("query_string", b"").decode("latin-1"))
     try:
         call_id = uuid.UUID(query.get("call", [""])[0])
@@ -42,10 +48,10 @@ def relay_call_for_handshake(ws_scope: dict) -> Call | None:
     call = unscoped_call_by_id(call_id) if call_id else None
     tenant = call.tenant if call else None
     if not websocket_is_signed(ws_scope, tenant=tenant):
-        logger.warning("relay: refused a handshake with a missing or wrong Twilio signature")
+        logger.warning(f"{mode}: refused a handshake with a missing or wrong Twilio signature")
         return None
-    if call is None or tenant is None or call.mode != Call.Mode.RELAY or not call.is_active:
-        logger.warning("relay: refused a handshake for an unknown or finished call")
+    if call is None or tenant is None or call.mode != mode or not call.is_active:
+        logger.warning(f"{mode}: refused a handshake for an unknown or finished call")
         return None
     return call
 

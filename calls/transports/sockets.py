@@ -20,7 +20,7 @@ from django.conf import settings
 from django_scopes import scope
 
 from assistants.models import CallConfig
-from calls.engine import Conversation, Reply
+from calls.engine import Conversation, Reply, Speaker
 from calls.models import Call
 from core.logging import log_context
 
@@ -147,6 +147,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     BEFORE_SESSION: frozenset[str] = frozenset()
     # Log lines start with this ("relay: ...", "talk: ...").
     LOG_NAME = "session"
+    # The field of a message that names its kind ("type"; Media Streams say "event").
+    KIND_FIELD = "type"
 
     async def disconnect(self, code: int) -> None:
         if self.conversation is None:
@@ -156,6 +158,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 await self.conversation.close()
             except Exception:
                 logger.exception(f"{self.LOG_NAME}: closing failed")
+
+    def max_frame_chars(self) -> int:
+        """Longer text frames are skipped unread."""
+        return settings.RELAY_MAX_FRAME_CHARS
 
     @contextmanager
     def call_context(self) -> Iterator[None]:
@@ -171,7 +177,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         ):
             yield
 
-    async def start_conversation(self, call: Call, speaker: TextSpeaker) -> bool:
+    async def start_conversation(self, call: Call, speaker: Speaker) -> bool:
         """Bind the socket to `call` and read what its conversation needs. A call whose
         conversation cannot start is closed at once (it never stays live)."""
         self.call = call
@@ -194,7 +200,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             logger.warning(f"{self.LOG_NAME}: binary frame ignored")
             return
-        if len(text_data) > settings.RELAY_MAX_FRAME_CHARS:
+        if len(text_data) > self.max_frame_chars():
             logger.warning(
                 f"{self.LOG_NAME}: oversized frame ignored", extra={"chars": len(text_data)}
             )
@@ -204,7 +210,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         except ValueError:
             logger.warning(f"{self.LOG_NAME}: malformed JSON frame ignored")
             return
-        kind = message.get("type") if isinstance(message, dict) else None
+        kind = message.get(self.KIND_FIELD) if isinstance(message, dict) else None
         handler = getattr(self, f"on_{kind}", None) if kind in self.MESSAGES else None
         if handler is None:
             logger.warning(

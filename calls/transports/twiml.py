@@ -132,6 +132,16 @@ def conversation_relay(
     return response
 
 
+def media_stream(*, socket_url: str, action_url: str, parameters: dict[str, str]) -> VoiceResponse:
+    """<Connect action><Stream url><Parameter/>...</Stream></Connect>: a bidirectional stream."""
+    response = VoiceResponse()
+    connect = response.connect(action=action_url, method="POST")
+    stream = connect.stream(url=socket_url)
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value)
+    return response
+
+
 def dial(number: str) -> VoiceResponse:
     response = VoiceResponse()
     response.dial(number)

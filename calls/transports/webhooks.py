@@ -1,4 +1,5 @@
-"""Twilio's call webhooks: /twilio/voice, /twilio/status, /twilio/relay-action, /twilio/fallback.
+"""Twilio's call webhooks: /twilio/voice, /twilio/status, /twilio/relay-action,
+/twilio/stream-action, /twilio/fallback.
 
 Every request is checked against X-Twilio-Signature before anything is stored. Twilio always
 gets TwiML back: a polite spoken message instead of an HTTP 429 or 500. Whether a call is
@@ -23,6 +24,7 @@ from calls import languages, services
 from calls.models import Call
 from calls.transports import twiml
 from calls.transports.gather import gather_url, prepare_speech
+from calls.transports.media import handoff_read
 from calls.transports.signatures import (
     public_base_url,
     public_url,
@@ -86,6 +88,8 @@ def answer(request: HttpRequest, call: Call) -> VoiceResponse:
     languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:
         return _relay_answer(request, call)
+    if call.mode == Call.Mode.STREAM:
+        return _stream_answer(request, call)
     greeting = twiml.Utterance(text=config["greeting"])
     spoken = prepare_speech(call=call, config=config, text=config["greeting"])
     if spoken.audio is not None and spoken.audio.file:
@@ -105,13 +109,33 @@ def _relay_answer(request: HttpRequest, call: Call) -> VoiceResponse:
     )
 
 
+def _stream_answer(request: HttpRequest, call: Call) -> VoiceResponse:
+    """Connect the call to our Media Streams socket (bidirectional), signed like relay's."""
+    socket_url = websocket_url(public_url(request, f"/twilio/media?{urlencode({'call': call.id})}"))
+    return twiml.media_stream(
+        socket_url=socket_url,
+        action_url=public_url(request, "/twilio/stream-action"),
+        parameters={"call": str(call.id), "tenant": call.tenant.slug},
+    )
+
+
 @call_webhook(unknown=lambda: twiml.twiml_response(twiml.hang_up()))
 def relay_action(request: HttpRequest, call: Call) -> HttpResponse:
     """The relay session ended: transfer to a human when it asked for it, else hang up.
 
     Closes the Call (once; Twilio may retry, and the socket's disconnect may have closed it).
     """
-    handoff = _handoff_data(field(request, "HandoffData"))
+    return _session_ended(call, _handoff_data(field(request, "HandoffData")))
+
+
+@call_webhook(unknown=lambda: twiml.twiml_response(twiml.hang_up()))
+def stream_action(request: HttpRequest, call: Call) -> HttpResponse:
+    """The media stream ended: what the session left to do (a transfer, an apology to say),
+    else hang up. Closes the Call (once)."""
+    return _session_ended(call, handoff_read(call))
+
+
+def _session_ended(call: Call, handoff: dict) -> HttpResponse:
     config = languages.for_call(call)
     transfer_to = config.get("transfer_number", "")
     if handoff.get("transfer") is True and transfer_to:

@@ -196,8 +196,8 @@
 
   function addTurn(card, turn) {
     const transcript = card.querySelector(".transcript");
-    const partial = transcript.querySelector(".partial");
-    if (partial && turn.role === "assistant") partial.remove();
+    const partial = transcript.querySelector(".partial." + (turn.role === "caller" ? "caller" : "assistant"));
+    if (partial) partial.remove();
     if (transcript.querySelector('[data-sequence="' + turn.sequence + '"]')) return;
     const li = document.createElement("li");
     li.className = "turn " + (turn.role === "caller" ? "caller" : "assistant");
@@ -229,15 +229,17 @@
     transcript.insertBefore(li, transcript.querySelector(".partial"));
   }
 
-  function showPartial(card, text) {
+  // The words so far of a turn still under way: the assistant's as they stream, or (stream
+  // mode) the caller's as the recognition provider hears them.
+  function showPartial(card, text, who) {
     const transcript = card.querySelector(".transcript");
-    let li = transcript.querySelector(".partial");
+    let li = transcript.querySelector(".partial." + who);
     if (!li) {
       li = document.createElement("li");
-      li.className = "turn assistant partial";
+      li.className = "turn " + who + " partial";
       const role = document.createElement("span");
       role.className = "role";
-      role.textContent = "Assistant";
+      role.textContent = roleLabel(who);
       const span = document.createElement("span");
       span.className = "text";
       li.append(role, " ", span);
@@ -298,7 +300,9 @@
         refreshSoon();
         break;
       case "partial":
-        if (typeof data.text === "string") showPartial(callCard(event.call, event), data.text);
+        if (typeof data.text === "string") {
+          showPartial(callCard(event.call, event), data.text, data.role === "caller" ? "caller" : "assistant");
+        }
         break;
       case "language":
         if (typeof data.language === "string") showLanguage(callCard(event.call, event), data);
