@@ -8,7 +8,7 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call
-from calls.transports.media import handoff_store
+from calls.transports.media import handoff_store, recognition_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,20 @@ def test_stream_action_refuses_an_unsigned_or_another_tenants_request(
     signed_by_b = twilio.post("/twilio/stream-action", params, auth_token="tenant-b-own-token")
     assert signed_by_b.status == 403
     assert call_of(call_sid).status == Call.Status.IN_PROGRESS  # nothing changed
+
+
+def test_an_assistant_of_several_languages_is_heard_by_deepgrams_multilingual_model(
+    twilio, stream_a, number_a
+):
+    call_sid, _ = twilio.voice(number_a.number)
+    assert recognition_settings(call_of(call_sid)).language == "en-US"
+    with scopes_disabled():
+        stream_a.other_languages = ["es-ES"]
+        stream_a.save()
+    call_sid, _ = twilio.voice(number_a.number)
+    assert recognition_settings(call_of(call_sid)).language == "multi"
+    with scopes_disabled():
+        stream_a.recognition_provider = "assemblyai"
+        stream_a.save()
+    call_sid, _ = twilio.voice(number_a.number)
+    assert recognition_settings(call_of(call_sid)).language == "en-US"

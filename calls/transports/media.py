@@ -24,7 +24,7 @@ import uuid
 
 from django.conf import settings
 
-from calls import events, phrases
+from calls import events, languages, phrases
 from calls.engine import clean_text
 from calls.models import Call
 from calls.transports.media_speaker import LOCAL_VOICE, MediaSpeaker
@@ -71,13 +71,18 @@ def handoff_read(call: Call) -> dict:
 
 
 def recognition_settings(call: Call) -> recognition.RecognitionSettings:
+    """How the caller is recognised. An assistant that accepts several languages is heard with
+    Deepgram's multilingual model ("multi"), so a switch needs no new connection."""
     config = call.config_snapshot
     keywords = [k.strip() for k in config.get("recognition_keywords", "").splitlines()]
     provider = config.get("recognition_provider", "deepgram")
+    language = config.get("language", "en-US")
+    if provider == "deepgram" and languages.is_multilingual(config):
+        language = "multi"
     return recognition.RecognitionSettings(
         api_key=settings.ASSEMBLYAI_API_KEY if provider == "assemblyai" else deepgram_key(call),
         model=config.get("recognition_model", ""),
-        language=config.get("language", "en-US"),
+        language=language,
         endpointing_ms=int(config.get("endpointing_ms", 300)),
         keywords=tuple(k for k in keywords if k)[:100],
     )
