@@ -107,6 +107,8 @@ INSTALLED_APPS = [
     "csp",
     "tenants",
     "assistants",
+    "knowledge",
+    "tools",
     "calls",
     "analytics",
     "config",  # system checks of the deployment (config/checks.py)
@@ -506,3 +508,13 @@ SPECTACULAR_SETTINGS = {
         "CallModeEnum": "calls.models.Call.Mode",
     },
 }
+
+# --- Tools and the knowledge base --------------------------------------------------------------
+# A tool still running after this long gets the caller a short "one moment while I check".
+TOOL_FILLER_SECONDS = env.float("TOOL_FILLER_SECONDS", default=1.5)
+# At most this many rounds of tool calls in one turn (then the caller gets an answer anyway).
+TOOL_MAX_ROUNDS = env.int("TOOL_MAX_ROUNDS", default=3)
+# Of a turn's deadline, what is kept for the model's answer after its tools have run.
+TOOL_ANSWER_RESERVE_SECONDS = env.float("TOOL_ANSWER_RESERVE_SECONDS", default=1.5)
+# Passages ranked at least this high by the full-text search go into the prompt (when switched on).
+KNOWLEDGE_PROMPT_MIN_RANK = env.float("KNOWLEDGE_PROMPT_MIN_RANK", default=0.1)
