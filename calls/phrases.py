@@ -19,3 +19,9 @@ REPROMPT = "Sorry, I didn't catch that. Could you say it again?"
 ONE_MOMENT = "One moment, please."
 # Said after an answer that broke off mid-sentence (the model's stream was cut).
 CUT_SHORT = "Sorry, I lost my train of thought. Could you ask me that again?"
+# Said on a live line (and before the answer in gather mode) while a tool takes a while.
+CHECKING = "One moment while I check."
+# Said before the caller is transferred to a destination the assistant named.
+TRANSFERRING = "Let me transfer you to {destination} now."
+# Said when the tools the model asked for gave it nothing to answer with.
+TOOL_TROUBLE = "I'm sorry, I couldn't check that just now. Is there anything else I can help with?"

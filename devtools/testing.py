@@ -382,3 +382,24 @@ def daphne_server(_daphne_session: DaphneServer, transactional_db, fake_groq) ->
     the configured channel layer and broker, its LLM the fake Groq server (`fake_groq`). Use with
     `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows."""
     return _daphne_session
+
+
+# --- a tenant's tool server ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _tool_server_session() -> Iterator:
+    from devtools.tool_server import ToolServer
+
+    server = ToolServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tool_server(_tool_server_session, settings) -> Iterator:
+    """A tenant's HTTP tool server on loopback (which outbound requests may reach here)."""
+    _tool_server_session.reset()
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    yield _tool_server_session
+    _tool_server_session.reset()

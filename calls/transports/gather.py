@@ -243,6 +243,22 @@ def _first_answer(cache: BaseCache, key: str, call: Call, action_url: str) -> st
         time.sleep(0.05)
 
 
+def _handoff(handoff: dict, speaker: GatherSpeaker, *, config: CallConfig) -> VoiceResponse:
+    """The answer's last words, then what the engine decided: a transfer the caller asked for
+    (<Dial>), a goodbye (<Hangup/>), or a rate limit's message and a hang-up."""
+    if handoff.get("transfer") and handoff.get("number"):
+        response = VoiceResponse()
+        twiml.speak(response, speaker.utterances, config=config)
+        response.dial(handoff["number"])
+        return response
+    if handoff.get("hangup"):
+        response = VoiceResponse()
+        twiml.speak(response, speaker.utterances, config=config)
+        response.hangup()
+        return response
+    return twiml.hang_up_with(handoff.get("message") or phrases.GOODBYE, config=config)
+
+
 @call_webhook(
     unknown=lambda: twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE)), active_only=True
 )
@@ -277,8 +293,7 @@ def gather(request: HttpRequest, call: Call) -> HttpResponse:
         confidence=float_field(request, "Confidence"),
     )
     if reply.handoff is not None:
-        message = reply.handoff.get("message") or phrases.GOODBYE
-        return twiml.twiml_response(twiml.hang_up_with(message, config=config))
+        return twiml.twiml_response(_handoff(reply.handoff, speaker, config=config))
     return twiml.twiml_response(
         twiml.speak_and_listen(speaker.utterances, config=config, action_url=action_url)
     )

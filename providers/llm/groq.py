@@ -103,7 +103,9 @@ class ToolCallPieces:
     def calls(self) -> list[ToolCall]:
         """The complete calls (with a name), in the model's order."""
         return [
-            ToolCall(id=call["id"] or f"call_{index}", name=call["name"], arguments=call["arguments"])
+            ToolCall(
+                id=call["id"] or f"call_{index}", name=call["name"], arguments=call["arguments"]
+            )
             for index, call in sorted(self._calls.items())
             if call["name"]
         ]
