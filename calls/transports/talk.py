@@ -158,7 +158,9 @@ class TalkConsumer(SessionConsumer):
         if self.conversation is None and not await self._start():
             return
         self.output.prompted()
-        await self.conversation.prompt(message.get("text"))
+        # The call's scope, also for the first prompt (which started the call just now).
+        with self.call_context():
+            await self.conversation.prompt(message.get("text"))
 
     async def _start(self) -> bool:
         """The first thing said starts the call (if a line is free)."""
