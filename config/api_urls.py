@@ -11,7 +11,9 @@ from rest_framework.routers import SimpleRouter
 from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
+from knowledge.api import DocumentViewSet
 from tenants.api import RateLimitView
+from tools.api import BuiltinToolsView, HttpToolViewSet, TransferDestinationViewSet
 
 router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")
@@ -20,11 +22,25 @@ router.register(
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/tools", HttpToolViewSet, basename="assistant-tool"
+)
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/transfer-destinations",
+    TransferDestinationViewSet,
+    basename="assistant-transfer-destination",
+)
+router.register("knowledge/documents", DocumentViewSet, basename="knowledge-document")
 
 v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+    path(
+        "assistants/<str:assistant_pk>/builtin-tools/",
+        BuiltinToolsView.as_view(),
+        name="assistant-builtin-tools",
+    ),
 ]
 
 

@@ -101,7 +101,7 @@ class ToolServer:
                 except OSError:  # the platform gave up waiting
                     pass
 
-            do_PUT = do_PATCH = do_POST
+            do_GET = do_PUT = do_PATCH = do_POST
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

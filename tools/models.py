@@ -8,7 +8,12 @@ import re
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+    URLValidator,
+)
 from django.db import models
 from django_scopes import ScopedManager
 from jsonschema import SchemaError
@@ -143,7 +148,7 @@ class HttpTool(models.Model):
         validators=[validate_parameters_schema],
         help_text="JSON Schema of the arguments (an object).",
     )
-    url = models.URLField(max_length=500)
+    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
     method = models.CharField(max_length=5, choices=Method.choices, default=Method.POST)
     timeout_seconds = models.FloatField(
         default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(30.0)]

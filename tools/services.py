@@ -55,6 +55,16 @@ def transfer_destination_create(
     return destination
 
 
+def transfer_destination_update(
+    *, destination: TransferDestination, **fields: object
+) -> TransferDestination:
+    for name, value in fields.items():
+        setattr(destination, name, value)
+    destination.full_clean()
+    destination.save()
+    return destination
+
+
 def builtin_tools_set(*, assistant: AssistantConfig, **switches: bool) -> BuiltinTools:
     """Switch the assistant's built-in tools on or off (the ones not named keep their state)."""
     builtin, _ = BuiltinTools.objects.get_or_create(
