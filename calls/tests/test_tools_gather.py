@@ -199,3 +199,19 @@ def test_another_tenants_tool_is_never_offered_or_called(
     assert [t["function"]["name"] for t in offered].count("book_appointment") == 1
     assert tool_server.received("/bravo") == []
     assert len(tool_server.received("/book")) == 1
+
+
+def test_the_call_page_and_the_live_dashboard_show_the_tool_calls(
+    client, alice, charlie, twilio, number_a, tools_a, tool_server, fake_groq
+):
+    call_sid, _, _ = ask(twilio, number_a, "Can I book a cleaning on Tuesday?")
+    with scopes_disabled():
+        call = Call.objects.get(call_sid=call_sid)
+    client.force_login(alice)
+    page = client.get(f"/dashboard/calls/{call.id}/").content.decode()
+    assert "<strong>book_appointment</strong>" in page and "→ ok" in page
+    assert "reference AB12" in page
+    live = client.get("/dashboard/").content.decode()
+    assert "tools: book_appointment ok" in live
+    client.force_login(charlie)
+    assert client.get(f"/dashboard/calls/{call.id}/").status_code == 404
