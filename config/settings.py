@@ -516,5 +516,6 @@ TOOL_FILLER_SECONDS = env.float("TOOL_FILLER_SECONDS", default=1.5)
 TOOL_MAX_ROUNDS = env.int("TOOL_MAX_ROUNDS", default=3)
 # Of a turn's deadline, what is kept for the model's answer after its tools have run.
 TOOL_ANSWER_RESERVE_SECONDS = env.float("TOOL_ANSWER_RESERVE_SECONDS", default=1.5)
-# Passages ranked at least this high by the full-text search go into the prompt (when switched on).
-KNOWLEDGE_PROMPT_MIN_RANK = env.float("KNOWLEDGE_PROMPT_MIN_RANK", default=0.1)
+# Passages ranked at least this high go into the prompt (when switched on): PostgreSQL's ts_rank
+# (0.04 when two of a question's three words are found once); on SQLite, the share of words found.
+KNOWLEDGE_PROMPT_MIN_RANK = env.float("KNOWLEDGE_PROMPT_MIN_RANK", default=0.03)
