@@ -358,6 +358,7 @@ def _daphne_session(
         **channels_database_env(),
         **fake_groq_env(_fake_groq_server),
         "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
+        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",  # tool servers of the tests run on loopback
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
@@ -139,6 +141,7 @@ class Command(BaseCommand):
                     f"last token sent {turn.last_token_sent_ms} ms"
                     f"{', interrupted' if turn.interrupted else ''}"
                 )
+                self._print_tools(turn)
 
     def _print_step(self, step: Step) -> None:
         if step.caller:
@@ -170,3 +173,13 @@ class Command(BaseCommand):
                     f"first audio {turn.first_audio_ms} ms, sent {turn.response_sent_ms} ms"
                     f"{', fallbacks ' + ','.join(turn.fallbacks) if turn.fallbacks else ''}"
                 )
+                self._print_tools(turn)
+
+    def _print_tools(self, turn) -> None:
+        """The tools the turn ran: name, arguments, status, time and what they answered."""
+        for tool in turn.tool_calls:
+            arguments = json.dumps(tool.get("arguments"))[:120]
+            self.stdout.write(
+                f"    tool {tool.get('name')}({arguments}) -> {tool.get('status')} "
+                f"in {tool.get('ms')} ms: {str(tool.get('result', ''))[:120]}"
+            )
