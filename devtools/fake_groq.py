@@ -457,14 +457,20 @@ class FakeGroqServer:
         with self._lock:
             self._tool_calls.extend([list(calls)] * count)
 
-    def _take_tool_calls(self, messages: list[dict], tools: object) -> list[dict]:
-        """The tool calls that answer this request: queued ones first, else the rules."""
+    def _tool_calls_for(self, messages: list[dict], tools: object) -> tuple[list[dict], bool]:
+        """The tool calls that answer this request, and whether they are queued ones (used up
+        only when the request is answered: a fault before the answer keeps them for a retry)."""
         if not isinstance(tools, list) or not tools or messages[-1].get("role") != "user":
-            return []
+            return [], False
         with self._lock:
             if self._tool_calls:
-                return self._tool_calls.pop(0)
-        return decide_tool_calls(messages, tools)
+                return self._tool_calls[0], True
+        return decide_tool_calls(messages, tools), False
+
+    def _use_queued_tool_calls(self) -> None:
+        with self._lock:
+            if self._tool_calls:
+                self._tool_calls.pop(0)
 
     async def _stream_tool_calls(
         self, request: web.Request, started: float, model: str, messages: list, calls: list[dict]
@@ -700,8 +706,10 @@ class FakeGroqServer:
         model, messages, max_tokens, stream, include_usage = parsed
         if self.config.models is not None and model not in self.config.models:
             return self._model_not_found(model)
-        tool_calls = self._take_tool_calls(messages, body.get("tools"))
+        tool_calls, queued = self._tool_calls_for(messages, body.get("tools"))
         fault, answer = self._take(model, stream, with_answer=not tool_calls)
+        if queued and not (fault is not None and fault.withholds_answer(stream)):
+            self._use_queued_tool_calls()
         with self._lock:
             self._requests.append(
                 record := RecordedRequest(

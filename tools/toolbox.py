@@ -88,10 +88,14 @@ class Outcome:
 
     def record(self) -> dict:
         """The tool call as the turn stores it and the dashboards show it."""
+        arguments = self.arguments
         return {
-            "id": self.call.id,
-            "name": self.call.name,
-            "arguments": self.arguments if self.arguments is not None else self.call.arguments,
+            "id": self.call.id[:64],
+            "name": self.call.name[:64],
+            # As the model wrote them when they were not a valid object (bounded).
+            "arguments": arguments
+            if arguments is not None
+            else self.call.arguments[:EXCERPT_CHARS],
             "status": self.status,
             "result": self.content[:EXCERPT_CHARS],
             "ms": self.ms,

@@ -123,8 +123,13 @@ def test_a_tool_that_is_down_for_good_leaves_no_silence(
     twilio, number_a, tools_a, tool_server, fake_groq
 ):
     """The tool fails and then the model fails too: the caller still hears a line."""
+
+    def fail_and_take_the_model_down(request: dict) -> dict:
+        fake_groq.queue_fault("500", count=10)  # every later attempt of either model fails
+        return {"error": "database down"}
+
+    tool_server.route("/fail", answer=fail_and_take_the_model_down, status=500)
     fake_groq.queue_tool_calls([{"name": "check_invoice", "arguments": {"item": "x"}}])
-    fake_groq.queue_fault("500", count=10)
     call_sid, response, _ = ask(twilio, number_a, "Is my invoice paid?")
     assert response.said == phrases.TOOL_TROUBLE
     assert response.has("Gather")
@@ -215,3 +220,15 @@ def test_the_call_page_and_the_live_dashboard_show_the_tool_calls(
     assert "tools: book_appointment ok" in live
     client.force_login(charlie)
     assert client.get(f"/dashboard/calls/{call.id}/").status_code == 404
+
+
+def test_a_tool_on_a_private_address_is_refused_without_a_request(
+    twilio, number_a, tools_a, tool_server, fake_groq, settings
+):
+    settings.OUTBOUND_ALLOWED_NETWORKS = []  # as in production: loopback is off limits
+    call_sid, response, _ = ask(twilio, number_a, "Can I book a cleaning on Tuesday?")
+
+    assert tool_server.received() == []
+    [record] = turns(call_sid)[1].tool_calls
+    assert record["status"] == "refused" and "not allowed" in record["result"]
+    assert response.said == "I'm sorry, I could not get that done just now."
