@@ -232,3 +232,15 @@ def test_a_tool_on_a_private_address_is_refused_without_a_request(
     [record] = turns(call_sid)[1].tool_calls
     assert record["status"] == "refused" and "not allowed" in record["result"]
     assert response.said == "I'm sorry, I could not get that done just now."
+
+
+def test_the_calls_api_shows_the_tool_calls(
+    api, key_a, key_b, twilio, number_a, tools_a, fake_groq
+):
+    call_sid, _, _ = ask(twilio, number_a, "Can I book a cleaning on Tuesday?")
+    with scopes_disabled():
+        call = Call.objects.get(call_sid=call_sid)
+    body = api(key=key_a).get(f"/api/v1/calls/{call.id}/").json()
+    [record] = body["turns"][1]["tool_calls"]
+    assert record["name"] == "book_appointment" and record["status"] == "ok"
+    assert api(key=key_b).get(f"/api/v1/calls/{call.id}/").status_code == 404
