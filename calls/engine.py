@@ -363,11 +363,12 @@ class Conversation:
                 delta = await anext(stream, None)
         finally:
             await stream.aclose()
-        await self._use_tools(reply, messages)
+        unanswered = await self._use_tools(reply, messages)
         if reply.handoff is not None:  # a transfer or a goodbye, already said
             pass
-        elif not reply.deltas and reply.tool_calls and not reply.llm.not_configured:
-            await self.speaker.say(reply, phrases.TOOL_TROUBLE, complete=True)
+        elif unanswered and not reply.llm.not_configured:
+            line = (" " if reply.parts else "") + phrases.TOOL_TROUBLE
+            await self.speaker.say(reply, line, complete=True)
         elif not reply.deltas:
             not_configured = reply.llm.not_configured
             reply.source = Turn.Source.NOT_CONFIGURED if not_configured else Turn.Source.APOLOGY
@@ -425,10 +426,12 @@ class Conversation:
         prompt = f"{messages[0]['content']}\n\nFrom the business's documents:\n{facts}"
         messages[0] = {"role": "system", "content": prompt}
 
-    async def _use_tools(self, reply: Reply, messages: list[dict]) -> None:
+    async def _use_tools(self, reply: Reply, messages: list[dict]) -> bool:
         """Run the tools the model asked for, give it their results and say what it answers
         then; up to TOOL_MAX_ROUNDS rounds, all inside the turn's deadline. A transfer or
-        hang-up the model asked for ends the turn with its line (`reply.handoff`)."""
+        hang-up the model asked for ends the turn with its line (`reply.handoff`). True when
+        the model said nothing after its tools (it failed, or wanted yet more tools)."""
+        unanswered = False
         for _ in range(settings.TOOL_MAX_ROUNDS):
             calls = reply.llm.tool_calls
             if not calls or reply.llm.truncated:
@@ -436,7 +439,7 @@ class Conversation:
             said = len(reply.deltas)
             outcomes = await self._run_tools(reply, calls)
             if await self._act(reply, outcomes):
-                return
+                return False
             messages = [
                 *messages,
                 {
@@ -449,7 +452,7 @@ class Conversation:
                     for o in outcomes
                 ),
             ]
-            later = llm.LLMResult()
+            later, before = llm.LLMResult(), len(reply.deltas)
             stream = self._ask_llm(reply, messages, result=later)
             try:
                 async for delta in stream:
@@ -457,7 +460,9 @@ class Conversation:
             finally:
                 await stream.aclose()
                 reply.llm.absorb(later)
+            unanswered = len(reply.deltas) == before
         reply.llm.tool_calls = []  # calls beyond the last round are not run
+        return unanswered
 
     async def _run_tools(self, reply: Reply, calls: list[llm.ToolCall]) -> list[Outcome]:
         """Run the calls at once; a caller kept waiting longer than TOOL_FILLER_SECONDS hears

@@ -19,7 +19,7 @@ class Document(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "Plain text"
         MARKDOWN = "markdown", "Markdown"
-        URL = "url", "A web page (fetched once)"
+        URL = "url", "A web page or PDF (fetched once)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="documents")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 from django.utils.html import strip_tags
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
 
 PASSAGE_CHARS = 600
 
@@ -24,6 +27,15 @@ def html_text(html: str) -> str:
     html = _HTML_SKIPPED.sub(" ", html)
     html = re.sub(r"<(br|/p|/div|/li|/h\d|/tr)\b[^>]*>", "\n\n", html, flags=re.IGNORECASE)
     return strip_tags(html)
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF's pages, a paragraph per page (raises ValueError for a broken PDF)."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a readable PDF ({type(exc).__name__})") from exc
 
 
 def split(text: str, *, limit: int = PASSAGE_CHARS) -> list[str]:

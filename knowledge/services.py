@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from core import outbound
 from knowledge.models import Document, Passage
-from knowledge.passages import html_text, markdown_text, split
+from knowledge.passages import html_text, markdown_text, pdf_text, split
 from knowledge.search import search_config
 from tenants.models import Tenant
 
@@ -75,7 +75,8 @@ def passages_rebuild(*, document: Document) -> int:
 
 
 def fetch_page(url: str) -> str:
-    """The text of the web page at `url`, fetched through the platform's SSRF guard."""
+    """The text of the web page (HTML or plain text) or PDF at `url`, fetched through the
+    platform's SSRF guard."""
     try:
         answer = outbound.request(
             "GET", url, timeout=FETCH_TIMEOUT_SECONDS, max_bytes=FETCH_MAX_BYTES
@@ -86,6 +87,12 @@ def fetch_page(url: str) -> str:
         raise DocumentUnreadable(f"The page could not be fetched ({type(exc).__name__}).") from exc
     if not answer.ok:
         raise DocumentUnreadable(f"The page answered HTTP {answer.status}.")
+    kind = answer.headers.get("content-type", "")
+    if "pdf" in kind or answer.body.startswith(b"%PDF-"):
+        try:
+            return pdf_text(answer.body)
+        except ValueError as exc:
+            raise DocumentUnreadable(f"The PDF could not be read: {exc}.") from exc
     body = answer.body.decode("utf-8", "replace")
-    is_html = "html" in answer.headers.get("content-type", "") or "<html" in body[:1000].lower()
+    is_html = "html" in kind or "<html" in body[:1000].lower()
     return html_text(body) if is_html else body

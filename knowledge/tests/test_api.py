@@ -59,3 +59,45 @@ def test_the_outsider_gets_404_and_the_viewer_cannot_write(api, alice, bob, char
     assert outsider.delete(f"{URL}{doc_id}/").status_code == 404
     assert outsider.get(URL).json()["results"] == []
     assert api(bob).post(URL, {"title": "x", "text": "y"}, format="json").status_code == 403
+
+
+def one_page_pdf(text: str) -> bytes:
+    """A minimal PDF of one page showing `text` (Helvetica), with a correct cross-reference."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def test_a_pdf_is_fetched_and_its_text_kept(api, alice, tenant_a, tool_server):
+    tool_server.route("/menu.pdf", body=one_page_pdf("Emergency visits cost ninety pounds."))
+    tool_server.route("/broken.pdf", body=b"%PDF-1.4 this is not really a PDF")
+    client = api(alice)
+    url = tool_server.url("/menu.pdf")
+    created = client.post(URL, {"title": "Menu", "kind": "url", "source_url": url}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["text"].strip() == "Emergency visits cost ninety pounds."
+    assert created.json()["passage_count"] == 1
+    broken = client.post(
+        URL,
+        {"title": "Bad", "kind": "url", "source_url": tool_server.url("/broken.pdf")},
+        format="json",
+    )
+    assert broken.status_code == 400 and "PDF could not be read" in broken.content.decode()
