@@ -16,11 +16,14 @@ the cloud it runs on, a loopback admin port). So every request:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import certifi
 import httpx
 from django.conf import settings
 
@@ -121,6 +124,13 @@ async def aresolve(url: str) -> Target:
     return _target(url, _addresses(infos))
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process, shared by every request: making one loads the whole CA
+    bundle (tens of milliseconds), which a tool call on a live line should not pay each time."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _request(target: Target, method: str, headers: dict[str, str], content: bytes):
     return {
         "method": method,
@@ -143,7 +153,9 @@ def request(
     """Send one request (blocking; `timeout` bounds each step: connecting, sending, each read).
     Raises OutboundRefused, or httpx.HTTPError on failure."""
     target = resolve(url)
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
+    ) as client:
         with client.stream(**_request(target, method, headers or {}, content)) as response:
             body = bytearray()
             for chunk in response.iter_bytes():
@@ -173,7 +185,7 @@ async def _arequest(
 ) -> Answer:
     target = await aresolve(url)
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
     ) as client:
         async with client.stream(**_request(target, method, headers, content)) as response:
             body = bytearray()
