@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from tools.models import (
     HttpTool,
     TransferDestination,
 )
+
+logger = logging.getLogger(__name__)
 
 # What the model and the transcript keep of a tool's answer.
 RESULT_CHARS = 2000
@@ -136,6 +139,11 @@ class Toolbox:
             box.destinations = dict(destinations.values_list("name", "number"))
         tools = HttpTool.objects.filter(tenant_id=tenant_id, assistant_id=assistant_id, active=True)
         for tool in tools:
+            try:
+                headers, secret = tool.get_headers(), tool.get_signing_secret()
+            except ValueError:  # the encryption keys changed without a fallback: not offered
+                logger.error("tool secrets unreadable; tool left out", extra={"tool": tool.name})
+                continue
             box.http[tool.name] = HttpToolSpec(
                 name=tool.name,
                 description=tool.description,
@@ -143,8 +151,8 @@ class Toolbox:
                 url=tool.url,
                 method=tool.method,
                 timeout=tool.timeout_seconds,
-                headers=tool.get_headers(),
-                secret=tool.get_signing_secret(),
+                headers=headers,
+                secret=secret,
             )
         return box
 
