@@ -12,6 +12,10 @@ from tenants.admin_base import TenantScopedAdmin
 
 
 class DocumentForm(forms.ModelForm):
+    source_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="For a web page or PDF: its address."
+    )
+
     class Meta:
         model = Document
         fields = ["tenant", "title", "kind", "source_url", "language", "text"]

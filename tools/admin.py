@@ -26,6 +26,7 @@ def parse_headers(text: str) -> dict[str, str]:
 
 
 class HttpToolForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
     headers = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
