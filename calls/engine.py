@@ -45,10 +45,12 @@ from core.asyncdb import database_async
 from providers import llm
 from tenants import ratelimits
 from tenants.models import RateLimit
+from tools.toolbox import CallFacts, Outcome, Toolbox, run_all
 
 logger = logging.getLogger(__name__)
 
 TRANSFER_REASON = "live-agent-handoff"
+END_CALL_REASON = "end-call"
 
 
 def clean_text(text: object, limit: int) -> str:
@@ -96,6 +98,8 @@ class Reply:
     # What should happen to the call after this answer (e.g. hang up with a message).
     handoff: dict | None = None
     language: str = ""  # the conversation's language while this answer was given
+    tool_calls: list[dict] = field(default_factory=list)  # the tools run, as the turn keeps them
+    passages: list[dict] = field(default_factory=list)  # knowledge put into the prompt
     storing: bool = False
     turn: Turn | None = None
     prepare: asyncio.Future | None = None
@@ -229,6 +233,8 @@ class Conversation:
         self.history: list[tuple[str, str]] = []
         self.faq = FAQ()
         self.limits: dict[str, RateLimit] = {}
+        self.toolbox = Toolbox()
+        self.tools: list[dict] = []  # the toolbox's definitions, as the model is offered them
         self.turns = 0  # turns of the call stored so far (the next one is number turns + 1)
         self.ended = False
         self._reply: Reply | None = None
@@ -242,6 +248,12 @@ class Conversation:
         they hold for the whole call; edits apply to the next call)."""
         languages.warm_up_soon(self.config)
         self.history, self.turns, self.faq, self.limits = await self.database(self._load)()
+        self.toolbox = await self.database(Toolbox.load)(
+            assistant_id=self.config["id"],
+            tenant_id=self.call.tenant_id,
+            language=self.config.get("language", "en-US"),
+        )
+        self.tools = self.toolbox.definitions()
 
     def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit]]:
         history, last = services.call_history_and_last(call=self.call)
@@ -360,6 +372,7 @@ class Conversation:
                 utterance=reply.utterance,
                 language=self.language,
             )
+            await self._add_knowledge(reply, messages)
         # The caller's turn is stored and the limits and answer cache checked while the LLM is
         # already being asked: none of it is on the path to the first token.
         checking = asyncio.ensure_future(
@@ -406,13 +419,17 @@ class Conversation:
         try:
             delta = await self._first_delta(reply, first)
             while delta is not None:
-                reply.deltas.append(delta)
-                await self.speaker.say(reply, delta)
-                self._publish_partial(reply)
+                await self._say_delta(reply, delta)
                 delta = await anext(stream, None)
         finally:
             await stream.aclose()
-        if not reply.deltas:
+        unanswered = await self._use_tools(reply, messages)
+        if reply.handoff is not None:  # a transfer or a goodbye, already said
+            pass
+        elif unanswered and not reply.llm.not_configured:
+            line = (" " if reply.parts else "") + self.phrase(phrases.TOOL_TROUBLE)
+            await self.speaker.say(reply, line, complete=True)
+        elif not reply.deltas:
             not_configured = reply.llm.not_configured
             reply.source = Turn.Source.NOT_CONFIGURED if not_configured else Turn.Source.APOLOGY
             text = phrases.NOT_CONFIGURED if not_configured else phrases.APOLOGY
@@ -434,7 +451,14 @@ class Conversation:
                 await self.speaker.say(reply, self.phrase(phrases.ONE_MOMENT) + " ")
         return await first
 
-    def _ask_llm(self, reply: Reply, messages: list[dict]) -> AsyncIterator[str]:
+    async def _say_delta(self, reply: Reply, delta: str) -> None:
+        reply.deltas.append(delta)
+        await self.speaker.say(reply, delta)
+        self._publish_partial(reply)
+
+    def _ask_llm(
+        self, reply: Reply, messages: list[dict], result: llm.LLMResult | None = None
+    ) -> AsyncIterator[str]:
         config = self.config
         return llm.stream_reply(
             model=config["model"],
@@ -443,7 +467,117 @@ class Conversation:
             temperature=float(config["temperature"]),
             max_tokens=int(config["max_tokens"]),
             deadline=reply.deadline,
-            result=reply.llm,
+            result=reply.llm if result is None else result,
+            tools=self.tools or None,
+        )
+
+    # --- tools ---------------------------------------------------------------------------------
+
+    async def _add_knowledge(self, reply: Reply, messages: list[dict]) -> None:
+        """Put the knowledge passages that match the caller's words strongly into the system
+        prompt (when the assistant has it switched on)."""
+        if not self.toolbox.knowledge_in_prompt:
+            return
+        hits = await self.database(self.toolbox.prompt_passages)(reply.utterance)
+        if not hits:
+            return
+        reply.passages = [hit.as_dict() for hit in hits]
+        facts = "\n".join(f"- {hit.title}: {hit.text}" for hit in hits)
+        prompt = f"{messages[0]['content']}\n\nFrom the business's documents:\n{facts}"
+        messages[0] = {"role": "system", "content": prompt}
+
+    async def _use_tools(self, reply: Reply, messages: list[dict]) -> bool:
+        """Run the tools the model asked for, give it their results and say what it answers
+        then; up to TOOL_MAX_ROUNDS rounds, all inside the turn's deadline. A transfer or
+        hang-up the model asked for ends the turn with its line (`reply.handoff`). True when
+        the model said nothing after its tools (it failed, or wanted yet more tools)."""
+        unanswered = False
+        for _ in range(settings.TOOL_MAX_ROUNDS):
+            calls = reply.llm.tool_calls
+            if not calls or reply.llm.truncated:
+                break
+            said = len(reply.deltas)
+            outcomes = await self._run_tools(reply, calls)
+            if await self._act(reply, outcomes):
+                return False
+            messages = [
+                *messages,
+                {
+                    "role": "assistant",
+                    "content": "".join(reply.deltas[said:]) or None,
+                    "tool_calls": [call.as_message() for call in calls],
+                },
+                *(
+                    {"role": "tool", "tool_call_id": o.call.id, "content": o.content}
+                    for o in outcomes
+                ),
+            ]
+            later, before = llm.LLMResult(), len(reply.deltas)
+            stream = self._ask_llm(reply, messages, result=later)
+            try:
+                async for delta in stream:
+                    await self._say_delta(reply, delta)
+            finally:
+                await stream.aclose()
+                reply.llm.absorb(later)
+            unanswered = len(reply.deltas) == before
+        reply.llm.tool_calls = []  # calls beyond the last round are not run
+        return unanswered
+
+    async def _run_tools(self, reply: Reply, calls: list[llm.ToolCall]) -> list[Outcome]:
+        """Run the calls at once; a caller kept waiting longer than TOOL_FILLER_SECONDS hears
+        a short "one moment while I check" meanwhile."""
+        running = asyncio.ensure_future(
+            run_all(
+                self.toolbox,
+                calls,
+                facts=self._facts(),
+                deadline=reply.deadline - settings.TOOL_ANSWER_RESERVE_SECONDS,
+                database=self.database,
+            )
+        )
+        try:
+            done, _ = await asyncio.wait([running], timeout=settings.TOOL_FILLER_SECONDS)
+            if not done:
+                await self.speaker.say(reply, self.phrase(phrases.CHECKING) + " ")
+            outcomes = await running
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+        for outcome in outcomes:
+            reply.tool_calls.append(outcome.record())
+            logger.info(
+                "tool called",
+                extra={"tool": outcome.call.name, "status": outcome.status, "ms": outcome.ms},
+            )
+        return outcomes
+
+    async def _act(self, reply: Reply, outcomes: list[Outcome]) -> bool:
+        """Carry out a transfer or a hang-up the model asked for: say its line and tell the
+        transport what to do next. False when no tool asked for one."""
+        action = next((o.action for o in outcomes if o.action is not None), None)
+        if action is None:
+            return False
+        if action.get("transfer"):
+            line = self.phrase(phrases.TRANSFERRING).format(destination=action["destination"])
+            await self.database(services.call_set_outcome)(
+                call=self.call, outcome=Call.Outcome.TRANSFERRED
+            )
+            reply.handoff = {"reason": TRANSFER_REASON, "trigger": "words", **action}
+        else:
+            line = self.phrase(phrases.GOODBYE)
+            reply.handoff = {"reason": END_CALL_REASON, **action}
+        await self.speaker.say(reply, (" " if reply.parts else "") + line, complete=True)
+        return True
+
+    def _facts(self) -> CallFacts:
+        call = self.call
+        return CallFacts(
+            id=str(call.id),
+            sid=call.call_sid,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            mode=call.mode,
         )
 
     @staticmethod
@@ -555,7 +689,13 @@ class Conversation:
         result = reply.llm
         is_llm = reply.source == Turn.Source.LLM
         ratelimits.tokens_settle(reservation=reservation, spent=result.tokens)
-        complete = not (reply.interrupted or result.failed or result.truncated or reply.error)
+        complete = not (
+            reply.interrupted
+            or result.failed
+            or result.truncated
+            or reply.error
+            or reply.tool_calls
+        )
         if is_llm and complete and cache_key and reply.deltas:
             _cache_set(cache_key, "".join(reply.deltas))
         return services.turn_add(
@@ -580,6 +720,8 @@ class Conversation:
             last_token_sent_ms=reply.ms(reply.last_sent_at),
             fallbacks=list(result.fallbacks) + reply.fallbacks,
             audio_urls=reply.audio_urls,
+            tool_calls=reply.tool_calls,
+            passages=reply.passages,
             error="; ".join([*result.errors, *reply.errors, *filter(None, [reply.error])])[:2000],
         )
 

@@ -161,6 +161,10 @@ class Turn(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, blank=True, default="")
     fallbacks = models.JSONField(default=list, blank=True)
     audio_urls = models.JSONField(default=list, blank=True)
+    # The tools the model called: name, arguments, status, result excerpt, ms (tools.toolbox).
+    tool_calls = models.JSONField(default=list, blank=True)
+    # Knowledge passages put into the prompt for this answer: passage id, title, rank.
+    passages = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
 
     objects = ScopedManager(tenant="tenant")

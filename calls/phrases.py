@@ -43,6 +43,14 @@ CANNOT_HEAR = _(
     "I'm sorry, I can't hear you right now because of a technical problem. "
     "Please call again later. Goodbye."
 )
+# Said on a live line (and before the answer in gather mode) while a tool takes a while.
+CHECKING = _("One moment while I check.")
+# Said before the caller is transferred to a destination the assistant named.
+TRANSFERRING = _("Let me transfer you to {destination} now.")
+# Said when the tools the model asked for gave it nothing to answer with.
+TOOL_TROUBLE = _(
+    "I'm sorry, I couldn't check that just now. Is there anything else I can help with?"
+)
 
 
 def say(line: str, *, config: Mapping) -> str:

@@ -42,6 +42,8 @@ class TurnSerializer(serializers.ModelSerializer):
             "source",
             "fallbacks",
             "audio_urls",
+            "tool_calls",
+            "passages",
             "error",
         ]
         read_only_fields = fields

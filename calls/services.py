@@ -408,6 +408,8 @@ def turn_as_event(turn: Turn) -> dict:
         "cache_hit": turn.cache_hit,
         "model": turn.model_used,
         "fallbacks": turn.fallbacks,
+        "tool_calls": turn.tool_calls,
+        "passages": turn.passages,
         "error": turn.error[:500],
     }
 

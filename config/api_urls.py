@@ -19,7 +19,9 @@ from campaigns.api import (
     TwilioNumbersView,
 )
 from insights.api import AnalysisPlanView, CallReportViewSet
+from knowledge.api import DocumentViewSet
 from tenants.api import RateLimitView
+from tools.api import BuiltinToolsView, HttpToolViewSet, TransferDestinationViewSet
 from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
 
 router = SimpleRouter()
@@ -37,6 +39,15 @@ router.register("call-reports", CallReportViewSet, basename="call-report")
 router.register("webhook-endpoints", EndpointViewSet, basename="webhook-endpoint")
 router.register("webhook-deliveries", DeliveryViewSet, basename="webhook-delivery")
 router.register("webhook-events", EventViewSet, basename="webhook-event")
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/tools", HttpToolViewSet, basename="assistant-tool"
+)
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/transfer-destinations",
+    TransferDestinationViewSet,
+    basename="assistant-transfer-destination",
+)
+router.register("knowledge/documents", DocumentViewSet, basename="knowledge-document")
 
 v1 = [
     *router.urls,
@@ -47,6 +58,11 @@ v1 = [
         "assistants/<str:assistant_pk>/analysis-plan/",
         AnalysisPlanView.as_view(),
         name="analysis-plan",
+    ),
+    path(
+        "assistants/<str:assistant_pk>/builtin-tools/",
+        BuiltinToolsView.as_view(),
+        name="assistant-builtin-tools",
     ),
 ]
 

@@ -107,6 +107,8 @@ INSTALLED_APPS = [
     "csp",
     "tenants",
     "assistants",
+    "knowledge",
+    "tools",
     "calls",
     "insights",
     "webhooks",
@@ -631,3 +633,14 @@ STREAM_RECOGNITION_CHUNK_MS = env.int("STREAM_RECOGNITION_CHUNK_MS", default=40)
 STREAM_RECOGNITION_TIMEOUT_SECONDS = env.float("STREAM_RECOGNITION_TIMEOUT_SECONDS", default=4.0)
 # Largest Media Streams frame read (a 20 ms media frame is ~400 characters).
 STREAM_MAX_FRAME_CHARS = env.int("STREAM_MAX_FRAME_CHARS", default=16384)
+
+# --- Tools and the knowledge base --------------------------------------------------------------
+# A tool still running after this long gets the caller a short "one moment while I check".
+TOOL_FILLER_SECONDS = env.float("TOOL_FILLER_SECONDS", default=1.5)
+# At most this many rounds of tool calls in one turn (then the caller gets an answer anyway).
+TOOL_MAX_ROUNDS = env.int("TOOL_MAX_ROUNDS", default=3)
+# Of a turn's deadline, what is kept for the model's answer after its tools have run.
+TOOL_ANSWER_RESERVE_SECONDS = env.float("TOOL_ANSWER_RESERVE_SECONDS", default=1.5)
+# Passages ranked at least this high go into the prompt (when switched on): PostgreSQL's ts_rank
+# (0.04 when two of a question's three words are found once); on SQLite, the share of words found.
+KNOWLEDGE_PROMPT_MIN_RANK = env.float("KNOWLEDGE_PROMPT_MIN_RANK", default=0.03)

@@ -49,5 +49,9 @@ def media(request: HttpRequest, path: str) -> HttpResponse:
     return serve(request, path, document_root=settings.MEDIA_ROOT)
 
 
+# The demo tenant's booking tool (devtools: development and demos only).
+if settings.DEVTOOLS:
+    urlpatterns.append(path("devtools/", include("devtools.urls")))
+
 if settings.SERVE_MEDIA:
     urlpatterns.append(path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media))

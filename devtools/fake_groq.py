@@ -338,6 +338,103 @@ def prompt_tokens(messages: list[dict]) -> int:
     return sum(len(tokenize(message_text(m))) + 4 for m in messages) + 3
 
 
+# --- tool calls ----------------------------------------------------------------------------------
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TRANSFER_WORDS = re.compile(
+    r"\b(transfer|operator|front desk|billing|(speak|talk) (to|with) (a|an|the|someone|somebody)"
+    r"|real person|human)\b"
+)
+_GOODBYE_WORDS = re.compile(r"\b(goodbye|bye|that'?s all|hang up)\b")
+_QUESTION_START = re.compile(r"^(what|when|where|which|who|why|how|do|does|is|are|can|could)\b")
+_BUILTIN_TOOLS = ("transfer_call", "end_call", "lookup_knowledge")
+
+
+def decide_tool_calls(messages: list[dict], tools: list) -> list[dict]:
+    """Which tool a simple rule-following model calls for the caller's last words, if any:
+    asking for a person -> `transfer_call`; saying goodbye -> `end_call`; words that name one
+    of the tenant's tools ("book" for `book_appointment`) -> that tool, arguments guessed from
+    its schema; a question -> `lookup_knowledge`."""
+    offered = {}
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            offered[function["name"]] = function.get("parameters") or {}
+    text = message_text(messages[-1])
+    said = text.lower()
+    if "transfer_call" in offered and _TRANSFER_WORDS.search(said):
+        return [
+            {"name": "transfer_call", "arguments": _guess_arguments(offered["transfer_call"], said)}
+        ]
+    if "end_call" in offered and _GOODBYE_WORDS.search(said):
+        return [{"name": "end_call", "arguments": {}}]
+    words = set(_WORD_RE.findall(said))
+    for name, schema in offered.items():
+        parts = {p for p in re.split(r"[_\W]+", name.lower()) if len(p) >= 4 and p not in ("with",)}
+        if name not in _BUILTIN_TOOLS and any(w.startswith(p) for p in parts for w in words):
+            return [{"name": name, "arguments": _guess_arguments(schema, text)}]
+    if "lookup_knowledge" in offered and ("?" in said or _QUESTION_START.match(said)):
+        return [{"name": "lookup_knowledge", "arguments": {"query": text}}]
+    return []
+
+
+def _guess_arguments(schema: dict, text: str) -> dict:
+    """Arguments for a tool's JSON Schema, picked out of the caller's words."""
+    said = text.lower()
+    arguments: dict[str, Any] = {}
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    for name, spec in (properties or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        if isinstance(spec.get("enum"), list) and spec["enum"]:
+            found = [value for value in spec["enum"] if str(value).lower() in said]
+            arguments[name] = found[0] if found else spec["enum"][0]
+        elif any(key in name.lower() for key in ("day", "date", "when")):
+            arguments[name] = next((d for d in _WEEKDAYS if d in said), "tomorrow")
+        elif spec.get("type") in ("integer", "number"):
+            number = re.search(r"\d+", said)
+            arguments[name] = int(number.group()) if number else 1
+        elif name.lower() in ("query", "question", "text", "message"):
+            arguments[name] = text
+        else:
+            thing = re.search(r"\b(?:a|an|the|my|for)\s+([a-z][a-z-]+)", said)
+            arguments[name] = thing.group(1) if thing else said[:40]
+    return arguments
+
+
+def answer_from_tool_results(messages: list[dict]) -> str:
+    """An answer built from the tool results that follow the last assistant message ("" when
+    the conversation does not end with tool results): what each result says, or an apology for
+    a result that reports an error."""
+    if not messages or messages[-1].get("role") != "tool":
+        return ""
+    results = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, message_text(message))
+    sentences = []
+    for content in results:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = content
+        if isinstance(data, dict) and data.get("error"):
+            sentences.append("I'm sorry, I could not get that done just now.")
+        elif isinstance(data, dict):
+            said = data.get("message") or data.get("answer") or data.get("text")
+            sentences.append(
+                str(said)
+                if said
+                else "Done: " + ", ".join(f"{key} {value}" for key, value in data.items()) + "."
+            )
+        elif isinstance(data, list) and data:
+            first = data[0]
+            sentences.append(str(first.get("text", first) if isinstance(first, dict) else first))
+        else:
+            sentences.append(str(data) or "I found nothing about that.")
+    return " ".join(sentences)
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 
@@ -393,6 +490,7 @@ class FakeGroqServer:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._answers: list[tuple[str | None, str]] = []
+        self._tool_calls: list[list[dict]] = []
         self._requests: list[RecordedRequest] = []
         self._rng = random.Random(self.config.seed)
         self._active_streams = 0
@@ -450,6 +548,70 @@ class FakeGroqServer:
         """
         with self._lock:
             self._answers.extend([(model, text)] * count)
+
+    def queue_tool_calls(self, calls: list[dict], *, count: int = 1) -> None:
+        """Answer the next `count` requests that offer tools (after a user message) with these
+        tool calls: `{"name": ..., "arguments": {...}}`, or a string as `arguments` to send it
+        as written (e.g. malformed JSON). Without a queued call, `decide_tool_calls` decides."""
+        with self._lock:
+            self._tool_calls.extend([list(calls)] * count)
+
+    def _tool_calls_for(self, messages: list[dict], tools: object) -> tuple[list[dict], bool]:
+        """The tool calls that answer this request, and whether they are queued ones (used up
+        only when the request is answered: a fault before the answer keeps them for a retry)."""
+        if not isinstance(tools, list) or not tools or messages[-1].get("role") != "user":
+            return [], False
+        with self._lock:
+            if self._tool_calls:
+                return self._tool_calls[0], True
+        return decide_tool_calls(messages, tools), False
+
+    def _use_queued_tool_calls(self) -> None:
+        with self._lock:
+            if self._tool_calls:
+                self._tool_calls.pop(0)
+
+    async def _stream_tool_calls(
+        self, request: web.Request, started: float, model: str, messages: list, calls: list[dict]
+    ) -> web.StreamResponse:
+        """Stream tool calls in OpenAI's format: id and name first, then the arguments in
+        pieces, then `finish_reason: "tool_calls"` and the usage."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, started + self.config.ttft_ms / 1000 - loop.time()))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4()}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+        def event(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return b"data: " + json.dumps({**base, "choices": [choice], **extra}).encode() + b"\n\n"
+
+        written = 0
+        for index, call in enumerate(calls):
+            arguments = call.get("arguments", {})
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            head = {
+                "index": index,
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            await response.write(
+                event({"role": "assistant", "content": None, "tool_calls": [head]})
+            )
+            for piece in (text[i : i + 16] for i in range(0, len(text), 16)):
+                piece_delta = {"index": index, "function": {"arguments": piece}}
+                await response.write(event({"tool_calls": [piece_delta]}))
+            written += len(tokenize(text)) + 3
+        usage = _usage(prompt_tokens(messages), written, self.config.ttft_ms / 1000, 0)
+        await response.write(event({}, "tool_calls", x_groq={"usage": usage}) + b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     def set_latency(
         self, *, ttft_ms: float | None = None, tokens_per_second: float | None = None
@@ -643,7 +805,10 @@ class FakeGroqServer:
         model, messages, max_tokens, stream, include_usage = parsed
         if self.config.models is not None and model not in self.config.models:
             return self._model_not_found(model)
-        fault, answer = self._take(model, stream)
+        tool_calls, queued = self._tool_calls_for(messages, body.get("tools"))
+        fault, answer = self._take(model, stream, with_answer=not tool_calls)
+        if queued and not (fault is not None and fault.withholds_answer(stream)):
+            self._use_queued_tool_calls()
         with self._lock:
             self._requests.append(
                 record := RecordedRequest(
@@ -664,6 +829,8 @@ class FakeGroqServer:
         if fault is not None and fault.kind == "hang" and fault.withholds_answer(stream):
             await asyncio.sleep(HANG_LIMIT_SECONDS)
             return _error_response(504, "Gateway Timeout")
+        if tool_calls and stream:
+            return await self._stream_tool_calls(request, started, model, messages, tool_calls)
 
         config = self.config
         if answer is None:
@@ -674,6 +841,7 @@ class FakeGroqServer:
                 answer = source
             else:
                 answer = structured_answer(body.get("response_format"), messages)
+                answer = answer or answer_from_tool_results(messages)
                 answer = answer or make_answer(messages, config.answer_tokens)
         tokens = tokenize(answer)
         finish = "stop"
@@ -748,8 +916,10 @@ class FakeGroqServer:
         include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
         return model, messages, max_tokens, stream, include_usage
 
-    def _take(self, model: str, stream: bool) -> tuple[Fault | None, str | None]:
-        """The fault and the queued answer that apply to this request, used up."""
+    def _take(
+        self, model: str, stream: bool, *, with_answer: bool = True
+    ) -> tuple[Fault | None, str | None]:
+        """The fault and (`with_answer`) the queued answer that apply to this request, used up."""
         with self._lock:
             fault = next((f for f in self._faults if f.model in (None, model)), None)
             if fault is not None:
@@ -760,7 +930,8 @@ class FakeGroqServer:
             elif self.config.fail_rate > 0 and self._rng.random() < self.config.fail_rate:
                 fault = Fault(kind=self._rng.choice(self.config.fail_kinds or ["500"]))
             answer = None
-            answers = [] if fault is not None and fault.withholds_answer(stream) else self._answers
+            withheld = not with_answer or (fault is not None and fault.withholds_answer(stream))
+            answers = [] if withheld else self._answers
             for index, (target, text) in enumerate(answers):
                 if target in (None, model):
                     answer = text

@@ -430,6 +430,7 @@ def _daphne_session(
         "ASSEMBLYAI_BASE_URL": _fake_deepgram_server.base_url,
         "ASSEMBLYAI_API_KEY": FAKE_DEEPGRAM_KEY,
         "ANALYTICS_CACHE_SECONDS": "0",  # figures as they are at each request
+        "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",  # tool servers of the tests run on loopback
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -456,3 +457,24 @@ def daphne_server(
     the configured channel layer and broker, its LLM the fake Groq server (`fake_groq`). Use with
     `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows."""
     return _daphne_session
+
+
+# --- a tenant's tool server ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _tool_server_session() -> Iterator:
+    from devtools.tool_server import ToolServer
+
+    server = ToolServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tool_server(_tool_server_session, settings) -> Iterator:
+    """A tenant's HTTP tool server on loopback (which outbound requests may reach here)."""
+    _tool_server_session.reset()
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    yield _tool_server_session
+    _tool_server_session.reset()

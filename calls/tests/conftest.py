@@ -103,3 +103,6 @@ class FakeTwilio:
 @pytest.fixture
 def twilio(client) -> FakeTwilio:
     return FakeTwilio(client)
+
+
+from calls.tests.tool_fixtures import tools_a, tools_b  # noqa: E402, F401  (fixtures)

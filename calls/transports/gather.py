@@ -249,6 +249,23 @@ def _first_answer(cache: BaseCache, key: str, call: Call, action_url: str) -> st
         time.sleep(0.05)
 
 
+def _handoff(handoff: dict, speaker: GatherSpeaker, *, config: CallConfig) -> VoiceResponse:
+    """The answer's last words, then what the engine decided: a transfer the caller asked for
+    (<Dial>), a goodbye (<Hangup/>), or a rate limit's message and a hang-up."""
+    if handoff.get("transfer") and handoff.get("number"):
+        response = VoiceResponse()
+        twiml.speak(response, speaker.utterances, config=config)
+        response.dial(handoff["number"])
+        return response
+    if handoff.get("hangup"):
+        response = VoiceResponse()
+        twiml.speak(response, speaker.utterances, config=config)
+        response.hangup()
+        return response
+    goodbye = handoff.get("message") or phrases.say(phrases.GOODBYE, config=config)
+    return twiml.hang_up_with(goodbye, config=config)
+
+
 @call_webhook(
     unknown=lambda: twiml.twiml_response(twiml.hang_up_with(phrases.GOODBYE)), active_only=True
 )
@@ -285,8 +302,7 @@ def gather(request: HttpRequest, call: Call) -> HttpResponse:
     )
     config = speaker.config  # the language the caller was answered in
     if reply.handoff is not None:
-        message = reply.handoff.get("message") or phrases.say(phrases.GOODBYE, config=config)
-        return twiml.twiml_response(twiml.hang_up_with(message, config=config))
+        return twiml.twiml_response(_handoff(reply.handoff, speaker, config=config))
     return twiml.twiml_response(
         twiml.speak_and_listen(speaker.utterances, config=config, action_url=action_url)
     )

@@ -42,6 +42,7 @@ from calls.transports.twilio import (
 )
 from core.logging import log_context
 from tenants.selectors import unscoped_phone_number_by_dialled
+from tools.selectors import transfer_number
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,12 @@ def stream_action(request: HttpRequest, call: Call) -> HttpResponse:
 def _session_ended(call: Call, handoff: dict) -> HttpResponse:
     config = languages.for_call(call)
     transfer_to = config.get("transfer_number", "")
+    if "destination" in handoff:  # a destination the caller asked for in words
+        transfer_to = transfer_number(
+            tenant_id=call.tenant_id,
+            assistant_id=call.assistant_id,
+            destination=handoff["destination"],
+        )
     if handoff.get("transfer") is True and transfer_to:
         services.call_set_outcome(call=call, outcome=Call.Outcome.TRANSFERRED)
         services.call_finish(call=call, outcome=Call.Outcome.TRANSFERRED)

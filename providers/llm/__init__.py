@@ -34,7 +34,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from core import metrics
-from providers.llm.base import ChatProvider, LLMError, LLMNotConfigured, LLMResult
+from providers.llm.base import ChatProvider, LLMError, LLMNotConfigured, LLMResult, ToolCall
 
 __all__ = [
     "ChatProvider",
@@ -43,6 +43,7 @@ __all__ = [
     "LLMNotConfigured",
     "LLMResult",
     "PROVIDERS",
+    "ToolCall",
     "get_provider",
     "is_configured",
     "reset_clients",
@@ -89,6 +90,7 @@ class _Ask:
     max_tokens: int
     first_token_by: float  # time.monotonic(): the one deadline of every attempt's first token
     result: LLMResult
+    tools: list[dict] | None = None
 
 
 @dataclass
@@ -154,6 +156,7 @@ async def _begin(
             max_tokens=ask.max_tokens,
             timeout=min(remaining, settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS),
             result=usage,
+            **({"tools": ask.tools} if ask.tools else {}),
         )
         try:
             first = await anext(stream, "")
@@ -230,10 +233,12 @@ async def stream_reply(
     max_tokens: int,
     deadline: float,
     result: LLMResult,
+    tools: list[dict] | None = None,
 ) -> AsyncIterator[str]:
     """Yield the answer's text deltas from `model`, or from `fallback_model` (see the module's
     policy); `deadline` (a `time.monotonic()` value) bounds the whole answer. Once text has been
-    yielded, a failure ends the answer there (`result.truncated`)."""
+    yielded, a failure ends the answer there (`result.truncated`). With `tools` (OpenAI-style
+    definitions) the model may ask for tool calls: they are on `result.tool_calls` at the end."""
     provider = get_provider()
     if not provider.is_configured():
         result.failed = result.not_configured = True
@@ -247,6 +252,7 @@ async def stream_reply(
         max_tokens=max_tokens,
         first_token_by=min(deadline, asked_at + settings.LLM_FIRST_TOKEN_DEADLINE_SECONDS),
         result=result,
+        tools=tools,
     )
     begun = await _race(
         ask, _models(model, fallback_model), hedge_at=asked_at + settings.LLM_HEDGE_SECONDS
@@ -273,6 +279,7 @@ async def stream_reply(
     finally:
         await begun.stream.aclose()
         result.tokens_in, result.tokens_out = usage.tokens_in, usage.tokens_out
+        result.tool_calls = [] if result.truncated else usage.tool_calls
     result.done_at = time.monotonic()
 
 

@@ -28,6 +28,21 @@ class LLMNotConfigured(LLMError):
         super().__init__("no LLM configured (set GROQ_API_KEY or GROQ_BASE_URL)", permanent=True)
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call: `arguments` is the JSON text the model wrote (it may
+    be malformed: the caller validates it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_message(self) -> dict:
+        """The call as it appears in the assistant message sent back with the results."""
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+
 @dataclass
 class LLMResult:
     """What happened while an answer was asked for (filled in as it streams)."""
@@ -42,10 +57,25 @@ class LLMResult:
     failed: bool = False
     not_configured: bool = False
     truncated: bool = False  # the answer stopped early (stream cut, deadline)
+    tool_calls: list[ToolCall] = field(default_factory=list)  # asked for instead of (or after) text
 
     @property
     def tokens(self) -> int:
         return (self.tokens_in or 0) + (self.tokens_out or 0)
+
+    def absorb(self, later: LLMResult) -> None:
+        """Add a later request of the same answer (after tool results) to this record: tokens
+        add up, the first token stays the first request's, the rest is the later one's."""
+        self.tokens_in = (self.tokens_in or 0) + (later.tokens_in or 0)
+        self.tokens_out = (self.tokens_out or 0) + (later.tokens_out or 0)
+        self.first_token_at = self.first_token_at or later.first_token_at
+        self.model_used = later.model_used or self.model_used
+        self.done_at = later.done_at
+        self.fallbacks += later.fallbacks
+        self.errors += later.errors
+        self.failed, self.truncated = later.failed, later.truncated
+        self.not_configured = later.not_configured
+        self.tool_calls = list(later.tool_calls)
 
 
 class ChatProvider:
@@ -66,9 +96,11 @@ class ChatProvider:
         max_tokens: int,
         timeout: float,
         result: LLMResult,
+        tools: list[dict] | None = None,
     ) -> AsyncIterator[str]:
-        """Stream one answer of `model` as text deltas, recording usage and the first token's
-        time on `result`. Raises on any failure (also when the stream ends unfinished)."""
+        """Stream one answer of `model` as text deltas, recording usage, the first token's
+        time and the tool calls asked for (OpenAI-style `tools`) on `result`. Raises on any
+        failure (also when the stream ends unfinished)."""
         raise NotImplementedError
 
     def complete(

@@ -14,7 +14,7 @@ import groq
 import httpx
 from django.conf import settings
 
-from providers.llm.base import ChatProvider, LLMError, LLMResult
+from providers.llm.base import ChatProvider, LLMError, LLMResult, ToolCall
 
 CHAT_COMPLETIONS = "/openai/v1/chat/completions"
 
@@ -70,6 +70,45 @@ def read_chunk(chunk: dict, result: LLMResult) -> tuple[str, bool]:
     delta = choice.get("delta") or {}
     content = delta.get("content") if isinstance(delta, dict) else None
     return (content if isinstance(content, str) else ""), bool(choice.get("finish_reason"))
+
+
+class ToolCallPieces:
+    """Tool calls as they stream: each `delta.tool_calls` entry adds to the call at its
+    `index` (the id and name come once, the arguments in pieces)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, chunk: dict) -> bool:
+        """Take the chunk's tool-call pieces; True if it had any."""
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            return False
+        delta = choices[0].get("delta")
+        pieces = delta.get("tool_calls") if isinstance(delta, dict) else None
+        if not isinstance(pieces, list):
+            return False
+        for piece in pieces:
+            if not isinstance(piece, dict) or not isinstance(piece.get("index"), int):
+                continue
+            call = self._calls.setdefault(piece["index"], {"id": "", "name": "", "arguments": ""})
+            function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+            for key, value in (("id", piece.get("id")), ("name", function.get("name"))):
+                if isinstance(value, str) and value:
+                    call[key] = value
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
+        return bool(pieces)
+
+    def calls(self) -> list[ToolCall]:
+        """The complete calls (with a name), in the model's order."""
+        return [
+            ToolCall(
+                id=call["id"] or f"call_{index}", name=call["name"], arguments=call["arguments"]
+            )
+            for index, call in sorted(self._calls.items())
+            if call["name"]
+        ]
 
 
 class GroqProvider(ChatProvider):
@@ -158,6 +197,7 @@ class GroqProvider(ChatProvider):
         max_tokens: int,
         timeout: float,
         result: LLMResult,
+        tools: list[dict] | None = None,
     ) -> AsyncIterator[str]:
         # The body is built here rather than by `create()`: its generic parameter transform
         # inspects every field's type on every call, which costs more than the rest.
@@ -168,6 +208,9 @@ class GroqProvider(ChatProvider):
             "max_completion_tokens": max_tokens,
             "stream": True,
         }
+        if tools:
+            body["tools"], body["tool_choice"] = tools, "auto"
+        tool_calls = ToolCallPieces()
         options = {"timeout": httpx.Timeout(timeout, connect=min(2.0, timeout))}
         stream = await self.client().post(
             CHAT_COMPLETIONS,
@@ -181,9 +224,10 @@ class GroqProvider(ChatProvider):
         try:
             async for chunk in stream:
                 delta, done = read_chunk(chunk, result)
+                began = tool_calls.feed(chunk) if tools else False
+                if (delta or began) and result.first_token_at is None:
+                    result.first_token_at = time.monotonic()
                 if delta:
-                    if result.first_token_at is None:
-                        result.first_token_at = time.monotonic()
                     yield delta
                 finished = finished or done
         finally:
@@ -192,6 +236,7 @@ class GroqProvider(ChatProvider):
             await stream.close()
         if not finished:
             raise LLMError("stream ended before the answer was finished")
+        result.tool_calls = tool_calls.calls()
 
     def classify(self, exc: Exception) -> LLMError:
         if isinstance(exc, LLMError):

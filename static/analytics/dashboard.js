@@ -209,6 +209,7 @@
     text.className = "text";
     text.textContent = turn.interrupted ? turn.heard_text : turn.text;
     li.append(role, " ", text);
+    if (turn.tool_calls && turn.tool_calls.length) li.append(" ", toolsLine(turn.tool_calls));
     if (turn.response_sent_ms !== null && turn.response_sent_ms !== undefined) {
       const ms = document.createElement("span");
       ms.className = "ms";
@@ -218,6 +219,16 @@
     // A partial line stays last: the finished turn goes before it.
     const stillPartial = transcript.querySelector(".partial");
     transcript.insertBefore(li, stillPartial);
+  }
+
+  // The tools a turn ran: "tools: book_appointment ok 120 ms, check_stock timeout 1000 ms".
+  function toolsLine(calls) {
+    const span = document.createElement("span");
+    span.className = "tools muted";
+    span.textContent = "tools: " + calls.map(function (call) {
+      return call.name + " " + call.status + " " + call.ms + " ms";
+    }).join(", ");
+    return span;
   }
 
   // The conversation switched language: a line in the transcript, where it happened.

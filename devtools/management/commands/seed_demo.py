@@ -14,8 +14,13 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig, FAQEntry
 from assistants.services import assistant_prepare_greeting
 from assistants.speech import speech_engine_problem
+from devtools.demo_tools import BOOKING_TOOL
+from knowledge.models import Document
+from knowledge.services import document_create
 from tenants.models import PhoneNumber, Role, Tenant
 from tenants.services import membership_grant
+from tools.models import HttpTool, TransferDestination
+from tools.services import builtin_tools_set, http_tool_create, transfer_destination_create
 
 DEMO_NUMBER = "+15005550006"
 DEMO_FAQ = [
@@ -28,6 +33,31 @@ DEMO_FAQ = [
         "You'll find us at 42 Harbour Street, next to the central library.",
     ),
 ]
+
+DEMO_DOCUMENTS = [
+    (
+        "Prices",
+        "A check-up costs 45 pounds. A hygienist cleaning costs 60 pounds. A filling costs from "
+        "80 pounds. Children under 16 are seen for free.",
+    ),
+    (
+        "Parking and access",
+        "Patients park for free in the car park behind the clinic on Mill Lane. The entrance "
+        "has a ramp and the treatment rooms are on the ground floor.",
+    ),
+    (
+        "Insurance",
+        "We accept most dental insurance plans. Bring your insurance card to your first visit.",
+    ),
+]
+BOOKING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "service": {"type": "string", "description": "What to book, e.g. cleaning."},
+        "day": {"type": "string", "description": "The day, e.g. tuesday."},
+    },
+    "required": ["service", "day"],
+}
 
 
 def demo_password() -> str:
@@ -43,6 +73,14 @@ def demo_password() -> str:
 
 class Command(BaseCommand):
     help = "Create the demo tenant with a number, an assistant, FAQ entries and admin logins."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--base-url",
+            default="",
+            help="Where the platform answers, for the demo booking tool's URL "
+            "(default: PUBLIC_BASE_URL, else http://127.0.0.1:8000).",
+        )
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
@@ -86,6 +124,8 @@ class Command(BaseCommand):
                 number.assistant = assistant
                 number.active = True
                 number.save(update_fields=["assistant", "active"])
+            base_url = options["base_url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+            self._give_tools(assistant, base_url=base_url.rstrip("/"))
 
         admin, _ = User.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com"}
@@ -108,6 +148,35 @@ class Command(BaseCommand):
             f"Logins: admin / {password} (platform superuser), "
             f"demo-owner / {password} (the demo tenant's owner)."
         )
+
+    def _give_tools(self, assistant: AssistantConfig, *, base_url: str) -> None:
+        """A booking tool (the platform's own demo endpoint), a front desk to transfer to, the
+        built-ins, and a few knowledge documents."""
+        url = f"{base_url}/devtools/demo/book"
+        tool = HttpTool.objects.filter(assistant=assistant, name=BOOKING_TOOL).first()
+        if tool is None:
+            http_tool_create(
+                assistant=assistant,
+                name=BOOKING_TOOL,
+                description="Book an appointment for the caller.",
+                parameters=BOOKING_SCHEMA,
+                url=url,
+            )
+        elif tool.url != url:
+            tool.url = url
+            tool.save(update_fields=["url", "updated_at"])
+        if not TransferDestination.objects.filter(assistant=assistant).exists():
+            transfer_destination_create(
+                assistant=assistant,
+                name="front desk",
+                number=assistant.transfer_number or "+15005550001",
+            )
+        builtin_tools_set(
+            assistant=assistant, transfer_call=True, end_call=True, lookup_knowledge=True
+        )
+        for title, text in DEMO_DOCUMENTS:
+            if not Document.objects.filter(tenant=assistant.tenant, title=title).exists():
+                document_create(tenant=assistant.tenant, title=title, text=text)
 
     def _choose_a_working_engine(self, assistant: AssistantConfig) -> None:
         """gTTS needs Google on the internet. Without it, every sentence of the demo would fail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -210,6 +211,7 @@ class Command(BaseCommand):
                     f"last token sent {turn.last_token_sent_ms} ms"
                     f"{', interrupted' if turn.interrupted else ''}"
                 )
+                self._print_tools(turn)
 
     def _print_stream_timings(self, turn) -> None:
         """Stream mode's stages, from the moment the caller stopped talking."""
@@ -251,3 +253,13 @@ class Command(BaseCommand):
                     f"first audio {turn.first_audio_ms} ms, sent {turn.response_sent_ms} ms"
                     f"{', fallbacks ' + ','.join(turn.fallbacks) if turn.fallbacks else ''}"
                 )
+                self._print_tools(turn)
+
+    def _print_tools(self, turn) -> None:
+        """The tools the turn ran: name, arguments, status, time and what they answered."""
+        for tool in turn.tool_calls:
+            arguments = json.dumps(tool.get("arguments"))[:120]
+            self.stdout.write(
+                f"    tool {tool.get('name')}({arguments}) -> {tool.get('status')} "
+                f"in {tool.get('ms')} ms: {str(tool.get('result', ''))[:120]}"
+            )
