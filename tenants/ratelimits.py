@@ -40,7 +40,7 @@ DEFAULT_MESSAGES = {
     RateLimit.Kind.LLM_TOKENS_PER_DAY: _(
         "Sorry, I can't answer more questions today. Please call again tomorrow."
     ),
-    RateLimit.Kind.SPEND_PER_DAY: (
+    RateLimit.Kind.SPEND_PER_DAY: _(
         "Sorry, this line cannot take more calls today. Please call again tomorrow. Goodbye."
     ),
 }
