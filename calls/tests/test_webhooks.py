@@ -390,6 +390,23 @@ def test_the_fallback_url_apologises_and_hangs_up(twilio, number_a):
     assert twilio.post("/twilio/fallback", params, auth_token="wrong").status == 403
 
 
+def test_the_fallback_of_a_placed_call_checks_the_token_of_the_tenant_that_placed_it(
+    twilio, number_a, tenant_a
+):
+    tenant_a.set_twilio_auth_token("tenant-a-own-token")
+    tenant_a.save()
+    params = twilio.params(
+        twilio.new_sid(),
+        to="+14155550123",  # the callee, nobody's number here
+        from_=number_a.number,
+        Direction="outbound-api",
+        ErrorCode="11200",
+    )
+    response = twilio.post("/twilio/fallback", params, auth_token="tenant-a-own-token")
+    assert response.status == 200 and "something went wrong" in response.said
+    assert twilio.post("/twilio/fallback", params).status == 403  # not the platform's token
+
+
 def test_a_voice_webhook_that_fails_after_admission_ends_the_call_and_frees_its_line(
     twilio, number_a, tenant_a, monkeypatch
 ):

@@ -184,14 +184,18 @@ def status(request: HttpRequest, call: Call) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def fallback(request: HttpRequest) -> HttpResponse:
-    """The number's fallback URL: Twilio calls it when the voice URL failed. Apologise, hang up.
+    """The fallback URL of a number, and of the calls the platform places: Twilio calls it when
+    the voice URL failed. Apologise, hang up.
 
     Written to work while the database is down: the tenant's own token is used when it can be
     read, the platform's otherwise.
     """
     tenant, config = None, {}
+    # The platform's number is the one dialled, or (a call the platform placed) the caller id.
+    outbound = request.POST.get("Direction", "").startswith("outbound")
+    ours = request.POST.get("From" if outbound else "To", "")
     try:
-        number = unscoped_phone_number_by_dialled(request.POST.get("To", ""))
+        number = unscoped_phone_number_by_dialled(ours)
         tenant = number.tenant if number else None
         if number is not None and number.assistant_id:
             config = number.assistant.snapshot()
