@@ -175,8 +175,9 @@ class CampaignViewSet(
     def results(self, request: Request, pk: str | None = None) -> HttpResponse:
         campaign = self.get_object()
         names, rows = selectors.campaign_results(campaign=campaign)
+        data_names = selectors.campaign_data_fields(campaign=campaign)
         # Written inside the request's tenant scope (a streamed body would be read after it).
-        body = "".join(contacts.results_csv(variable_names=names, rows=rows))
+        body = "".join(contacts.results_csv(variable_names=names, rows=rows, data_names=data_names))
         response = HttpResponse(body, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.id}.csv"'
         return response

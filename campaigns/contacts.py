@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -172,20 +173,46 @@ RESULT_COLUMNS = [
 ]
 
 
-def results_csv(*, variable_names: list[str], rows: Iterable[dict]) -> Iterator[str]:
-    """The per-contact results as CSV lines, the contacts' variables after the fixed columns.
-    Cells a spreadsheet would run as a formula get a leading apostrophe."""
+# From the post-call analysis of the contact's last call (empty until it is analysed).
+ANALYSIS_COLUMNS = ["success", "sentiment", "summary"]
+
+
+def results_csv(
+    *, variable_names: list[str], rows: Iterable[dict], data_names: Sequence[str] = ()
+) -> Iterator[str]:
+    """The per-contact results as CSV lines: the fixed columns, the analysis of the last call,
+    the contacts' variables, then each field the analysis extracted (`data:<name>`). Cells a
+    spreadsheet would run as a formula get a leading apostrophe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([*RESULT_COLUMNS, *variable_names])
+    writer.writerow(
+        [
+            *RESULT_COLUMNS,
+            *ANALYSIS_COLUMNS,
+            *variable_names,
+            *(f"data:{name}" for name in data_names),
+        ]
+    )
     for row in rows:
         cells = ["" if row[name] is None else row[name] for name in RESULT_COLUMNS]
+        cells += [_cell(row.get(name)) for name in ANALYSIS_COLUMNS]
         cells += [_safe(str(row["variables"].get(name, ""))) for name in variable_names]
+        data = row.get("data") if isinstance(row.get("data"), dict) else {}
+        cells += [_cell(data.get(name)) for name in data_names]
         writer.writerow(cells)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+def _cell(value: object) -> str:
+    """A value of the analysis as a cell: lists and objects as JSON, text defused."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)
+    return _safe(str(value))
 
 
 def _safe(value: str) -> str:

@@ -9,6 +9,7 @@ from django.db.models import Count, F, Q
 from django_scopes import scopes_disabled
 
 from campaigns.models import Campaign, Contact, OutboundCall
+from insights.models import CallReport
 
 
 def unscoped_outbound_by_call_id(call_id: str) -> OutboundCall | None:
@@ -62,10 +63,27 @@ def campaign_results(*, campaign: Campaign) -> tuple[list[str], Iterator[dict]]:
             call_id=F("last_call_id"),
             call_status=F("last_call__status"),
             duration=F("last_call__duration_seconds"),
+            success=F("last_call__report__success"),
+            sentiment=F("last_call__report__sentiment"),
+            summary=F("last_call__report__summary"),
+            data=F("last_call__report__data"),
         )
         .iterator()
     )
     return sorted(names), rows
+
+
+def campaign_data_fields(*, campaign: Campaign) -> list[str]:
+    """The fields the post-call analysis extracted from the campaign's calls (the results
+    CSV gets a column for each)."""
+    reports = CallReport.objects.filter(
+        tenant=campaign.tenant, call__outbound__contact__campaign=campaign
+    )
+    names: set[str] = set()
+    for data in reports.values_list("data", flat=True).iterator():
+        if isinstance(data, dict):
+            names.update(data)
+    return sorted(names)
 
 
 def unscoped_campaigns_with_progress(*, tenant_ids: list | None, limit: int = 50) -> list[dict]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 
 import pytest
+from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from campaigns.models import Campaign, Contact, DoNotCall
@@ -113,3 +116,47 @@ def test_results_are_a_csv_with_the_variables_and_formulas_defused(api, key_a, c
     assert lines[0].endswith(",first_name")
     assert lines[1].startswith("+14155553001,pending,,0,")
     assert lines[1].endswith(",'=HYPERLINK(1)")
+
+
+def test_results_carry_the_analysis_of_each_contacts_last_call(
+    api, key_a, campaign, tenant_a, assistant_a, number_a
+):
+    from calls import services
+    from calls.models import Call
+    from campaigns.models import OutboundCall
+    from insights.models import CallReport
+
+    _upload(api, key_a, campaign, b"number,first_name\n+14155553001,Ada\n+14155553002,Grace\n")
+    with scopes_disabled():
+        contact = Contact.objects.get(campaign=campaign, number="+14155553001")
+        call = Call.objects.create(
+            tenant=tenant_a,
+            assistant=assistant_a,
+            phone_number=number_a,
+            call_sid="CA" + "7" * 32,
+            from_number=number_a.number,
+            to_number=contact.number,
+            direction="outbound",
+            status=Call.Status.IN_PROGRESS,
+            config_snapshot=assistant_a.snapshot(),
+            started_at=timezone.now(),
+            answered_at=timezone.now(),
+        )
+        OutboundCall.objects.create(tenant=tenant_a, call=call, contact=contact)
+        contact.last_call = call
+        contact.save()
+        services.call_finish(call=call)  # writes the call's report
+        CallReport.objects.filter(call=call).update(
+            success=True,
+            sentiment="positive",
+            summary="=Booked a cleaning",
+            data={"appointment": "Tuesday 10:00", "services": ["cleaning", "polish"]},
+        )
+    response = api(key=key_a).get(f"/api/v1/campaigns/{campaign.id}/results/")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    ada, grace = rows
+    assert (ada["success"], ada["sentiment"]) == ("True", "positive")
+    assert ada["summary"] == "'=Booked a cleaning"  # an LLM's text is defused like any cell
+    assert ada["data:appointment"] == "Tuesday 10:00"
+    assert json.loads(ada["data:services"]) == ["cleaning", "polish"]
+    assert grace["success"] == grace["data:appointment"] == ""
