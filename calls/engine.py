@@ -247,21 +247,23 @@ class Conversation:
         the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
         they hold for the whole call; edits apply to the next call)."""
         languages.warm_up_soon(self.config)
-        self.history, self.turns, self.faq, self.limits = await self.database(self._load)()
-        self.toolbox = await self.database(Toolbox.load)(
-            assistant_id=self.config["id"],
-            tenant_id=self.call.tenant_id,
-            language=self.config.get("language", "en-US"),
-        )
+        loaded = await self.database(self._load)()
+        self.history, self.turns, self.faq, self.limits, self.toolbox = loaded
         self.tools = self.toolbox.definitions()
 
-    def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit]]:
+    def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
+        """One trip to the database pool for all of it."""
         history, last = services.call_history_and_last(call=self.call)
         return (
             history,
             last,
             FAQ.load(self.config["id"]),
             ratelimits.effective_limits(self.call.tenant),
+            Toolbox.load(
+                assistant_id=self.config["id"],
+                tenant_id=self.call.tenant_id,
+                language=self.config.get("language", "en-US"),
+            ),
         )
 
     def _next_sequence(self) -> int:
