@@ -20,7 +20,7 @@ from campaigns.api import (
 )
 from insights.api import AnalysisPlanView, CallReportViewSet
 from knowledge.api import DocumentViewSet
-from tenants.api import RateLimitView
+from tenants.api import ProviderKeysView, RateLimitView
 from tools.api import BuiltinToolsView, HttpToolViewSet, TransferDestinationViewSet
 from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
 
@@ -53,6 +53,7 @@ v1 = [
     *router.urls,
     path("analytics/", AnalyticsView.as_view(), name="analytics"),
     path("rate-limits/", RateLimitView.as_view(), name="rate-limits"),
+    path("provider-keys/", ProviderKeysView.as_view(), name="provider-keys"),
     path("twilio-numbers/", TwilioNumbersView.as_view(), name="twilio-numbers"),
     path(
         "assistants/<str:assistant_pk>/analysis-plan/",

@@ -23,7 +23,7 @@ from tenants.services import (
 
 
 class TenantForm(forms.ModelForm):
-    """The Twilio auth token and the Deepgram key are write-only: typed in, stored encrypted,
+    """The Twilio auth token and the provider keys are write-only: typed in, stored encrypted,
     never shown back."""
 
     twilio_auth_token = forms.CharField(
@@ -41,6 +41,16 @@ class TenantForm(forms.ModelForm):
         "key, or to use the platform's.",
     )
     clear_deepgram_api_key = forms.BooleanField(required=False, label="Remove the stored key")
+    assemblyai_api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stream mode's recognition with AssemblyAI; leave empty to keep the stored key, "
+        "or to use the platform's.",
+    )
+    clear_assemblyai_api_key = forms.BooleanField(
+        required=False, label="Remove the stored AssemblyAI key"
+    )
 
     class Meta:
         model = Tenant
@@ -56,6 +66,10 @@ class TenantForm(forms.ModelForm):
             tenant.set_deepgram_api_key("")
         elif key := self.cleaned_data.get("deepgram_api_key"):
             tenant.set_deepgram_api_key(key)
+        if self.cleaned_data.get("clear_assemblyai_api_key"):
+            tenant.set_assemblyai_api_key("")
+        elif key := self.cleaned_data.get("assemblyai_api_key"):
+            tenant.set_assemblyai_api_key(key)
         if commit:
             tenant.save()
         return tenant

@@ -1,4 +1,4 @@
-"""/api/v1/phone-numbers/ and /api/v1/rate-limits/."""
+"""/api/v1/rate-limits/ and /api/v1/provider-keys/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from rest_framework.response import Response
 
 from tenants.api_base import TenantAPIView
 from tenants.selectors import effective_rate_limits
-from tenants.serializers import RateLimitSerializer
+from tenants.serializers import ProviderKeysSerializer, RateLimitSerializer
+from tenants.services import tenant_provider_keys_set
 
 
 class RateLimitView(TenantAPIView):
@@ -23,3 +24,21 @@ class RateLimitView(TenantAPIView):
     def get(self, request: Request) -> Response:
         rows = effective_rate_limits(tenant=self.tenant)
         return Response(RateLimitSerializer(rows, many=True).data)
+
+
+class ProviderKeysView(TenantAPIView):
+    """Your tenant's own keys for stream mode's providers (Deepgram, AssemblyAI). Write-only:
+    stored encrypted and never shown back; without one the platform's key is used."""
+
+    serializer_class = ProviderKeysSerializer
+
+    @extend_schema(summary="Which provider keys the tenant has set")
+    def get(self, request: Request) -> Response:
+        return Response(ProviderKeysSerializer(self.tenant).data)
+
+    @extend_schema(summary="Set or remove the tenant's provider keys")
+    def patch(self, request: Request) -> Response:
+        serializer = ProviderKeysSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tenant = tenant_provider_keys_set(tenant=self.tenant, keys=serializer.validated_data)
+        return Response(ProviderKeysSerializer(tenant).data)

@@ -33,6 +33,8 @@ class Tenant(models.Model):
     twilio_auth_token_encrypted = models.TextField(blank=True, editable=False)
     # Stream mode's recognition and voice provider (Deepgram); encrypted and write-only too.
     deepgram_api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Stream mode's other recognition provider (AssemblyAI); encrypted and write-only too.
+    assemblyai_api_key_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -65,6 +67,18 @@ class Tenant(models.Model):
         if not self.deepgram_api_key_encrypted:
             return ""
         return crypto.decrypt(self.deepgram_api_key_encrypted)
+
+    def set_assemblyai_api_key(self, key: str) -> None:
+        self.assemblyai_api_key_encrypted = crypto.encrypt(key) if key else ""
+
+    @property
+    def has_assemblyai_api_key(self) -> bool:
+        return bool(self.assemblyai_api_key_encrypted)
+
+    def get_assemblyai_api_key(self) -> str:
+        if not self.assemblyai_api_key_encrypted:
+            return ""
+        return crypto.decrypt(self.assemblyai_api_key_encrypted)
 
 
 class Role(models.TextChoices):

@@ -174,3 +174,16 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     with scopes_disabled():
         ApiKey.objects.filter(pk=api_key.pk, tenant_id=api_key.tenant_id).update(last_used_at=now)
     api_key.last_used_at = now
+
+
+PROVIDER_KEYS = ("deepgram_api_key", "assemblyai_api_key")
+
+
+def tenant_provider_keys_set(*, tenant: Tenant, keys: dict[str, str]) -> Tenant:
+    """Store the tenant's own stream-mode provider keys (encrypted): a key given replaces the
+    stored one, an empty one removes it (the platform's key is used again), one left out stays."""
+    for name in PROVIDER_KEYS:
+        if name in keys:
+            getattr(tenant, f"set_{name}")(keys[name].strip())
+    tenant.save(update_fields=[f"{name}_encrypted" for name in PROVIDER_KEYS])
+    return tenant

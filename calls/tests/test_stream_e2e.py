@@ -90,6 +90,30 @@ def test_a_call_recognised_by_assemblyai(daphne_server, stream_a, number_a, fake
     ]
 
 
+def test_assemblyai_hears_with_the_tenants_own_key(
+    daphne_server, stream_a, number_a, tenant_a, fake_deepgram
+):
+    with scopes_disabled():
+        stream_a.recognition_provider = AssistantConfig.RecognitionProvider.ASSEMBLYAI
+        stream_a.recognition_model = ""
+        stream_a.voice_provider = "espeak"  # with the Aura voice name left in its settings
+        stream_a.save()
+        tenant_a.set_assemblyai_api_key("aai_tenant_a_own_key")
+        tenant_a.save()
+    fake_deepgram.configure(api_key="aai_tenant_a_own_key")  # the platform's key is refused
+    fake_deepgram.queue_transcript("When are you open?")
+
+    call = play(daphne_server, number_a, utterances=["When are you open?"])
+
+    assert call.refused == "" and len(call.turns[0].audio) > 8000, daphne_server.log()
+    assert call.greeting.audio and fake_deepgram.spoken == []  # espeak-ng spoke
+    _, turns = stored_once_closed(call.call_sid)
+    assert [t.text for t in turns] == [
+        "When are you open?",
+        "We are open from eight to six, Monday to Friday.",
+    ]
+
+
 def test_a_stream_call_of_several_turns_through_daphne(
     daphne_server, stream_a, number_a, fake_groq, fake_deepgram
 ):

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 
 from django.conf import settings
 
@@ -80,7 +81,7 @@ def recognition_settings(call: Call) -> recognition.RecognitionSettings:
     if provider == "deepgram" and languages.is_multilingual(config):
         language = "multi"
     return recognition.RecognitionSettings(
-        api_key=settings.ASSEMBLYAI_API_KEY if provider == "assemblyai" else deepgram_key(call),
+        api_key=assemblyai_key(call) if provider == "assemblyai" else deepgram_key(call),
         model=config.get("recognition_model", ""),
         language=language,
         endpointing_ms=int(config.get("endpointing_ms", 300)),
@@ -90,12 +91,20 @@ def recognition_settings(call: Call) -> recognition.RecognitionSettings:
 
 def deepgram_key(call: Call) -> str:
     """The tenant's own Deepgram key if it has one, else the platform's."""
-    tenant = call.tenant
+    return _provider_key(call, "deepgram", settings.DEEPGRAM_API_KEY)
+
+
+def assemblyai_key(call: Call) -> str:
+    """The tenant's own AssemblyAI key if it has one, else the platform's."""
+    return _provider_key(call, "assemblyai", settings.ASSEMBLYAI_API_KEY)
+
+
+def _provider_key(call: Call, provider: str, platform_key: str) -> str:
     try:
-        return tenant.get_deepgram_api_key() or settings.DEEPGRAM_API_KEY
+        return getattr(call.tenant, f"get_{provider}_api_key")() or platform_key
     except ValueError:
-        logger.error("stream: the tenant's Deepgram key cannot be decrypted")
-        return settings.DEEPGRAM_API_KEY
+        logger.error("stream: the tenant's %s key cannot be decrypted", provider)
+        return platform_key
 
 
 class MediaStreamConsumer(SessionConsumer):
@@ -205,6 +214,8 @@ class MediaStreamConsumer(SessionConsumer):
         voice = config.get("voice_provider") or LOCAL_VOICE
         if voice != LOCAL_VOICE and not options.api_key:
             voice = LOCAL_VOICE  # no key for the provider: straight to the local engine
+        if voice == LOCAL_VOICE:
+            options = replace(options, voice="")  # espeak-ng picks its voice by language
         self.speaker = MediaSpeaker(self, tenant_id=call.tenant_id, voice=voice, options=options)
         if not await self.start_conversation(call, self.speaker):
             await self.close()
