@@ -57,12 +57,15 @@ def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
 
 
 def live_socket_claim(call: Call, holder: str) -> bool:
-    """Take the call's one live relay socket for `holder`; False when another socket has it
-    (a replayed handshake). Kept until released, or for as long as a line is held."""
+    """Take the call's one live socket (relay or stream) for `holder`; False when another
+    socket has it (a replayed handshake). Kept until released, or for as long as a line is held."""
     try:
-        return caching.shared_cache().add(live_socket_key(call), holder, timeout=STALE_CALL_SECONDS)
+        cache = caching.shared_cache()
+        if cache.get(LEGACY_LIVE_SOCKET_PREFIX + str(call.id)) is not None:
+            return False  # a socket served before a deploy still has the call
+        return cache.add(live_socket_key(call), holder, timeout=STALE_CALL_SECONDS)
     except Exception:  # the cache is down: let Twilio's socket in
-        logger.warning("relay: live socket check unavailable", exc_info=True)
+        logger.warning("live socket check unavailable", exc_info=True)
         return True
 
 
@@ -72,11 +75,15 @@ def live_socket_release(call: Call, holder: str) -> None:
         if cache.get(live_socket_key(call)) == holder:
             cache.delete(live_socket_key(call))
     except Exception:
-        logger.warning("relay: could not release the live socket", exc_info=True)
+        logger.warning("could not release the live socket", exc_info=True)
+
+
+# The key's name before stream mode shared it; still honoured for calls in flight at a deploy.
+LEGACY_LIVE_SOCKET_PREFIX = "relay:live:"
 
 
 def live_socket_key(call: Call) -> str:
-    return f"relay:live:{call.id}"
+    return f"call:live-socket:{call.id}"
 
 
 class TwilioOutput:
