@@ -625,10 +625,14 @@ ASSEMBLYAI_BASE_URL = env.str("ASSEMBLYAI_BASE_URL", default="wss://streaming.as
 STREAM_PROVIDER_TIMEOUT_SECONDS = env.float("STREAM_PROVIDER_TIMEOUT_SECONDS", default=3.0)
 # Audio sent to Twilio ahead of real time (a cushion against jitter; `clear` drops it on barge-in).
 STREAM_AUDIO_LEAD_MS = env.int("STREAM_AUDIO_LEAD_MS", default=100)
+# The assistant's audio goes to Twilio in `media` messages this long (whole 20 ms frames).
+STREAM_MEDIA_MESSAGE_MS = env.int("STREAM_MEDIA_MESSAGE_MS", default=100)
 # Caller speech (our own voice-activity detector) that interrupts the assistant.
 STREAM_BARGE_IN_MS = env.int("STREAM_BARGE_IN_MS", default=160)
 # Caller audio goes to the recognition provider in chunks this long (Deepgram: 20-100 ms).
 STREAM_RECOGNITION_CHUNK_MS = env.int("STREAM_RECOGNITION_CHUNK_MS", default=40)
+# While nobody has spoken for a while, the chunks grow to this (the first voiced frame sends them).
+STREAM_RECOGNITION_QUIET_CHUNK_MS = env.int("STREAM_RECOGNITION_QUIET_CHUNK_MS", default=200)
 # After the caller stops talking, how long the recognition provider has to end the turn.
 STREAM_RECOGNITION_TIMEOUT_SECONDS = env.float("STREAM_RECOGNITION_TIMEOUT_SECONDS", default=4.0)
 # Largest Media Streams frame read (a 20 ms media frame is ~400 characters).

@@ -72,6 +72,7 @@ class RecognizedTurn:
     speech_started_at: float
     speech_ended_at: float  # the last loud frame arrived
     final_sent_at: float
+    speech_end_audio: float = 0.0  # the same moment in seconds of the stream's audio
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ListenSession:
     params: dict[str, str]
     turns: list[RecognizedTurn] = field(default_factory=list)
     closed_by_client: bool = False
+    audio_messages: int = 0  # binary messages of audio received
 
 
 class FakeDeepgramServer:
@@ -336,12 +338,15 @@ class _Listener:
         self.words: list[str] = []
         self.shown = 0  # words shown in interim results
         self.speech_started_at = self.speech_ended_at = 0.0
+        # The same moments in audio time (seconds since the stream began), for word times.
+        self.speech_start_audio = self.speech_end_audio = 0.0
         self.since_final_ms: float | None = None  # silence since the last final, for UtteranceEnd
         self.hanging = False
 
     async def run(self) -> None:
         async for message in self.socket:
             if message.type == WSMsgType.BINARY:
+                self.session.audio_messages += 1
                 self.buffer += message.data
                 while len(self.buffer) >= FRAME_BYTES:
                     frame, self.buffer = self.buffer[:FRAME_BYTES], self.buffer[FRAME_BYTES:]
@@ -393,6 +398,7 @@ class _Listener:
         loud = level(mulaw_to_pcm(frame)) >= self.server.config.speech_level
         if loud:
             self.speech_ended_at = time.monotonic()
+            self.speech_end_audio = self.audio_seconds
             self.silence_ms = 0.0
             if not self.speaking:
                 return await self._speech_started()
@@ -425,6 +431,7 @@ class _Listener:
             return True
         self.speaking, self.speech_ms, self.shown = True, FRAME_SECONDS * 1000, 0
         self.speech_started_at = time.monotonic()
+        self.speech_start_audio = self.audio_seconds - FRAME_SECONDS
         self.words = self.server._next_transcript().split()
         self.since_final_ms = None
         if (message := self._started()) is not None:
@@ -442,7 +449,11 @@ class _Listener:
         await self._send(self._results(transcript, final=True))
         self.session.turns.append(
             RecognizedTurn(
-                transcript, self.speech_started_at, self.speech_ended_at, time.monotonic()
+                transcript,
+                self.speech_started_at,
+                self.speech_ended_at,
+                time.monotonic(),
+                self.speech_end_audio,
             )
         )
         self.speaking, self.words, self.since_final_ms = False, [], 0.0
@@ -463,14 +474,33 @@ class _Listener:
                         "transcript": transcript,
                         "confidence": 0.98,
                         "words": [
-                            {"word": w.lower().strip(",.?!"), "punctuated_word": w}
-                            for w in transcript.split()
+                            {
+                                "word": w.lower().strip(",.?!"),
+                                "punctuated_word": w,
+                                "start": round(start, 3),
+                                "end": round(end, 3),
+                                "confidence": 0.98,
+                            }
+                            for w, (start, end) in zip(
+                                transcript.split(), self._word_times(transcript), strict=True
+                            )
                         ],
                     }
                 ]
             },
             "metadata": {"request_id": self.request_id},
         }
+
+    def _word_times(self, transcript: str) -> list[tuple[float, float]]:
+        """(start, end) of each word in audio seconds: the speech heard so far, shared evenly."""
+        count = len(transcript.split())
+        if not count:
+            return []
+        step = (self.speech_end_audio - self.speech_start_audio) / count
+        return [
+            (self.speech_start_audio + i * step, self.speech_start_audio + (i + 1) * step)
+            for i in range(count)
+        ]
 
     async def _send(self, message: dict) -> None:
         with contextlib.suppress(ConnectionResetError):
@@ -518,7 +548,16 @@ class _AssemblyAIListener(_Listener):
             "transcript": transcript,
             "end_of_turn_confidence": 0.9 if final else 0.1,
             "words": [
-                {"text": w, "word_is_final": final, "confidence": 0.98} for w in transcript.split()
+                {
+                    "text": w,
+                    "word_is_final": final,
+                    "confidence": 0.98,
+                    "start": round(start * 1000),
+                    "end": round(end * 1000),
+                }
+                for w, (start, end) in zip(
+                    transcript.split(), self._word_times(transcript), strict=True
+                )
             ],
         }
         if final:

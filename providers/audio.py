@@ -39,6 +39,17 @@ _DECODE = _decode_table()
 _ENCODE = _encode_table()  # indexed by sample + 32768
 
 
+# mu-law codes by loudness: 0 for silence up to 127 for the loudest (the sign bit dropped).
+_LOUDNESS = bytes(127 - (code & 0x7F) for code in range(256))
+# The loudness of the quietest code that decodes to 64 or more (about -54 dBFS).
+AUDIBLE = int(np.argmax(np.abs(_DECODE[np.arange(127, -1, -1)]) >= 64))
+
+
+def peak(frame: bytes) -> int:
+    """How loud the loudest sample of mu-law audio is, in codes (0 to 127): no decoding."""
+    return max(frame.translate(_LOUDNESS), default=0)
+
+
 def mulaw_to_pcm(data: bytes) -> np.ndarray:
     """16-bit linear samples of mu-law bytes."""
     return _DECODE[np.frombuffer(data, dtype=np.uint8)]

@@ -135,6 +135,9 @@ def test_a_stream_call_of_several_turns_through_daphne(
         assert turn.voice_to_voice_ms is not None
         assert turn.marks >= 1
     assert llm_turn.marks == 2  # a mark after each sentence, echoed once played
+    # The audio comes in messages of up to 100 ms, not one per 20 ms frame.
+    for turn in call.turns:
+        assert turn.media_messages <= len(turn.audio) / 800 + 2 * turn.marks + 1
     [listen] = fake_deepgram.listens
     assert listen.params["encoding"] == "mulaw" and listen.params["sample_rate"] == "8000"
     assert listen.params["endpointing"] == "300" and listen.params["interim_results"] == "true"
@@ -161,6 +164,10 @@ def test_a_stream_call_of_several_turns_through_daphne(
     assert answer.source == "llm" and not answer.interrupted
     # Timings from the moment the caller stopped talking, in the order they happen.
     assert 0 < answer.transcript_final_ms <= answer.llm_first_token_ms
+    # ... which is where the voice ended, not where the detector's hangover did: the final
+    # came the endpointing silence (and the stand-in's own time) after it.
+    heard = listen.turns[1]
+    assert answer.transcript_final_ms >= (heard.final_sent_at - heard.speech_ended_at) * 1000 - 25
     assert answer.llm_first_token_ms <= answer.first_audio_ms <= answer.response_sent_ms
     assert answer.response_sent_ms <= answer.last_token_sent_ms
 

@@ -129,7 +129,12 @@ class MediaStreamConsumer(SessionConsumer):
         self.detector = SpeechDetector(start_ms=settings.STREAM_BARGE_IN_MS)
         self.listening: asyncio.Task | None = None
         self.recognizer: recognition.RecognitionStream | None = None
+        self.max_chars = settings.STREAM_MAX_FRAME_CHARS
         self.last_voice_at = 0.0  # when our detector last heard the caller's voice
+        # The recognition stream's audio clock: seconds of audio sent, and when the last
+        # frame of it arrived (to place the provider's word times on the wall clock).
+        self.audio_seconds = 0.0
+        self.audio_clock_at = 0.0
         self.speech_started_at = 0.0  # when it last heard the caller start talking
         self.provider_heard_at = 0.0  # the last message of the recognition provider
         self.watchdog: asyncio.TimerHandle | None = None
@@ -142,13 +147,32 @@ class MediaStreamConsumer(SessionConsumer):
         return settings.STREAM_MAX_FRAME_CHARS
 
     async def dispatch(self, message: dict) -> None:
-        """Frames arrive fifty times a second per call: skip Channels' hop to a thread before
-        each one (to close stale database connections; this consumer's database work runs in
-        `core.asyncdb`'s threads, which close their own)."""
+        """Frames arrive fifty times a second per call, nearly all of them `media`: those go
+        straight to `on_media`, without Channels' hop to a thread before each one (to close
+        stale database connections; this consumer's database work runs in `core.asyncdb`'s
+        threads, which close their own) and without the checks every other message gets."""
         if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
+            media = self._media_of(message.get("text"))
+            if media is None:
+                await self.websocket_receive(message)
+                return
+            try:
+                await self.on_media(media)
+            except Exception:
+                with self.call_context():
+                    logger.exception("stream: handling a media message failed")
             return
         await super().dispatch(message)
+
+    def _media_of(self, text: str | None) -> dict | None:
+        """The message, if `text` is a well-formed `media` message of a running session."""
+        if text is None or self.conversation is None or len(text) > self.max_chars:
+            return None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return None
+        return message if type(message) is dict and message.get("event") == "media" else None
 
     async def disconnect(self, code: int) -> None:
         try:
@@ -176,7 +200,8 @@ class MediaStreamConsumer(SessionConsumer):
         except (TypeError, ValueError):
             return False
         if number and number <= self.sequence:
-            logger.warning("stream: out-of-order message skipped", extra={"sequence": number})
+            with self.call_context():
+                logger.warning("stream: out-of-order message skipped", extra={"sequence": number})
             return False
         self.sequence = max(self.sequence, number)
         return True
@@ -243,31 +268,42 @@ class MediaStreamConsumer(SessionConsumer):
         try:
             frame = base64.b64decode(str(media.get("payload", "")), validate=True)
         except (binascii.Error, ValueError):
-            logger.warning("stream: media payload that is not base64 skipped")
+            self._skipped("media payload that is not base64")
             return
         if not frame or len(frame) > MAX_MEDIA_BYTES:
-            logger.warning("stream: media payload of a wrong size skipped")
+            self._skipped("media payload of a wrong size")
             return
+        now = time.monotonic()
         if self.recognizer is not None:
+            self.audio_seconds += len(frame) / audio.SAMPLE_RATE
+            self.audio_clock_at = now
             try:
-                await self.recognizer.send(frame)
+                await self.recognizer.send(frame, quiet=self.detector.quiet)
             except recognition.RecognitionError as exc:
                 await self._recognition_failed(exc)
                 return
-        await self._detect(frame)
+        if len(frame) == audio.FRAME_BYTES:
+            await self._detect(frame, now)
+        else:
+            for piece in audio.frames(frame, pad=False):
+                await self._detect(piece, now)
 
-    async def _detect(self, frame: bytes) -> None:
+    def _skipped(self, what: str) -> None:
+        with self.call_context():
+            logger.warning("stream: %s skipped", what)
+
+    async def _detect(self, frame: bytes, now: float) -> None:
         """Our own voice-activity detector: barge-in at once, and the moment speech ended."""
-        for piece in audio.frames(frame, pad=False):
-            change = self.detector.feed(piece)
-            if self.detector.voiced:
-                self.last_voice_at = time.monotonic()
-            if change == "started":
-                self.speech_started_at = time.monotonic()
-                if self.speaker is not None and self.speaker.speaking:
+        change = self.detector.feed(frame)
+        if self.detector.audible:
+            self.last_voice_at = now
+        if change == "started":
+            self.speech_started_at = now
+            if self.speaker is not None and self.speaker.speaking:
+                with self.call_context():
                     await self._barge_in()
-            elif change == "stopped":
-                self._watch_recognition()
+        elif change == "stopped":
+            self._watch_recognition()
 
     async def on_mark(self, message: dict) -> None:
         mark = message.get("mark")
@@ -308,12 +344,20 @@ class MediaStreamConsumer(SessionConsumer):
             self._cancel_watchdog()
             if self.speaker is not None and self.speaker.speaking:
                 await self._barge_in()
-            # The turn's timings count from the caller's last voiced frame.
             await self.conversation.prompt(
                 event.text,
-                speech_ended_at=self.last_voice_at or time.monotonic(),
+                speech_ended_at=self._speech_ended_at(event),
                 confidence=event.confidence,
             )
+
+    def _speech_ended_at(self, event: recognition.RecognitionEvent) -> float:
+        """When the caller stopped speaking, which the turn's timings count from: where the
+        provider says the last word ended (on the audio clock), else the last audible frame
+        our detector heard, else now."""
+        end = event.speech_end
+        if end is not None and 0 <= end <= self.audio_seconds and self.audio_clock_at:
+            return self.audio_clock_at - (self.audio_seconds - end)
+        return self.last_voice_at or time.monotonic()
 
     async def _barge_in(self) -> None:
         """The caller talks over the assistant: Twilio drops the rest, the answer stops, and

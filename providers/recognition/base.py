@@ -33,12 +33,14 @@ class RecognitionEvent:
 
     kinds: "speech_started" (the caller began talking), "interim" (words so far, may change),
     "final" (a stretch of speech that will not change), "end_of_turn" (the caller is done;
-    `text` is the whole turn).
+    `text` is the whole turn). `speech_end`: where the last word heard ended, in seconds of the
+    audio sent on this stream, when the provider says (words with their times).
     """
 
     kind: str
     text: str = ""
     confidence: float | None = None
+    speech_end: float | None = None
 
 
 class RecognitionStream:
@@ -51,7 +53,8 @@ class RecognitionStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def send(self, audio: bytes) -> None:
+    async def send(self, audio: bytes, *, quiet: bool = False) -> None:
+        """Send caller audio; `quiet`: nobody has spoken for a while, so it may wait longer."""
         raise NotImplementedError
 
     def events(self) -> AsyncIterator[RecognitionEvent]:

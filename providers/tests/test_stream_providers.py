@@ -55,6 +55,32 @@ def test_the_voice_detector_hears_speech_start_and_stop_but_not_a_click():
     assert not any(changes)
 
 
+def test_the_voice_detector_says_where_the_voice_ended_not_where_its_hangover_did():
+    line = asyncio.run(spoken("Can you repair a leaking radiator this week?"))
+    detector = SpeechDetector()
+    heard = [(detector.feed(f), detector.voiced, detector.audible) for f in audio.frames(line)]
+    heard += [
+        (detector.feed(f), detector.voiced, detector.audible) for f in audio.frames(SILENCE_SECOND)
+    ]
+    last_voiced = max(i for i, (_, voiced, _) in enumerate(heard) if voiced)
+    last_audible = max(i for i, (_, _, audible) in enumerate(heard) if audible)
+    pcm = [audio.mulaw_to_pcm(f) for f in audio.frames(line + SILENCE_SECOND)]
+    last_sound = max(i for i, samples in enumerate(pcm) if np.abs(samples).max() >= 64)
+    assert last_audible == last_sound  # the end of the voice itself
+    assert last_voiced > last_audible  # WebRTC's VAD hangs on for a few frames
+    assert SpeechDetector().quiet  # a call starts quiet
+    assert detector.quiet is False  # one second of silence after speech is not yet quiet
+
+
+def test_the_loudest_sample_is_read_from_mulaw_codes():
+    samples = np.array([0, 10, -300, 64, -2000], dtype=np.int16)
+    coded = audio.pcm_to_mulaw(samples)
+    assert audio.peak(coded) == audio.peak(audio.pcm_to_mulaw(samples[2:]))  # -2000 is the loudest
+    assert audio.peak(audio.SILENCE * 160) == 0
+    assert audio.peak(audio.pcm_to_mulaw(np.array([40], dtype=np.int16))) < audio.AUDIBLE
+    assert audio.peak(audio.pcm_to_mulaw(np.array([-64], dtype=np.int16))) == audio.AUDIBLE
+
+
 def test_espeak_streams_mulaw_audio_as_long_as_the_sentence():
     async def speak() -> bytes:
         async with get_streaming_voice("espeak").open(VoiceSettings(language="en-US")) as voice:
@@ -106,6 +132,44 @@ def test_recognition_follows_the_audio(fake_deepgram, provider):
         assert session.params["encoding"] == "pcm_mulaw"
         assert session.params["min_end_of_turn_silence_when_confident"] == "300"
         assert session.params["keyterms_prompt"] == '["Acme"]'
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "assemblyai"])
+def test_the_end_of_turn_says_where_the_last_word_ended_in_the_audio(fake_deepgram, provider):
+    fake_deepgram.queue_transcript("Is anyone free on Friday?")
+    line = asyncio.run(spoken("Is anyone free on Friday?"))
+    chunks = audio.frames(SILENCE_SECOND + line + SILENCE_SECOND)
+    options = recognition.RecognitionSettings(api_key=KEY, endpointing_ms=300)
+
+    events = asyncio.run(recognise(chunks, options, provider))
+
+    [turn] = fake_deepgram.recognized_turns()
+    end = events[-1].speech_end
+    assert end is not None and end == pytest.approx(turn.speech_end_audio, abs=0.001)
+    # The stand-in's "loud" ends where the voice does: inside the line, not in the silence.
+    assert 1.0 < end <= 1.0 + len(line) / audio.SAMPLE_RATE
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "assemblyai"])
+def test_a_quiet_line_goes_to_the_recogniser_in_fewer_larger_messages(
+    fake_deepgram, provider, settings
+):
+    settings.STREAM_RECOGNITION_CHUNK_MS, settings.STREAM_RECOGNITION_QUIET_CHUNK_MS = 40, 200
+    frames = audio.frames(SILENCE_SECOND * 2)
+
+    async def send(quiet: bool) -> None:
+        options = recognition.RecognitionSettings(api_key=KEY)
+        async with recognition.get_recognizer(provider).stream(options) as stream:
+            for frame in frames:
+                await stream.send(frame, quiet=quiet)
+            await asyncio.sleep(0.2)  # the stand-in reads what was sent
+
+    asyncio.run(send(quiet=False))
+    asyncio.run(send(quiet=True))
+    talking, quiet = (session.audio_messages for session in fake_deepgram.listens)
+    # Whole frames: 40 ms for Deepgram, 60 for AssemblyAI (it takes 50 ms at the least).
+    assert talking == 2000 // (60 if provider == "assemblyai" else 40)
+    assert quiet == 2000 // 200
 
 
 def test_the_listen_url_carries_the_assistants_settings():
