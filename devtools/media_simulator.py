@@ -40,6 +40,7 @@ class StreamTurn:
     voice_to_voice_ms: float | None = None  # last caller speech frame sent -> first audio back
     last_audio_ms: float | None = None  # ... -> last audio frame received
     marks: int = 0
+    media_messages: int = 0  # `media` messages the audio came in
     # Twilio was told to drop the audio not played yet while this line was said (a barge-in).
     cleared: bool = False
 
@@ -182,6 +183,7 @@ class TwilioMediaStream:
             if self.last_speech_sent_at:
                 turn.last_audio_ms = (now - self.last_speech_sent_at) * 1000
             turn.audio += frame
+            turn.media_messages += 1
         self.played_until = max(self.played_until, now) + len(frame) / 8000
         self.last_audio_at = now
 

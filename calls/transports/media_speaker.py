@@ -74,9 +74,10 @@ class Playback:
 class MediaSpeaker:
     """Speaks answers as paced mu-law frames, sentence by sentence while the model writes.
 
-    The caller hears audio at the pace it is played; frames go out `STREAM_AUDIO_LEAD_MS` ahead
-    of it, so that a `clear` leaves little already played. A voice provider that fails is
-    replaced by the local engine (espeak-ng) for the rest of the call.
+    The caller hears audio at the pace it is played; it goes out in messages of
+    `STREAM_MEDIA_MESSAGE_MS`, each sent once what was sent before is no more than
+    `STREAM_AUDIO_LEAD_MS` ahead of it, so that a `clear` leaves little already played. A voice
+    provider that fails is replaced by the local engine (espeak-ng) for the rest of the call.
     """
 
     streams_text = True
@@ -92,6 +93,9 @@ class MediaSpeaker:
         self._own_voice = (options.language, options.voice)  # the assistant's main language
         self._playback: Playback | None = None
         self._played_until = 0.0  # monotonic time at which the audio sent so far ends
+        self._lead = settings.STREAM_AUDIO_LEAD_MS / 1000
+        frames_per_message = max(1, settings.STREAM_MEDIA_MESSAGE_MS // audio.FRAME_MS)
+        self._message_bytes = frames_per_message * audio.FRAME_BYTES
         self._count = 0
         self.pending_marks: dict[str, Playback] = {}
 
@@ -229,7 +233,7 @@ class MediaSpeaker:
             await self.output.send_event({"event": "mark", "mark": {"name": name}})
 
     async def _speak_sentence(self, playback: Playback, sentence: str) -> bool:
-        """Send the sentence's audio as it is made; False if there was none."""
+        """Send the sentence's audio as it is made, in whole frames; False if there was none."""
         reply, rest = playback.reply, b""
         started = False
         async for chunk in self._audio(reply, sentence):
@@ -237,15 +241,16 @@ class MediaSpeaker:
                 reply.first_audio_at = time.monotonic()
             rest += chunk
             whole = len(rest) - len(rest) % audio.FRAME_BYTES
-            for frame in audio.frames(rest[:whole]):
-                await self._send_frame(frame)
-                if not started:
-                    started = True
-                    reply.parts.append(("" if not reply.parts else " ") + sentence)
-                    reply.first_sent_at = reply.first_sent_at or time.monotonic()
+            if not whole:
+                continue
+            await self._send_audio(rest[:whole])
             rest = rest[whole:]
-        for frame in audio.frames(rest):
-            await self._send_frame(frame)
+            if not started:
+                started = True
+                reply.parts.append(("" if not reply.parts else " ") + sentence)
+                reply.first_sent_at = reply.first_sent_at or time.monotonic()
+        if rest:
+            await self._send_audio(rest.ljust(audio.FRAME_BYTES, audio.SILENCE))
         reply.last_sent_at = time.monotonic()
         return started
 
@@ -308,13 +313,18 @@ class MediaSpeaker:
             self.options, voice=""
         )  # the provider's voice name means nothing here
 
-    async def _send_frame(self, frame: bytes) -> None:
-        """Send one 20 ms frame, no more than the lead ahead of what is being played."""
-        now = time.monotonic()
-        ahead = self._played_until - now - settings.STREAM_AUDIO_LEAD_MS / 1000
-        if ahead > 0:
-            await asyncio.sleep(ahead)
+    async def _send_audio(self, sound: bytes) -> None:
+        """Send whole frames of audio in `media` messages of up to STREAM_MEDIA_MESSAGE_MS
+        (Twilio buffers what it gets; a message per 20 ms frame costs the server far more than
+        the frame), each no more than the lead ahead of what is being played."""
+        size = self._message_bytes
+        for start in range(0, len(sound), size):
+            piece = sound[start : start + size]
             now = time.monotonic()
-        self._played_until = max(self._played_until, now) + audio.FRAME_MS / 1000
-        payload = base64.b64encode(frame).decode("ascii")
-        await self.output.send_event({"event": "media", "media": {"payload": payload}})
+            ahead = self._played_until - now - self._lead
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+                now = time.monotonic()
+            self._played_until = max(self._played_until, now) + len(piece) / audio.SAMPLE_RATE
+            payload = base64.b64encode(piece).decode("ascii")
+            await self.output.send_event({"event": "media", "media": {"payload": payload}})
