@@ -386,8 +386,9 @@ def main() -> None:
             f"{p(level.client_lag_ms, 99)} |"
         )
     print(
-        "\nStored stages are ms from the caller's last voiced frame as the server's voice-activity "
-        "detector saw it (which hears a voice for a few frames past its end). CPU per call: the "
+        "\nStored stages are ms from the moment the caller stopped speaking as the server "
+        "reckons it (the recogniser's last word end on the audio clock, else the last audible "
+        "frame); the stand-in's endpointing silence starts at the same place. CPU per call: the "
         f"daphne process's CPU over the level, less its idle rate ({100 * idle_rate:.2f} % of a "
         "core), divided by the calls."
     )

@@ -631,6 +631,8 @@ STREAM_MEDIA_MESSAGE_MS = env.int("STREAM_MEDIA_MESSAGE_MS", default=100)
 STREAM_BARGE_IN_MS = env.int("STREAM_BARGE_IN_MS", default=160)
 # Caller audio goes to the recognition provider in chunks this long (Deepgram: 20-100 ms).
 STREAM_RECOGNITION_CHUNK_MS = env.int("STREAM_RECOGNITION_CHUNK_MS", default=40)
+# The caller's voice may wait for chunks this long (the silence that ends a turn goes at once).
+STREAM_RECOGNITION_VOICE_CHUNK_MS = env.int("STREAM_RECOGNITION_VOICE_CHUNK_MS", default=100)
 # While nobody has spoken for a while, the chunks grow to this (the first voiced frame sends them).
 STREAM_RECOGNITION_QUIET_CHUNK_MS = env.int("STREAM_RECOGNITION_QUIET_CHUNK_MS", default=200)
 # After the caller stops talking, how long the recognition provider has to end the turn.

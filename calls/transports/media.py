@@ -274,19 +274,19 @@ class MediaStreamConsumer(SessionConsumer):
             self._skipped("media payload of a wrong size")
             return
         now = time.monotonic()
-        if self.recognizer is not None:
-            self.audio_seconds += len(frame) / audio.SAMPLE_RATE
-            self.audio_clock_at = now
-            try:
-                await self.recognizer.send(frame, quiet=self.detector.quiet)
-            except recognition.RecognitionError as exc:
-                await self._recognition_failed(exc)
-                return
         if len(frame) == audio.FRAME_BYTES:
             await self._detect(frame, now)
         else:
             for piece in audio.frames(frame, pad=False):
                 await self._detect(piece, now)
+        if self.recognizer is not None:
+            self.audio_seconds += len(frame) / audio.SAMPLE_RATE
+            self.audio_clock_at = now
+            detector = self.detector
+            try:
+                await self.recognizer.send(frame, voiced=detector.voiced, quiet=detector.quiet)
+            except recognition.RecognitionError as exc:
+                await self._recognition_failed(exc)
 
     def _skipped(self, what: str) -> None:
         with self.call_context():

@@ -53,8 +53,9 @@ class RecognitionStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def send(self, audio: bytes, *, quiet: bool = False) -> None:
-        """Send caller audio; `quiet`: nobody has spoken for a while, so it may wait longer."""
+    async def send(self, audio: bytes, *, voiced: bool = False, quiet: bool = False) -> None:
+        """Send caller audio. `voiced`: it is the caller's voice, `quiet`: nobody has spoken
+        for a while; either way it may wait a little longer before it goes."""
         raise NotImplementedError
 
     def events(self) -> AsyncIterator[RecognitionEvent]:

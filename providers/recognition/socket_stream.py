@@ -27,10 +27,12 @@ class SocketRecognitionStream(RecognitionStream):
     """One call's recognition over a provider's WebSocket.
 
     Audio goes out in chunks of STREAM_RECOGNITION_CHUNK_MS: a message per 20 ms frame costs a
-    system call each, for no gain in how soon the words come back. While the line is quiet
-    (`send(..., quiet=True)`: nobody has spoken for a while) the chunks grow to
+    system call each, for no gain in how soon the words come back. The caller's voice itself
+    (`send(..., voiced=True)`) may wait for chunks of STREAM_RECOGNITION_VOICE_CHUNK_MS: the end
+    of a turn is heard in the silence after it, which goes at the shorter length. While the
+    line is quiet (`quiet=True`: nobody has spoken for a while) the chunks grow to
     STREAM_RECOGNITION_QUIET_CHUNK_MS: nothing waits for words then, and the first voiced
-    frame sends what was held at once.
+    frame sends what was held.
 
     Subclasses name the provider, open the socket, and turn each message into events.
     """
@@ -45,8 +47,10 @@ class SocketRecognitionStream(RecognitionStream):
         self._closing = False
         self._pending = bytearray()
         chunk_ms = max(self.MIN_CHUNK_MS, settings.STREAM_RECOGNITION_CHUNK_MS)
+        voice_ms = max(chunk_ms, settings.STREAM_RECOGNITION_VOICE_CHUNK_MS)
         quiet_ms = max(chunk_ms, settings.STREAM_RECOGNITION_QUIET_CHUNK_MS)
         self._chunk_bytes = SAMPLE_RATE * chunk_ms // 1000
+        self._voice_chunk_bytes = SAMPLE_RATE * voice_ms // 1000
         self._quiet_chunk_bytes = SAMPLE_RATE * quiet_ms // 1000
 
     async def __aenter__(self) -> SocketRecognitionStream:
@@ -60,12 +64,16 @@ class SocketRecognitionStream(RecognitionStream):
         """The events one provider message says."""
         raise NotImplementedError
 
-    async def send(self, audio: bytes, *, quiet: bool = False) -> None:
+    async def send(self, audio: bytes, *, voiced: bool = False, quiet: bool = False) -> None:
         if self._socket is None:
             raise RecognitionError("the recognition stream is not open")
         pending = self._pending
         pending += audio
-        if len(pending) < (self._quiet_chunk_bytes if quiet else self._chunk_bytes):
+        if voiced:
+            size = self._voice_chunk_bytes
+        else:
+            size = self._quiet_chunk_bytes if quiet else self._chunk_bytes
+        if len(pending) < size:
             return
         chunk = bytes(pending)
         pending.clear()

@@ -151,24 +151,27 @@ def test_the_end_of_turn_says_where_the_last_word_ended_in_the_audio(fake_deepgr
 
 
 @pytest.mark.parametrize("provider", ["deepgram", "assemblyai"])
-def test_a_quiet_line_goes_to_the_recogniser_in_fewer_larger_messages(
+def test_voice_and_a_quiet_line_go_to_the_recogniser_in_fewer_larger_messages(
     fake_deepgram, provider, settings
 ):
-    settings.STREAM_RECOGNITION_CHUNK_MS, settings.STREAM_RECOGNITION_QUIET_CHUNK_MS = 40, 200
+    settings.STREAM_RECOGNITION_CHUNK_MS = 40
+    settings.STREAM_RECOGNITION_VOICE_CHUNK_MS = 100
+    settings.STREAM_RECOGNITION_QUIET_CHUNK_MS = 200
     frames = audio.frames(SILENCE_SECOND * 2)
 
-    async def send(quiet: bool) -> None:
+    async def send(**line: bool) -> None:
         options = recognition.RecognitionSettings(api_key=KEY)
         async with recognition.get_recognizer(provider).stream(options) as stream:
             for frame in frames:
-                await stream.send(frame, quiet=quiet)
+                await stream.send(frame, **line)
             await asyncio.sleep(0.2)  # the stand-in reads what was sent
 
-    asyncio.run(send(quiet=False))
-    asyncio.run(send(quiet=True))
-    talking, quiet = (session.audio_messages for session in fake_deepgram.listens)
+    for line in ({}, {"voiced": True}, {"quiet": True}):
+        asyncio.run(send(**line))
+    pause, voice, quiet = (session.audio_messages for session in fake_deepgram.listens)
     # Whole frames: 40 ms for Deepgram, 60 for AssemblyAI (it takes 50 ms at the least).
-    assert talking == 2000 // (60 if provider == "assemblyai" else 40)
+    assert pause == 2000 // (60 if provider == "assemblyai" else 40)
+    assert voice == 2000 // 100
     assert quiet == 2000 // 200
 
 
