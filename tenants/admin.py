@@ -22,31 +22,31 @@ from tenants.services import (
 )
 
 
+def _secret_field(help_text: str) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=help_text,
+    )
+
+
 class TenantForm(forms.ModelForm):
     """The Twilio auth token and the provider keys are write-only: typed in, stored encrypted,
     never shown back."""
 
-    twilio_auth_token = forms.CharField(
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the stored token.",
-    )
+    SECRETS = ("twilio_auth_token", "deepgram_api_key", "assemblyai_api_key")
+
+    twilio_auth_token = _secret_field("Leave empty to keep the stored token.")
     clear_twilio_auth_token = forms.BooleanField(required=False, label="Remove the stored token")
-    deepgram_api_key = forms.CharField(
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stream mode's recognition and voice (Deepgram); leave empty to keep the stored "
-        "key, or to use the platform's.",
+    deepgram_api_key = _secret_field(
+        "Stream mode's recognition and voice (Deepgram); leave empty to keep the stored key, or "
+        "to use the platform's."
     )
     clear_deepgram_api_key = forms.BooleanField(required=False, label="Remove the stored key")
-    assemblyai_api_key = forms.CharField(
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stream mode's recognition with AssemblyAI; leave empty to keep the stored key, "
-        "or to use the platform's.",
+    assemblyai_api_key = _secret_field(
+        "Stream mode's recognition with AssemblyAI; leave empty to keep the stored key, or to "
+        "use the platform's."
     )
     clear_assemblyai_api_key = forms.BooleanField(
         required=False, label="Remove the stored AssemblyAI key"
@@ -58,18 +58,11 @@ class TenantForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> Tenant:
         tenant = super().save(commit=False)
-        if self.cleaned_data.get("clear_twilio_auth_token"):
-            tenant.set_twilio_auth_token("")
-        elif token := self.cleaned_data.get("twilio_auth_token"):
-            tenant.set_twilio_auth_token(token)
-        if self.cleaned_data.get("clear_deepgram_api_key"):
-            tenant.set_deepgram_api_key("")
-        elif key := self.cleaned_data.get("deepgram_api_key"):
-            tenant.set_deepgram_api_key(key)
-        if self.cleaned_data.get("clear_assemblyai_api_key"):
-            tenant.set_assemblyai_api_key("")
-        elif key := self.cleaned_data.get("assemblyai_api_key"):
-            tenant.set_assemblyai_api_key(key)
+        for name in self.SECRETS:
+            if self.cleaned_data.get(f"clear_{name}"):
+                getattr(tenant, f"set_{name}")("")
+            elif secret := self.cleaned_data.get(name):
+                getattr(tenant, f"set_{name}")(secret)
         if commit:
             tenant.save()
         return tenant
