@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from calls.admin import ReadOnlyRecordAdmin
-from campaigns import selectors, services
+from campaigns import callbacks, selectors, services
 from campaigns.models import (
     Campaign,
     Contact,
@@ -14,6 +14,7 @@ from campaigns.models import (
     OutboundCall,
     OutboundSettings,
     Recording,
+    ScheduledCallback,
 )
 from tenants.admin_base import TenantScopedAdmin
 
@@ -91,3 +92,22 @@ class RecordingAdmin(ReadOnlyRecordAdmin):
     list_display = ["recording_sid", "tenant", "call", "status", "duration_seconds", "created_at"]
     list_filter = ["status"]
     list_select_related = ["tenant", "call"]
+
+
+@admin.register(ScheduledCallback)
+class ScheduledCallbackAdmin(ReadOnlyRecordAdmin):
+    """Callbacks assistants promised on calls; a scheduled one can be canceled here."""
+
+    list_display = ["number", "due_at", "status", "tenant", "assistant", "note", "promised_on"]
+    list_filter = ["status"]
+    search_fields = ["number", "note"]
+    list_select_related = ["tenant", "assistant", "promised_on"]
+    actions = ["cancel_callbacks"]
+
+    @admin.action(description="Cancel the selected callbacks")
+    def cancel_callbacks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        canceled = 0
+        for callback in queryset:
+            if self._has_write(request, callback):
+                canceled += callbacks.callback_cancel(callback=callback)
+        self.message_user(request, f"{canceled} callback(s) canceled.", messages.SUCCESS)

@@ -13,9 +13,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from assistants.serializers import PhoneNumberSerializer
-from campaigns import contacts, numbers, selectors, services
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
+from campaigns import callbacks, contacts, numbers, selectors, services
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    OutboundCall,
+    Recording,
+    ScheduledCallback,
+)
 from campaigns.serializers import (
+    CallbackSerializer,
     CampaignSerializer,
     ContactSerializer,
     DoNotCallSerializer,
@@ -216,6 +224,41 @@ class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
     model = Recording
     serializer_class = RecordingSerializer
     pagination_class = _NewestFirst
+
+
+class _DueFirst(TenantCursorPagination):
+    ordering = "due_at"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the callbacks assistants promised"),
+    retrieve=extend_schema(summary="Read a callback"),
+)
+class CallbackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Calls back an assistant promised a caller (its `schedule_callback` tool), placed from
+    the number that was called once due and once the promising call is over."""
+
+    model = ScheduledCallback
+    serializer_class = CallbackSerializer
+    pagination_class = _DueFirst
+
+    def scope_queryset(self, queryset):
+        return queryset.select_related("outbound")
+
+    @extend_schema(
+        summary="Cancel a callback not yet placed",
+        request=None,
+        responses={200: CallbackSerializer, 400: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        callback = self.get_object()
+        if not callbacks.callback_cancel(callback=callback):
+            raise exceptions.ValidationError(
+                {"status": [f"A callback that is {callback.status} cannot be canceled."]}
+            )
+        callback.refresh_from_db()
+        return Response(CallbackSerializer(callback).data)
 
 
 class TwilioNumbersView(TenantAPIView):

@@ -9,8 +9,14 @@ class CampaignsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from calls.signals import caller_spoke
+        from campaigns import callbacks, phrases
         from campaigns.receivers import note_stop_request, unwire_removed_number
+        from core.phrases import register
         from tenants.models import PhoneNumber
+        from tools import builtins
+
+        register(vars(phrases))
+        builtins.register(callbacks.TOOL)
 
         caller_spoke.connect(note_stop_request, dispatch_uid="campaigns.note_stop_request")
         post_delete.connect(

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django_scopes import scope
 
+from campaigns import callbacks
 from campaigns.dispatch import campaigns_dial, unscoped_tenants_dialling
 from campaigns.models import Recording
 from campaigns.numbers import number_unwire
@@ -16,11 +17,23 @@ from tenants.twilio_numbers import TwilioLookupError
 
 @shared_task
 def dial_campaigns() -> int:
-    """Beat, every CAMPAIGN_TICK_SECONDS: one dialler task per tenant with a running campaign."""
+    """Beat, every CAMPAIGN_TICK_SECONDS: one dialler task per tenant with a running campaign,
+    and one that places the callbacks due."""
     tenants = unscoped_tenants_dialling()
     for tenant_id in tenants:
         dial_tenant_campaigns.apply_async((tenant_id,), expires=settings.CAMPAIGN_TICK_SECONDS)
+    if callbacks.unscoped_callbacks_due_exist():
+        place_callbacks.apply_async(expires=settings.CAMPAIGN_TICK_SECONDS)
     return len(tenants)
+
+
+@shared_task(
+    soft_time_limit=settings.CAMPAIGN_TICK_SECONDS + 30,
+    time_limit=settings.CAMPAIGN_TICK_SECONDS + 40,
+)
+def place_callbacks() -> int:
+    """Place the callbacks assistants promised that are due (every tenant's)."""
+    return callbacks.callbacks_place_due()
 
 
 # A dialler works for one tick; the limit leaves room for its last Twilio request.

@@ -12,6 +12,7 @@ from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
 from campaigns.api import (
+    CallbackViewSet,
     CampaignViewSet,
     DoNotCallViewSet,
     OutboundCallViewSet,
@@ -35,6 +36,7 @@ router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
 router.register("recordings", RecordingViewSet, basename="recording")
+router.register("callbacks", CallbackViewSet, basename="callback")
 router.register("call-reports", CallReportViewSet, basename="call-report")
 router.register("webhook-endpoints", EndpointViewSet, basename="webhook-endpoint")
 router.register("webhook-deliveries", DeliveryViewSet, basename="webhook-delivery")
