@@ -13,13 +13,15 @@ import datetime as dt
 import logging
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
+from calls import services as call_services
 from calls.models import Call
-from campaigns import phrases, services
+from campaigns import phrases, services, twilio_calls
 from campaigns.models import ScheduledCallback
 from tenants.models import RateLimit, Tenant
 from tenants.phone import normalize_e164
@@ -148,6 +150,7 @@ def _due(now: dt.datetime):
 def callbacks_place_due() -> int:
     """Place every due callback (all tenants); returns how many calls were placed. Each is
     claimed and its Call written in one transaction before Twilio is asked."""
+    _reconcile()
     placed = 0
     while True:
         claimed = _claim_batch()
@@ -195,6 +198,56 @@ def _claim(callback: ScheduledCallback, now: dt.datetime) -> bool:
     callback.status = ScheduledCallback.Status.PLACED
     callback.save(update_fields=["outbound", "status", "updated_at"])
     return True
+
+
+def _reconcile() -> None:
+    """Callbacks whose Call was written but never heard of from Twilio (the worker stopped
+    between writing it and Twilio's answer): adopt the call if Twilio placed it, otherwise
+    close it as never placed and schedule the callback again, due now."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.CAMPAIGN_DIAL_RECONCILE_SECONDS)
+    with scopes_disabled():
+        stuck = list(
+            ScheduledCallback.objects.filter(
+                status=ScheduledCallback.Status.PLACED,
+                outbound__placed_at__isnull=True,
+                outbound__created_at__lt=cutoff,
+                outbound__call__call_sid__startswith=services.PLACEHOLDER_SID_PREFIX,
+            ).select_related("tenant", "outbound__call")
+        )
+    for callback in stuck:
+        with scope(tenant=callback.tenant_id):
+            _reconcile_one(callback)
+
+
+def _reconcile_one(callback: ScheduledCallback) -> None:
+    outbound, call = callback.outbound, callback.outbound.call
+    try:
+        sid = twilio_calls.call_sid_placed(
+            tenant=callback.tenant, to=call.to_number, from_=call.from_number, since=call.started_at
+        )
+    except twilio_calls.TwilioUnavailable:
+        logger.warning("cannot reconcile an unplaced callback yet", exc_info=True)
+        return
+    if sid:
+        services.outbound_adopt_sid(outbound=outbound, call_sid=sid)
+        return
+    with transaction.atomic():
+        updated = ScheduledCallback.objects.filter(
+            pk=callback.pk, status=ScheduledCallback.Status.PLACED, outbound=outbound
+        ).update(
+            status=ScheduledCallback.Status.SCHEDULED,
+            outbound=None,
+            due_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            return
+        call_services.call_status_update(
+            call=call, status=Call.Status.FAILED, sequence=None, duration=0
+        )
+        call_services.call_set_outcome(
+            call=call, outcome=Call.Outcome.FAILED, error="never placed: the worker stopped"
+        )
 
 
 def _line_free(tenant: Tenant) -> bool:

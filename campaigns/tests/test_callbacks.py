@@ -18,7 +18,7 @@ from django_scopes import scopes_disabled
 
 from calls.models import Call, Turn
 from calls.tests.conftest import FakeTwilio
-from campaigns import callbacks, phrases
+from campaigns import callbacks, phrases, twilio_calls
 from campaigns.models import DoNotCall, ScheduledCallback
 from devtools.testing import (
     channels_database_env,
@@ -358,3 +358,57 @@ def test_the_api_switches_the_tool_on_and_refuses_unknown_names(api, key_a, key_
     assert unknown.status_code == 400 and "launch_rockets" in unknown.content.decode()
     assert api(key=key_b).patch(url, {"registered": []}, format="json").status_code == 404
     assert api(key=key_a).get(url).json()["registered"] == [callbacks.TOOL_NAME]
+
+
+def _written_but_not_placed(tenant, assistant, number, settings) -> ScheduledCallback:
+    """A callback claimed (its Call written) by a worker that then stopped, long ago."""
+    callback = _scheduled(tenant, assistant, number)
+    [claimed] = callbacks._claim_batch()
+    with scopes_disabled():
+        claimed.outbound.__class__.objects.filter(pk=claimed.outbound_id).update(
+            created_at=timezone.now()
+            - timedelta(seconds=settings.CAMPAIGN_DIAL_RECONCILE_SECONDS + 5)
+        )
+    assert claimed.pk == callback.pk
+    return claimed
+
+
+def test_a_callback_written_but_never_placed_is_placed_again_once(
+    tenant_a, assistant_a, number_a, twilio_cloud, settings
+):
+    stuck = _written_but_not_placed(tenant_a, assistant_a, number_a, settings)
+
+    assert callbacks.callbacks_place_due() == 1
+    assert twilio_cloud.wait_idle(timeout=20)
+    assert callbacks.callbacks_place_due() == 0
+    assert twilio_cloud.creates_to(CALLER) == 1
+    with scopes_disabled():
+        stuck.refresh_from_db()
+        first = Call.objects.get(outbound__pk=stuck.outbound_id)
+        abandoned = Call.objects.exclude(pk=first.pk).get(to_number=CALLER)
+    assert stuck.status == ScheduledCallback.Status.PLACED
+    assert first.call_sid in twilio_cloud.calls
+    assert (abandoned.status, abandoned.error) == ("failed", "never placed: the worker stopped")
+
+
+def test_a_callback_twilio_did_place_is_adopted_not_placed_again(
+    tenant_a, assistant_a, number_a, twilio_cloud, settings
+):
+    stuck = _written_but_not_placed(tenant_a, assistant_a, number_a, settings)
+    call = stuck.outbound.call
+    sid = twilio_calls.call_create(
+        tenant=tenant_a,
+        to=CALLER,
+        from_=number_a.number,
+        call_id=call.id,
+        detect_machines=False,
+        record=False,
+    )
+
+    assert callbacks.callbacks_place_due() == 0
+    assert twilio_cloud.wait_idle(timeout=20)
+    assert twilio_cloud.creates_to(CALLER) == 1
+    with scopes_disabled():
+        call.refresh_from_db()
+        stuck.refresh_from_db()
+    assert call.call_sid == sid and stuck.status == ScheduledCallback.Status.PLACED
