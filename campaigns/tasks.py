@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django_scopes import scope
@@ -14,6 +16,8 @@ from campaigns.recordings import recording_fetch, recordings_expire
 from tenants.models import Tenant
 from tenants.twilio_numbers import TwilioLookupError
 
+logger = logging.getLogger(__name__)
+
 
 @shared_task
 def dial_campaigns() -> int:
@@ -22,8 +26,17 @@ def dial_campaigns() -> int:
     tenants = unscoped_tenants_dialling()
     for tenant_id in tenants:
         dial_tenant_campaigns.apply_async((tenant_id,), expires=settings.CAMPAIGN_TICK_SECONDS)
-    if callbacks.unscoped_callbacks_due_exist():
+    callbacks_due = callbacks.unscoped_callbacks_due_exist()
+    if callbacks_due:
         place_callbacks.apply_async(expires=settings.CAMPAIGN_TICK_SECONDS)
+    level = logging.INFO if tenants or callbacks_due else logging.DEBUG
+    logger.log(
+        level,
+        "dialler tick: %d tenant(s) dialling%s",
+        len(tenants),
+        ", callbacks due" if callbacks_due else "",
+        extra={"tenants_dialling": len(tenants), "callbacks_due": callbacks_due},
+    )
     return len(tenants)
 
 
