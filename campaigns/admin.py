@@ -14,6 +14,7 @@ from campaigns.models import (
     OutboundCall,
     OutboundSettings,
     Recording,
+    RecordingSettings,
     ScheduledCallback,
 )
 from tenants.admin_base import TenantScopedAdmin
@@ -84,7 +85,12 @@ class DoNotCallAdmin(TenantScopedAdmin):
 
 @admin.register(OutboundSettings)
 class OutboundSettingsAdmin(TenantScopedAdmin):
-    list_display = ["assistant", "tenant", "detect_machines", "action", "record_calls"]
+    list_display = ["assistant", "tenant", "detect_machines", "action"]
+
+
+@admin.register(RecordingSettings)
+class RecordingSettingsAdmin(TenantScopedAdmin):
+    list_display = ["assistant", "tenant", "record_calls", "announce_recording", "retention_days"]
 
 
 @admin.register(Recording)

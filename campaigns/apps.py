@@ -8,9 +8,13 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
-        from calls.signals import caller_spoke
+        from calls.signals import call_started, caller_spoke
         from campaigns import callbacks, phrases
-        from campaigns.receivers import note_stop_request, unwire_removed_number
+        from campaigns.receivers import (
+            note_stop_request,
+            record_answered_call,
+            unwire_removed_number,
+        )
         from core.phrases import register
         from tenants.models import PhoneNumber
         from tools import builtins
@@ -19,6 +23,7 @@ class CampaignsConfig(AppConfig):
         builtins.register(callbacks.TOOL)
 
         caller_spoke.connect(note_stop_request, dispatch_uid="campaigns.note_stop_request")
+        call_started.connect(record_answered_call, dispatch_uid="campaigns.record_answered_call")
         post_delete.connect(
             unwire_removed_number, sender=PhoneNumber, dispatch_uid="campaigns.unwire_number"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_scopes import ScopedManager
@@ -64,15 +65,6 @@ class OutboundSettings(models.Model):
         blank=True,
         help_text="Spoken after the beep; {{first_name}} and other contact variables are filled.",
     )
-    record_calls = models.BooleanField(
-        default=False, help_text="Twilio records each call; the file is kept on the platform."
-    )
-    announce_recording = models.BooleanField(
-        default=True, help_text="Recorded calls begin by saying so, before the greeting."
-    )
-    recording_retention_days = models.PositiveSmallIntegerField(
-        default=30, validators=[MinValueValidator(1)], help_text="Recordings are deleted after."
-    )
 
     objects = ScopedManager(tenant="tenant")
 
@@ -81,6 +73,45 @@ class OutboundSettings(models.Model):
 
     def __str__(self) -> str:
         return str(self.assistant)
+
+
+class RecordingSettings(models.Model):
+    """Whether an assistant's calls are recorded — inbound and outbound, in every mode — and
+    for how long the recordings are kept."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    assistant = models.OneToOneField(
+        "assistants.AssistantConfig", on_delete=models.CASCADE, related_name="recording_settings"
+    )
+    record_calls = models.BooleanField(
+        default=False, help_text="Twilio records each call; the file is kept on the platform."
+    )
+    announce_recording = models.BooleanField(
+        default=True, help_text="Recorded calls begin by saying so, before the greeting."
+    )
+    retention_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Recordings are deleted after this many days; empty: the tenant's period.",
+    )
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "recording settings"
+
+    def __str__(self) -> str:
+        return str(self.assistant)
+
+    @property
+    def announced(self) -> bool:
+        return self.record_calls and self.announce_recording
+
+    def clean(self) -> None:
+        if self.assistant_id and self.tenant_id and self.assistant.tenant_id != self.tenant_id:
+            raise ValidationError({"assistant": "Choose an assistant of this tenant."})
 
 
 class Campaign(models.Model):

@@ -9,7 +9,7 @@ from django.db import transaction
 from django_scopes import scope
 
 from calls.models import Call
-from campaigns import services
+from campaigns import recordings, services
 from campaigns.models import DoNotCall
 from campaigns.tasks import unwire_number
 from tenants.models import PhoneNumber, Tenant
@@ -37,6 +37,11 @@ def note_stop_request(sender, *, call: Call, text: str, **kwargs) -> None:
             )
     except ValidationError:
         pass  # not a phone number (a web conversation): nothing to stop calling
+
+
+def record_answered_call(sender, *, call: Call, **kwargs) -> None:
+    """An inbound call whose assistant records calls: its answer starts the recording."""
+    recordings.recording_start_inbound(call=call)
 
 
 def unwire_removed_number(sender, *, instance: PhoneNumber, **kwargs) -> None:

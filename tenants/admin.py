@@ -44,7 +44,14 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["name", "slug", "active", "timezone", "twilio_account_sid"]
+        fields = [
+            "name",
+            "slug",
+            "active",
+            "timezone",
+            "recording_retention_days",
+            "twilio_account_sid",
+        ]
 
     def save(self, commit: bool = True) -> Tenant:
         tenant = super().save(commit=False)
