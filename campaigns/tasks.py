@@ -11,9 +11,10 @@ from django_scopes import scope
 from campaigns import callbacks
 from campaigns.dispatch import campaigns_dial, unscoped_tenants_dialling
 from campaigns.models import Recording
-from campaigns.numbers import number_unwire
+from campaigns.numbers import number_rewire, number_unwire
 from campaigns.recordings import recording_fetch, recordings_expire
-from tenants.models import Tenant
+from tenants import crypto
+from tenants.models import PhoneNumber, Tenant
 from tenants.twilio_numbers import TwilioLookupError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,26 @@ def expire_recordings() -> int:
 @shared_task(
     autoretry_for=(TwilioLookupError,), retry_backoff=30, max_retries=5, soft_time_limit=60
 )
-def unwire_number(tenant_id: str, number: str) -> bool:
-    """Point a number removed from the platform back at nothing (Twilio retried if down)."""
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
-    return bool(tenant) and number_unwire(tenant=tenant, number=number)
+def unwire_number(account_sid: str, auth_token_encrypted: str, number: str) -> bool:
+    """Point a number that left the platform back at nothing (Twilio retried if down). The
+    account's token travels encrypted: its tenant may be deleted by now."""
+    try:
+        token = crypto.decrypt(auth_token_encrypted)
+    except ValueError:
+        logger.error("cannot un-wire a number: its account's token cannot be decrypted")
+        return False
+    return number_unwire(account_sid=account_sid, auth_token=token, number=number)
+
+
+@shared_task(
+    autoretry_for=(TwilioLookupError,), retry_backoff=30, max_retries=5, soft_time_limit=120
+)
+def rewire_tenant_numbers(tenant_id: str) -> int:
+    """A tenant switched back on: its numbers that point at nothing point at the platform
+    again; returns how many."""
+    tenant = Tenant.objects.filter(pk=tenant_id, active=True).first()
+    if tenant is None or not (tenant.twilio_account_sid and tenant.has_twilio_auth_token):
+        return 0
+    with scope(tenant=tenant.id):
+        numbers = list(PhoneNumber.objects.filter(tenant=tenant).values_list("number", flat=True))
+    return sum(number_rewire(tenant=tenant, number=number) for number in numbers)
