@@ -57,6 +57,11 @@ def register(builtin: Builtin) -> None:
     _registry[builtin.name] = builtin
 
 
+def unregister(name: str) -> None:
+    """Offer `name` no more (an assistant that switched it on is simply not offered it)."""
+    _registry.pop(name, None)
+
+
 def get(name: str) -> Builtin | None:
     return _registry.get(name)
 

@@ -11,13 +11,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
+from assistants.models import AssistantConfig
 from calls.models import Call, Turn
 from calls.tests.conftest import FakeTwilio
+from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
 from campaigns import callbacks, phrases, twilio_calls
 from campaigns.models import DoNotCall, ScheduledCallback
 from devtools.testing import (
@@ -412,3 +415,30 @@ def test_a_callback_twilio_did_place_is_adopted_not_placed_again(
         call.refresh_from_db()
         stuck.refresh_from_db()
     assert call.call_sid == sid and stuck.status == ScheduledCallback.Status.PLACED
+
+
+def test_a_relay_call_schedules_a_callback_too(twilio, number_a, callback_assistant, fake_groq):
+    with scopes_disabled():
+        callback_assistant.mode = AssistantConfig.Mode.RELAY
+        callback_assistant.save()
+    fake_groq.queue_tool_calls([{"name": callbacks.TOOL_NAME, "arguments": {"in_minutes": 60}}])
+    call_sid, response = twilio.voice(number_a.number)
+    socket_url, _, _ = relay_socket(response)
+
+    async def session():
+        client = RelayClient(socket_url)
+        await client.connect()
+        await client.setup(call_sid)
+        await client.prompt("Could you call me back in an hour?")
+        frames = await client.answer()
+        await client.close()
+        return frames
+
+    frames = async_to_sync(session)()
+
+    assert "scheduled" in text_of(frames)
+    with scopes_disabled():
+        callback = ScheduledCallback.objects.get()
+    assert callback.promised_on.call_sid == call_sid and callback.number == CALLER
+    expected = timezone.now() + timedelta(minutes=60)
+    assert abs((callback.due_at - expected).total_seconds()) < 60
