@@ -268,11 +268,26 @@ def test_the_worker_deletes_recordings_after_the_assistants_or_the_tenants_reten
         assert (media_root / name).exists() != gone
 
 
-def test_the_tenants_retention_is_asked_for_in_days(tenant_a):
-    from tenants.admin import TenantForm
+def test_the_owner_sets_the_tenants_retention_in_the_admin(client, alice, charlie, tenant_a):
+    from tenants.tests.test_admin_tenant import change_url, tenant_form
 
-    form = TenantForm(
-        data={"name": "Acme", "slug": "acme", "timezone": "UTC", "recording_retention_days": 0},
-        instance=tenant_a,
+    client.force_login(alice)
+    url = change_url(tenant_a)
+
+    assert client.post(url, tenant_form(tenant_a, recording_retention_days="7")).status_code == 302
+    tenant_a.refresh_from_db()
+    assert tenant_a.recording_retention_days == 7
+    refused = client.post(url, tenant_form(tenant_a, recording_retention_days="0"))
+    assert "recording_retention_days" in refused.context["adminform"].form.errors
+    kept = client.post(url, tenant_form(tenant_a))  # left empty: kept
+    assert kept.status_code == 302
+    tenant_a.refresh_from_db()
+    assert tenant_a.recording_retention_days == 7
+
+    client.force_login(charlie)
+    assert client.post(url, tenant_form(tenant_a, recording_retention_days="1")).status_code in (
+        403,
+        404,
     )
-    assert not form.is_valid() and "recording_retention_days" in form.errors
+    tenant_a.refresh_from_db()
+    assert tenant_a.recording_retention_days == 7
