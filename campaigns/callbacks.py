@@ -184,7 +184,12 @@ def _claim(callback: ScheduledCallback, now: dt.datetime) -> bool:
         callback.status = ScheduledCallback.Status.DO_NOT_CALL
         callback.save(update_fields=["status", "updated_at"])
         return False
-    if not callback.phone_number.active or not _line_free(tenant):
+    if not callback.phone_number.active:
+        callback.status = ScheduledCallback.Status.FAILED
+        callback.error = f"{callback.phone_number.number} is switched off."
+        callback.save(update_fields=["status", "error", "updated_at"])
+        return False
+    if not _line_free(tenant):
         callback.due_at = now + BUSY_RETRY
         callback.save(update_fields=["due_at", "updated_at"])
         return False

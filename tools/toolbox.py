@@ -271,7 +271,7 @@ class Toolbox:
         if call.name == LOOKUP_KNOWLEDGE:
             return await self._lookup(call, arguments, database)
         if call.name in self.registered:
-            return await self._builtin(call, arguments, facts, database)
+            return await self._builtin(call, arguments, facts, deadline, database)
         return await self._request(self.http[call.name], call, arguments, facts, deadline)
 
     async def _lookup(
@@ -287,10 +287,14 @@ class Toolbox:
         call: ToolCall,
         arguments: dict,
         facts: CallFacts,
+        deadline: float,
         database: Callable[[Callable], Callable],
     ) -> Outcome:
-        """Run a registered built-in's handler; a handler that raises is a failed tool."""
+        """Run a registered built-in's handler within the deadline; a handler that raises is
+        a failed tool."""
         builtin = builtins.get(call.name)
+        if builtin is None:  # its app stopped offering it since the call started
+            return _failed(call, "refused", f"There is no tool called {call.name[:64]!r}.")
         context = builtins.BuiltinContext(
             call_id=facts.id,
             tenant_id=self.tenant_id,
@@ -299,7 +303,11 @@ class Toolbox:
             database=database,
         )
         try:
-            result = await builtin.handler(context, arguments)
+            result = await asyncio.wait_for(
+                builtin.handler(context, arguments), timeout=max(deadline - time.monotonic(), 0)
+            )
+        except TimeoutError:
+            return _failed(call, "timeout", "The tool did not answer in time.", arguments=arguments)
         except Exception:
             logger.exception("built-in tool failed", extra={"tool": call.name})
             return _failed(call, "error", "The tool failed.", arguments=arguments)

@@ -442,3 +442,19 @@ def test_a_relay_call_schedules_a_callback_too(twilio, number_a, callback_assist
     assert callback.promised_on.call_sid == call_sid and callback.number == CALLER
     expected = timezone.now() + timedelta(minutes=60)
     assert abs((callback.due_at - expected).total_seconds()) < 60
+
+
+def test_a_callback_from_a_number_switched_off_meanwhile_fails_with_the_reason(
+    tenant_a, assistant_a, number_a, twilio_cloud
+):
+    callback = _scheduled(tenant_a, assistant_a, number_a)
+    with scopes_disabled():
+        number_a.active = False
+        number_a.save()
+
+    assert callbacks.callbacks_place_due() == 0
+    with scopes_disabled():
+        callback.refresh_from_db()
+    assert callback.status == ScheduledCallback.Status.FAILED
+    assert "switched off" in callback.error
+    assert twilio_cloud.calls == {}

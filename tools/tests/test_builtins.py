@@ -149,3 +149,30 @@ def test_unknown_names_and_clashing_http_tools_are_refused(assistant_a, tool_ser
             parameters=SCHEMA,
             url=tool_server.url("/echo"),
         )
+
+
+def test_a_handler_slower_than_the_turns_deadline_is_a_timeout(assistant_a):
+    async def _slow(context, arguments):
+        await asyncio.sleep(5)
+        return builtins.BuiltinResult({"late": True})
+
+    builtins.register(
+        builtins.Builtin(
+            name="slow_thing", label="Slow", description="Slow.", parameters=SCHEMA, handler=_slow
+        )
+    )
+    try:
+        with scopes_disabled():
+            builtin_tools_set(assistant=assistant_a, registered=["slow_thing"])
+        box = _load(assistant_a)
+        facts = CallFacts(id="c", sid="CA1", from_number="+1", to_number="+2", mode="gather")
+        call = ToolCall(id="t1", name="slow_thing", arguments='{"thing": "x"}')
+        started = time.monotonic()
+        outcome = asyncio.run(
+            box.run(call, facts=facts, deadline=time.monotonic() + 0.3, database=lambda fn: fn)
+        )
+    finally:
+        builtins.unregister("slow_thing")
+
+    assert outcome.status == "timeout"
+    assert time.monotonic() - started < 2
