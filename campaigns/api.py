@@ -12,6 +12,7 @@ from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistants.models import AssistantConfig
 from assistants.serializers import PhoneNumberSerializer
 from campaigns import callbacks, contacts, numbers, selectors, services
 from campaigns.models import (
@@ -20,6 +21,7 @@ from campaigns.models import (
     DoNotCall,
     OutboundCall,
     Recording,
+    RecordingSettings,
     ScheduledCallback,
 )
 from campaigns.serializers import (
@@ -30,10 +32,12 @@ from campaigns.serializers import (
     OutboundCallInput,
     OutboundCallSerializer,
     RecordingSerializer,
+    RecordingSettingsSerializer,
     TwilioNumberInput,
     TwilioNumberSerializer,
 )
 from tenants import services as tenant_services
+from tenants.access import get_owned_or_404
 from tenants.api_base import (
     ErrorSerializer,
     TenantAPIView,
@@ -42,6 +46,7 @@ from tenants.api_base import (
 )
 from tenants.models import PhoneNumber
 from tenants.twilio_numbers import TwilioLookupError
+from tools.api import ASSISTANT_PARAMETER
 
 
 class _NewestFirst(TenantCursorPagination):
@@ -224,6 +229,35 @@ class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
     model = Recording
     serializer_class = RecordingSerializer
     pagination_class = _NewestFirst
+
+
+@extend_schema(parameters=[ASSISTANT_PARAMETER])
+class RecordingSettingsView(TenantAPIView):
+    """Whether an assistant's calls (inbound and outbound, every mode) are recorded, announced,
+    and how long their recordings are kept (`retention_days`; null: the tenant's period)."""
+
+    model = RecordingSettings
+    serializer_class = RecordingSettingsSerializer
+
+    def _assistant(self) -> AssistantConfig:
+        return get_owned_or_404(AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"])
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(assistant=self._assistant())
+
+    @extend_schema(summary="Read an assistant's recording settings")
+    def get(self, request: Request, assistant_pk: str) -> Response:
+        found = self.get_queryset().first() or RecordingSettings(assistant=self._assistant())
+        return Response(RecordingSettingsSerializer(found).data)
+
+    @extend_schema(summary="Change an assistant's recording settings")
+    def patch(self, request: Request, assistant_pk: str) -> Response:
+        given = RecordingSettingsSerializer(data=request.data, partial=True)
+        given.is_valid(raise_exception=True)
+        changed = services.recording_settings_set(
+            assistant=self._assistant(), **given.validated_data
+        )
+        return Response(RecordingSettingsSerializer(changed).data)
 
 
 class _DueFirst(TenantCursorPagination):

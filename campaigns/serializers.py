@@ -13,6 +13,7 @@ from campaigns.models import (
     DoNotCall,
     OutboundCall,
     Recording,
+    RecordingSettings,
     ScheduledCallback,
 )
 from campaigns.recordings import recording_url
@@ -196,6 +197,12 @@ class RecordingSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         base = settings.PUBLIC_BASE_URL or (request.build_absolute_uri("/") if request else "")
         return recording_url(recording, base_url=base)
+
+
+class RecordingSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RecordingSettings
+        fields = ["record_calls", "announce_recording", "retention_days"]
 
 
 class CallbackSerializer(serializers.ModelSerializer):

@@ -179,6 +179,18 @@ def recording_settings_for(*, assistant_id: object) -> RecordingSettings:
     return found or RecordingSettings()
 
 
+def recording_settings_set(*, assistant: AssistantConfig, **fields: object) -> RecordingSettings:
+    """Change the assistant's recording settings (the ones not named keep their value)."""
+    settings, _ = RecordingSettings.objects.get_or_create(
+        assistant=assistant, defaults={"tenant_id": assistant.tenant_id}
+    )
+    for name, value in fields.items():
+        setattr(settings, name, value)
+    settings.full_clean()
+    settings.save()
+    return settings
+
+
 def announce_recording(config: dict) -> None:
     """Start the greeting of a call's config snapshot with "This call is recorded." (in the
     assistant's language)."""

@@ -16,6 +16,7 @@ from campaigns.api import (
     CampaignViewSet,
     DoNotCallViewSet,
     OutboundCallViewSet,
+    RecordingSettingsView,
     RecordingViewSet,
     TwilioNumbersView,
 )
@@ -60,6 +61,11 @@ v1 = [
         "assistants/<str:assistant_pk>/analysis-plan/",
         AnalysisPlanView.as_view(),
         name="analysis-plan",
+    ),
+    path(
+        "assistants/<str:assistant_pk>/recording-settings/",
+        RecordingSettingsView.as_view(),
+        name="assistant-recording-settings",
     ),
     path(
         "assistants/<str:assistant_pk>/builtin-tools/",

@@ -291,3 +291,26 @@ def test_the_owner_sets_the_tenants_retention_in_the_admin(client, alice, charli
     )
     tenant_a.refresh_from_db()
     assert tenant_a.recording_retention_days == 7
+
+
+def test_the_api_switches_recording_on_for_an_assistant(
+    api, key_a, key_b, client, assistant_a, number_a
+):
+    url = f"/api/v1/assistants/{assistant_a.id}/recording-settings/"
+    owner = api(key=key_a)
+
+    assert owner.get(url).json() == {
+        "record_calls": False,
+        "announce_recording": True,
+        "retention_days": None,
+    }
+    changed = owner.patch(url, {"record_calls": True, "retention_days": 7}, format="json")
+    assert changed.status_code == 200 and changed.json()["retention_days"] == 7
+    assert owner.patch(url, {"retention_days": 0}, format="json").status_code == 400
+    assert api(key=key_b).get(url).status_code == 404
+    assert api(key=key_b).patch(url, {"record_calls": False}, format="json").status_code == 404
+
+    _, response = FakeTwilio(client).voice(number_a.number)
+    assert list(response.root)[0].tag == "Start"
+    with scopes_disabled():
+        assert RecordingSettings.objects.get(assistant=assistant_a).record_calls is True
