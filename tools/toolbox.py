@@ -110,7 +110,10 @@ class Outcome:
 def _registered_definition(builtin: builtins.Builtin, tenant_id: object) -> dict:
     description = builtin.description
     if builtin.describe_now is not None:
-        description = f"{description} {builtin.describe_now(tenant_id=tenant_id)}"
+        try:
+            description = f"{description} {builtin.describe_now(tenant_id=tenant_id)}"
+        except Exception:  # the call goes on; the model reads the plain description
+            logger.exception("built-in tool description failed", extra={"tool": builtin.name})
     return {"name": builtin.name, "description": description, "parameters": builtin.parameters}
 
 

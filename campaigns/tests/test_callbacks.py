@@ -458,3 +458,28 @@ def test_a_callback_from_a_number_switched_off_meanwhile_fails_with_the_reason(
     assert callback.status == ScheduledCallback.Status.FAILED
     assert "switched off" in callback.error
     assert twilio_cloud.calls == {}
+
+
+def test_the_owner_switches_the_tool_on_in_the_admin(client, alice, charlie, assistant_a):
+    with scopes_disabled():
+        switches = builtin_tools_set(assistant=assistant_a, end_call=True)
+    url = f"/admin/tools/builtintools/{switches.pk}/change/"
+    form = {
+        "tenant": str(assistant_a.tenant_id),
+        "assistant": str(assistant_a.pk),
+        "end_call": "on",
+        "registered": [callbacks.TOOL_NAME],
+    }
+
+    client.force_login(alice)
+    assert "Schedule a callback the caller asks for" in client.get(url).content.decode()
+    assert client.post(url, form).status_code == 302
+    with scopes_disabled():
+        switches.refresh_from_db()
+    assert switches.registered == [callbacks.TOOL_NAME] and switches.end_call
+
+    client.force_login(charlie)
+    assert client.post(url, {**form, "registered": []}).status_code == 404
+    with scopes_disabled():
+        switches.refresh_from_db()
+    assert switches.registered == [callbacks.TOOL_NAME]
