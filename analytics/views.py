@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 from analytics import outcomes, periods, selectors
 from analytics.access import View, dashboard_view
 from calls.models import Call
+from campaigns.callbacks import callbacks_promised_on
 from campaigns.recordings import call_recordings
 from campaigns.selectors import unscoped_campaigns_with_progress
 from insights.models import CallReport, TurnCost
@@ -97,6 +98,7 @@ def call_detail(request: HttpRequest, call_id) -> HttpResponse:
         "stages": [label for _, label in selectors.WATERFALL_STAGES],
         "snapshot": json.dumps(call.config_snapshot, indent=2, sort_keys=True),
         "recordings": call_recordings(call=call),
+        "callbacks": callbacks_promised_on(call=call),
         "report": CallReport.objects.filter(call=call, tenant_id=call.tenant_id).first(),
     }
     return render(request, "analytics/call.html", context)

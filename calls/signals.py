@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-call_started = Signal()  # answered: the conversation begins (not sent for rejected calls)
+# Answered: the conversation begins (not sent for rejected calls). Sent before the answer's
+# TwiML is made: a receiver may adjust the call's config snapshot for it (saving it), e.g. a
+# recorded call's notice and `recording_callback_path`, which starts Twilio's recording.
+call_started = Signal()
 call_ended = Signal()  # an answered call is over (its final status, duration and outcome are set)
 call_transferred = Signal()  # the caller is being handed to a human
 # A caller's words were stored (`call`, `text`): e.g. "stop calling me" for the do-not-call list.

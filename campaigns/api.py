@@ -12,20 +12,32 @@ from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistants.models import AssistantConfig
 from assistants.serializers import PhoneNumberSerializer
-from campaigns import contacts, numbers, selectors, services
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
+from campaigns import callbacks, contacts, numbers, selectors, services
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    OutboundCall,
+    Recording,
+    RecordingSettings,
+    ScheduledCallback,
+)
 from campaigns.serializers import (
+    CallbackSerializer,
     CampaignSerializer,
     ContactSerializer,
     DoNotCallSerializer,
     OutboundCallInput,
     OutboundCallSerializer,
     RecordingSerializer,
+    RecordingSettingsSerializer,
     TwilioNumberInput,
     TwilioNumberSerializer,
 )
 from tenants import services as tenant_services
+from tenants.access import get_owned_or_404
 from tenants.api_base import (
     ErrorSerializer,
     TenantAPIView,
@@ -34,6 +46,7 @@ from tenants.api_base import (
 )
 from tenants.models import PhoneNumber
 from tenants.twilio_numbers import TwilioLookupError
+from tools.api import ASSISTANT_PARAMETER
 
 
 class _NewestFirst(TenantCursorPagination):
@@ -216,6 +229,70 @@ class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
     model = Recording
     serializer_class = RecordingSerializer
     pagination_class = _NewestFirst
+
+
+@extend_schema(parameters=[ASSISTANT_PARAMETER])
+class RecordingSettingsView(TenantAPIView):
+    """Whether an assistant's calls (inbound and outbound, every mode) are recorded, announced,
+    and how long their recordings are kept (`retention_days`; null: the tenant's period)."""
+
+    model = RecordingSettings
+    serializer_class = RecordingSettingsSerializer
+
+    def _assistant(self) -> AssistantConfig:
+        return get_owned_or_404(AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"])
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(assistant=self._assistant())
+
+    @extend_schema(summary="Read an assistant's recording settings")
+    def get(self, request: Request, assistant_pk: str) -> Response:
+        found = self.get_queryset().first() or RecordingSettings(assistant=self._assistant())
+        return Response(RecordingSettingsSerializer(found).data)
+
+    @extend_schema(summary="Change an assistant's recording settings")
+    def patch(self, request: Request, assistant_pk: str) -> Response:
+        given = RecordingSettingsSerializer(data=request.data, partial=True)
+        given.is_valid(raise_exception=True)
+        changed = services.recording_settings_set(
+            assistant=self._assistant(), **given.validated_data
+        )
+        return Response(RecordingSettingsSerializer(changed).data)
+
+
+class _DueFirst(TenantCursorPagination):
+    ordering = "due_at"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the callbacks assistants promised"),
+    retrieve=extend_schema(summary="Read a callback"),
+)
+class CallbackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Calls back an assistant promised a caller (its `schedule_callback` tool), placed from
+    the number that was called once due and once the promising call is over."""
+
+    model = ScheduledCallback
+    serializer_class = CallbackSerializer
+    pagination_class = _DueFirst
+
+    def scope_queryset(self, queryset):
+        return queryset.select_related("outbound")
+
+    @extend_schema(
+        summary="Cancel a callback not yet placed",
+        request=None,
+        responses={200: CallbackSerializer, 400: ErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        callback = self.get_object()
+        if not callbacks.callback_cancel(callback=callback):
+            raise exceptions.ValidationError(
+                {"status": [f"A callback that is {callback.status} cannot be canceled."]}
+            )
+        callback.refresh_from_db()
+        return Response(CallbackSerializer(callback).data)
 
 
 class TwilioNumbersView(TenantAPIView):

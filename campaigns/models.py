@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_scopes import ScopedManager
@@ -64,15 +65,6 @@ class OutboundSettings(models.Model):
         blank=True,
         help_text="Spoken after the beep; {{first_name}} and other contact variables are filled.",
     )
-    record_calls = models.BooleanField(
-        default=False, help_text="Twilio records each call; the file is kept on the platform."
-    )
-    announce_recording = models.BooleanField(
-        default=True, help_text="Recorded calls begin by saying so, before the greeting."
-    )
-    recording_retention_days = models.PositiveSmallIntegerField(
-        default=30, validators=[MinValueValidator(1)], help_text="Recordings are deleted after."
-    )
 
     objects = ScopedManager(tenant="tenant")
 
@@ -81,6 +73,45 @@ class OutboundSettings(models.Model):
 
     def __str__(self) -> str:
         return str(self.assistant)
+
+
+class RecordingSettings(models.Model):
+    """Whether an assistant's calls are recorded — inbound and outbound, in every mode — and
+    for how long the recordings are kept."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    assistant = models.OneToOneField(
+        "assistants.AssistantConfig", on_delete=models.CASCADE, related_name="recording_settings"
+    )
+    record_calls = models.BooleanField(
+        default=False, help_text="Twilio records each call; the file is kept on the platform."
+    )
+    announce_recording = models.BooleanField(
+        default=True, help_text="Recorded calls begin by saying so, before the greeting."
+    )
+    retention_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Recordings are deleted after this many days; empty: the tenant's period.",
+    )
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "recording settings"
+
+    def __str__(self) -> str:
+        return str(self.assistant)
+
+    @property
+    def announced(self) -> bool:
+        return self.record_calls and self.announce_recording
+
+    def clean(self) -> None:
+        if self.assistant_id and self.tenant_id and self.assistant.tenant_id != self.tenant_id:
+            raise ValidationError({"assistant": "Choose an assistant of this tenant."})
 
 
 class Campaign(models.Model):
@@ -261,3 +292,63 @@ class Recording(models.Model):
 
     def __str__(self) -> str:
         return self.recording_sid
+
+
+class ScheduledCallback(models.Model):
+    """A call back an assistant promised a caller: placed by the dialler's tick once due and
+    once the call that promised it is over. Claimed with its Call written before Twilio is
+    asked, so a worker that stops loses it neither nor places it twice."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        PLACED = "placed", "Placed"
+        FAILED = "failed", "Could not be placed"
+        DO_NOT_CALL = "do-not-call", "On the do-not-call list"
+        CANCELED = "canceled", "Canceled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    promised_on = models.ForeignKey(
+        "calls.Call",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="callbacks_promised",
+        help_text="The call on which the assistant promised it.",
+    )
+    assistant = models.ForeignKey(
+        "assistants.AssistantConfig", on_delete=models.CASCADE, related_name="+"
+    )
+    phone_number = models.ForeignKey(
+        "tenants.PhoneNumber",
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="The tenant's number the call comes from.",
+    )
+    number = models.CharField(max_length=20, validators=[validate_e164])
+    note = models.CharField(max_length=200, blank=True)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED)
+    outbound = models.OneToOneField(
+        OutboundCall, on_delete=models.SET_NULL, null=True, blank=True, related_name="callback"
+    )
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["due_at"]
+        indexes = [models.Index(fields=["status", "due_at"], name="callback_status_due")]
+        constraints = [
+            # One promise per person at a time: asking again moves it.
+            models.UniqueConstraint(
+                fields=["tenant", "number"],
+                condition=models.Q(status="scheduled"),
+                name="callback_one_scheduled_per_number",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} at {self.due_at:%Y-%m-%d %H:%M}"

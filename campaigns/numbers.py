@@ -72,18 +72,29 @@ def number_import(
     return phone_number
 
 
-def number_unwire(*, tenant: Tenant, number: str) -> bool:
-    """Point a number that left the platform at nothing, if it still points at the platform.
-    Returns whether it was changed."""
-    if not (tenant.twilio_account_sid and tenant.has_twilio_auth_token):
+def number_unwire(*, account_sid: str, auth_token: str, number: str) -> bool:
+    """Point a number that left the platform (removed, or its tenant deleted or switched off)
+    at nothing, if it still points at the platform. Returns whether it was changed. The
+    account is given, not read from the tenant: a deleted tenant's account is gone."""
+    if not (account_sid and auth_token and settings.PUBLIC_BASE_URL):
         return False
-    sid, token = _account(tenant)
-    found = _find(sid, token, number)
+    found = _find(account_sid, auth_token, number)
     ours = settings.PUBLIC_BASE_URL + WEBHOOK_PATHS["voice_url"]
-    if found is None or not settings.PUBLIC_BASE_URL or found.voice_url != ours:
+    if found is None or found.voice_url != ours:
         return False
     empty = dict.fromkeys(WEBHOOK_PATHS, "")
-    number_point(account_sid=sid, auth_token=token, number_sid=found.sid, **empty)
+    number_point(account_sid=account_sid, auth_token=auth_token, number_sid=found.sid, **empty)
+    return True
+
+
+def number_rewire(*, tenant: Tenant, number: str) -> bool:
+    """Point a number of a tenant switched back on at the platform again, if it points at
+    nothing (a number the tenant pointed elsewhere meanwhile is left alone)."""
+    sid, token = _account(tenant)
+    found = _find(sid, token, number)
+    if found is None or found.voice_url:
+        return False
+    number_point(account_sid=sid, auth_token=token, number_sid=found.sid, **_webhooks())
     return True
 
 

@@ -1,12 +1,15 @@
-"""Call recordings: noted when Twilio has one, fetched into the platform's media storage (and
-deleted at Twilio, which bills storage by the month), deleted here after the assistant's
-retention period."""
+"""Call recordings, of every call whose assistant records them: started with the call (inbound:
+`<Start><Recording>` in the answer's TwiML; outbound: `Record=true` when the call is placed),
+noted when Twilio's recording status callback says one is ready, fetched into the platform's
+media storage (and deleted at Twilio, which bills storage by the month), deleted here after the
+retention period: the assistant's own, else its tenant's."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -14,26 +17,53 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
+from calls.models import Call
 from campaigns import services, twilio_calls
-from campaigns.models import OutboundCall, Recording
+from campaigns.models import Recording
 
 logger = logging.getLogger(__name__)
 
 
+# Where Twilio tells the platform that an inbound call's recording is ready (the call's id in
+# the query); named in the call's config snapshot, which the answer's TwiML follows.
+CALLBACK_PATH = "/twilio/recording"
+
+
+def retention_days(*, call: Call) -> int:
+    """How long the call's recordings are kept: its assistant's period, else its tenant's."""
+    own = services.recording_settings_for(assistant_id=call.assistant_id).retention_days
+    return own or call.tenant.recording_retention_days
+
+
+def recording_start_inbound(*, call: Call) -> bool:
+    """An inbound phone call just answered: when its assistant records calls, mark its config
+    snapshot so that the answer starts a recording (and announces it, if it should). Runs
+    inside the call's creation (the `call_started` signal); returns whether it is recorded."""
+    if call.direction == "outbound" or call.phone_number_id is None or call.assistant_id is None:
+        return False
+    settings = services.recording_settings_for(assistant_id=call.assistant_id)
+    if not settings.record_calls:
+        return False
+    config = call.config_snapshot
+    if settings.announce_recording:
+        services.announce_recording(config)
+    config["recording_callback_path"] = f"{CALLBACK_PATH}?{urlencode({'call': call.id})}"
+    Call.objects.filter(pk=call.pk).update(config_snapshot=config)
+    return True
+
+
 def recording_note(
-    *, outbound: OutboundCall, recording_sid: str, url: str, duration: int | None
+    *, call: Call, recording_sid: str, url: str, duration: int | None
 ) -> Recording | None:
     """Twilio's recording status callback said a recording is ready: note it (once per sid)."""
     if not recording_sid.startswith("RE") or len(recording_sid) > 64 or len(url) > 500:
         return None
-    days = services.outbound_settings_for(
-        assistant_id=outbound.call.assistant_id
-    ).recording_retention_days
+    days = retention_days(call=call)
     try:
         with transaction.atomic():
             return Recording.objects.create(
-                tenant_id=outbound.tenant_id,
-                call_id=outbound.call_id,
+                tenant_id=call.tenant_id,
+                call_id=call.id,
                 recording_sid=recording_sid,
                 source_url=url,
                 duration_seconds=duration,

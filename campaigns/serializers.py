@@ -7,7 +7,15 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 
 from assistants.models import AssistantConfig
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, Recording
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    OutboundCall,
+    Recording,
+    RecordingSettings,
+    ScheduledCallback,
+)
 from campaigns.recordings import recording_url
 from campaigns.selectors import campaign_progress
 from campaigns.services import variables_clean
@@ -189,6 +197,42 @@ class RecordingSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         base = settings.PUBLIC_BASE_URL or (request.build_absolute_uri("/") if request else "")
         return recording_url(recording, base_url=base)
+
+
+class RecordingSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RecordingSettings
+        fields = ["record_calls", "announce_recording", "retention_days"]
+
+
+class CallbackSerializer(serializers.ModelSerializer):
+    promised_on = serializers.UUIDField(
+        source="promised_on_id", read_only=True, help_text="The call on which it was promised."
+    )
+    assistant = serializers.UUIDField(source="assistant_id", read_only=True)
+    phone_number = serializers.UUIDField(source="phone_number_id", read_only=True)
+    call = serializers.SerializerMethodField(help_text="The call placed, once placed.")
+
+    class Meta:
+        model = ScheduledCallback
+        fields = [
+            "id",
+            "number",
+            "due_at",
+            "status",
+            "note",
+            "promised_on",
+            "assistant",
+            "phone_number",
+            "call",
+            "error",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_call(self, callback: ScheduledCallback) -> str | None:
+        outbound = callback.outbound
+        return str(outbound.call_id) if outbound else None
 
 
 class TwilioNumberInput(serializers.Serializer):

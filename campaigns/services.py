@@ -22,7 +22,14 @@ from calls import events, phrases
 from calls import services as call_services
 from calls.models import Call
 from campaigns import twilio_calls
-from campaigns.models import Campaign, Contact, DoNotCall, OutboundCall, OutboundSettings
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    OutboundCall,
+    OutboundSettings,
+    RecordingSettings,
+)
 from tenants.models import PhoneNumber, Tenant
 from tenants.phone import normalize_e164
 
@@ -140,11 +147,8 @@ def outbound_prepare(
     config = assistant.snapshot()
     config["system_prompt"] = render(config["system_prompt"], variables)
     config["greeting"] = render(config["greeting"], variables)
-    settings = outbound_settings_for(assistant_id=assistant.id)
-    if settings.record_calls and settings.announce_recording:
-        config["greeting"] = (
-            f"{phrases.say(phrases.CALL_IS_RECORDED, config=config)} {config['greeting']}"
-        )
+    if recording_settings_for(assistant_id=assistant.id).announced:
+        announce_recording(config)
     call = Call.objects.create(
         tenant=tenant,
         phone_number=phone_number,
@@ -169,6 +173,31 @@ def outbound_settings_for(*, assistant_id: object) -> OutboundSettings:
     return found or OutboundSettings()
 
 
+def recording_settings_for(*, assistant_id: object) -> RecordingSettings:
+    """The assistant's recording settings (not recorded when it has none)."""
+    found = RecordingSettings.objects.filter(assistant_id=assistant_id).first()
+    return found or RecordingSettings()
+
+
+def recording_settings_set(*, assistant: AssistantConfig, **fields: object) -> RecordingSettings:
+    """Change the assistant's recording settings (the ones not named keep their value)."""
+    settings, _ = RecordingSettings.objects.get_or_create(
+        assistant=assistant, defaults={"tenant_id": assistant.tenant_id}
+    )
+    for name, value in fields.items():
+        setattr(settings, name, value)
+    settings.full_clean()
+    settings.save()
+    return settings
+
+
+def announce_recording(config: dict) -> None:
+    """Start the greeting of a call's config snapshot with "This call is recorded." (in the
+    assistant's language)."""
+    notice = phrases.say(phrases.CALL_IS_RECORDED, config=config)
+    config["greeting"] = f"{notice} {config.get('greeting', '')}".strip()
+
+
 def outbound_dial(
     *, outbound: OutboundCall, settings: OutboundSettings | None = None
 ) -> OutboundCall:
@@ -183,7 +212,7 @@ def outbound_dial(
             from_=call.from_number,
             call_id=call.id,
             detect_machines=settings.detect_machines,
-            record=settings.record_calls,
+            record=recording_settings_for(assistant_id=call.assistant_id).record_calls,
         )
     except twilio_calls.TwilioUnavailable as exc:
         call_services.call_status_update(

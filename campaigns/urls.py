@@ -7,4 +7,5 @@ urlpatterns = [
     path("twilio/outbound/status", webhooks.status, name="twilio-outbound-status"),
     path("twilio/outbound/amd", webhooks.amd, name="twilio-outbound-amd"),
     path("twilio/outbound/recording", webhooks.recording, name="twilio-outbound-recording"),
+    path("twilio/recording", webhooks.call_recording, name="twilio-recording"),
 ]

@@ -8,6 +8,7 @@ conversation is the inbound one's: the same TwiML, and `/twilio/gather` or the r
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 
 from django.db import transaction
@@ -15,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django_scopes import scope
 
 from calls.models import Call
+from calls.selectors import unscoped_call_by_id
 from calls.transports import twiml
 from calls.transports.signatures import request_is_signed
 from calls.transports.twilio import (
@@ -104,16 +106,40 @@ def amd(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
 
 @outbound_webhook(unknown=_no_content)
 def recording(request: HttpRequest, outbound: OutboundCall) -> HttpResponse:
-    """Twilio's recording status callback: a finished recording is fetched by a worker."""
-    if field(request, "RecordingStatus") == "completed":
-        noted = recordings.recording_note(
-            outbound=outbound,
-            recording_sid=field(request, "RecordingSid"),
-            url=field(request, "RecordingUrl"),
-            duration=int_field(request, "RecordingDuration"),
-        )
-        if noted is not None:
-            transaction.on_commit(
-                lambda: tasks.fetch_recording.delay(str(noted.tenant_id), str(noted.id))
-            )
+    """Twilio's recording status callback of an outbound call (`Record=true`)."""
+    _recording_ready(request, outbound.call)
     return _no_content()
+
+
+@twilio_webhook
+def call_recording(request: HttpRequest) -> HttpResponse:
+    """Twilio's recording status callback of a call recorded from its answer's TwiML
+    (`<Start><Recording>`: inbound calls). The call's id is in the signed URL."""
+    try:
+        call = unscoped_call_by_id(uuid.UUID(request.GET.get("call", "")))
+    except ValueError:
+        call = None
+    tenant = call.tenant if call else None
+    if not request_is_signed(request, tenant=tenant):
+        return forbidden()
+    if call is None or call.call_sid != field(request, "CallSid"):
+        return _no_content()
+    with scope(tenant=[call.tenant_id]), log_context(tenant=call.tenant.slug):
+        _recording_ready(request, call)
+    return _no_content()
+
+
+def _recording_ready(request: HttpRequest, call: Call) -> None:
+    """A finished recording is noted, and fetched by a worker once that is committed."""
+    if field(request, "RecordingStatus") != "completed":
+        return
+    noted = recordings.recording_note(
+        call=call,
+        recording_sid=field(request, "RecordingSid"),
+        url=field(request, "RecordingUrl"),
+        duration=int_field(request, "RecordingDuration"),
+    )
+    if noted is not None:
+        transaction.on_commit(
+            lambda: tasks.fetch_recording.delay(str(noted.tenant_id), str(noted.id))
+        )

@@ -12,9 +12,11 @@ from analytics.api import AnalyticsView
 from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
 from calls.api import CallViewSet
 from campaigns.api import (
+    CallbackViewSet,
     CampaignViewSet,
     DoNotCallViewSet,
     OutboundCallViewSet,
+    RecordingSettingsView,
     RecordingViewSet,
     TwilioNumbersView,
 )
@@ -35,6 +37,7 @@ router.register("outbound-calls", OutboundCallViewSet, basename="outbound-call")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("do-not-call", DoNotCallViewSet, basename="do-not-call")
 router.register("recordings", RecordingViewSet, basename="recording")
+router.register("callbacks", CallbackViewSet, basename="callback")
 router.register("call-reports", CallReportViewSet, basename="call-report")
 router.register("webhook-endpoints", EndpointViewSet, basename="webhook-endpoint")
 router.register("webhook-deliveries", DeliveryViewSet, basename="webhook-delivery")
@@ -59,6 +62,11 @@ v1 = [
         "assistants/<str:assistant_pk>/analysis-plan/",
         AnalysisPlanView.as_view(),
         name="analysis-plan",
+    ),
+    path(
+        "assistants/<str:assistant_pk>/recording-settings/",
+        RecordingSettingsView.as_view(),
+        name="assistant-recording-settings",
     ),
     path(
         "assistants/<str:assistant_pk>/builtin-tools/",

@@ -476,7 +476,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "core.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "core.logging.ContextFilter"},
+        "quiet_tick": {"()": "campaigns.log_filters.QuietTick"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -493,6 +496,11 @@ LOGGING = {
         "daphne": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
         # httpx logs every request's URL at INFO: a tenant's webhook URL may hold a token.
         "httpx": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
+        # Celery's lines about the dialler's tick (every CAMPAIGN_TICK_SECONDS) are DEBUG.
+        **{
+            name: {"filters": ["quiet_tick"]}
+            for name in ("celery.beat", "celery.app.trace", "celery.worker.strategy")
+        },
     },
 }
 

@@ -26,6 +26,12 @@ Each created call is then played in a thread, every webhook signed with the acco
 A call created with `Record=true` gets a recording once it is over, announced to its
 `RecordingStatusCallback` (`RecordingSid`, `RecordingUrl`, `RecordingStatus=completed`).
 
+`call_in()` plays an inbound call instead: someone dials one of the account's numbers; its voice
+URL is fetched (`Direction=inbound`), then one gather per scripted utterance of the caller
+(`speech`, by the caller's number), then the number's status callback gets `completed`. An answer
+that starts with `<Start><Recording recordingStatusCallback=...>` gets a recording, announced to
+that callback once the call is over.
+
 The outcome is chosen per destination number (`outcomes`, else `default_outcome`). The server
 measures what Twilio would see of a dialler: creates per destination, the most calls in progress
 at once, and the most creates within any one second.
@@ -87,6 +93,8 @@ class FakeCall:
     twiml: list[str] = field(default_factory=list)  # TwiML the platform answered with
     updates: list[dict[str, str]] = field(default_factory=list)
     said_after_beep: str = ""
+    direction: str = "outbound-api"
+    recording_callback: str = ""  # <Start><Recording>'s recordingStatusCallback, once started
     ended: bool = False
     update_event: threading.Event = field(default_factory=threading.Event)
 
@@ -100,7 +108,7 @@ class FakeCall:
             "to": self.to,
             "from": self.from_,
             "status": self.status,
-            "direction": "outbound-api",
+            "direction": self.direction,
             "date_created": format_datetime(self.created_at, usegmt=True),
             "start_time": format_datetime(self.created_at, usegmt=True),
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json",
@@ -297,6 +305,44 @@ class FakeTwilioServer:
         player.start()
         return 201, call.resource()
 
+    def call_in(
+        self,
+        *,
+        account: str,
+        from_: str,
+        to: str,
+        voice_url: str = "",
+        status_callback: str = "",
+    ) -> FakeCall:
+        """Someone dials `to`, one of the account's numbers: play the call against its voice URL
+        and status callback (given, else the ones set on the number). Returns at once; the
+        call is played in a thread (`wait_idle()` waits for it)."""
+        wired = next(
+            (n for n in self.numbers.get(account, {}).values() if n["phone_number"] == to), {}
+        )
+        params = {
+            "Url": [voice_url or wired.get("voice_url", "")],
+            "StatusCallback": [status_callback or wired.get("status_callback", "")],
+        }
+        call = FakeCall(
+            sid="CA" + uuid.uuid4().hex,
+            account_sid=account,
+            to=to,
+            from_=from_,
+            params=params,
+            outcome="answered",
+            created_at=datetime.now(UTC),
+            direction="inbound",
+        )
+        player = threading.Thread(target=self._play_inbound, args=(call,), daemon=True)
+        with self._lock:
+            self.calls[call.sid] = call
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self._players.append(player)
+        player.start()
+        return call
+
     def _list(self, account: str, query: dict[str, list[str]]) -> tuple[int, dict]:
         to, from_ = query.get("To", [""])[0], query.get("From", [""])[0]
         listed = [
@@ -398,13 +444,7 @@ class FakeTwilioServer:
                 call.update_event.wait(self.machine_wait_seconds)
             else:
                 self._amd(call, "human")
-                for words in self.speech.get(call.to, self.speech_for_all):
-                    action = _gather_action(twiml)
-                    if not action:
-                        break
-                    extra = {"CallStatus": "in-progress", "SpeechResult": words}
-                    twiml = self._webhook(call, action, extra | {"Confidence": "0.9"})
-                time.sleep(self.talk_seconds)
+                self._converse(call, twiml, self.speech.get(call.to, self.speech_for_all))
             duration = str(max(int(time.monotonic() - started), 1))
             self._status(call, "completed", next(sequence), final=True, duration=duration)
             self._recorded(call, duration)
@@ -412,6 +452,32 @@ class FakeTwilioServer:
             self.errors.append(f"{call.sid}: {exc!r}")
         finally:
             self._ended(call)
+
+    def _play_inbound(self, call: FakeCall) -> None:
+        try:
+            time.sleep(self.ring_seconds)
+            call.status = "in-progress"
+            started = time.monotonic()
+            twiml = self._webhook(call, call.param("Url"), {"CallStatus": "ringing"})
+            call.recording_callback = _recording_callback(twiml)
+            self._converse(call, twiml, self.speech.get(call.from_, self.speech_for_all))
+            duration = str(max(int(time.monotonic() - started), 1))
+            self._status(call, "completed", 1, final=True, duration=duration)
+            self._recorded(call, duration)
+        except Exception as exc:  # a broken webhook must not stop the other calls
+            self.errors.append(f"{call.sid}: {exc!r}")
+        finally:
+            self._ended(call)
+
+    def _converse(self, call: FakeCall, twiml: str, utterances: list[str]) -> None:
+        """One gather per utterance, while the platform's TwiML gathers; then some talk."""
+        for words in utterances:
+            action = _gather_action(twiml)
+            if not action:
+                break
+            extra = {"CallStatus": "in-progress", "SpeechResult": words}
+            twiml = self._webhook(call, action, extra | {"Confidence": "0.9"})
+        time.sleep(self.talk_seconds)
 
     def _ended(self, call: FakeCall) -> None:
         """The call is over (before Twilio tells the platform so): its line is free again."""
@@ -422,11 +488,15 @@ class FakeTwilioServer:
 
     def _recorded(self, call: FakeCall, duration: str) -> None:
         """A recorded call's recording is ready once the call is over."""
-        if call.param("Record") != "true":
+        if call.param("Record") == "true":
+            callback, source = call.param("RecordingStatusCallback"), "OutboundAPI"
+        elif call.recording_callback:
+            callback, source = call.recording_callback, "StartCallRecordingTwiML"
+        else:
             return
         sid = "RE" + uuid.uuid4().hex
         self.recordings[sid] = call.sid
-        if callback := call.param("RecordingStatusCallback"):
+        if callback:
             url = f"{self.base_url}/2010-04-01/Accounts/{call.account_sid}/Recordings/{sid}"
             extra = {
                 "RecordingSid": sid,
@@ -434,7 +504,7 @@ class FakeTwilioServer:
                 "RecordingStatus": "completed",
                 "RecordingDuration": duration,
                 "RecordingChannels": "1",
-                "RecordingSource": "OutboundAPI",
+                "RecordingSource": source,
             }
             self._webhook(call, callback, extra)
 
@@ -471,7 +541,7 @@ class FakeTwilioServer:
             "AccountSid": call.account_sid,
             "From": call.from_,
             "To": call.to,
-            "Direction": "outbound-api",
+            "Direction": call.direction,
             "ApiVersion": "2010-04-01",
             **extra,
         }
@@ -506,6 +576,16 @@ def _gather_action(twiml: str) -> str:
         return ""
     gather = root.find(".//Gather")
     return gather.get("action", "") if gather is not None else ""
+
+
+def _recording_callback(twiml: str) -> str:
+    """The recordingStatusCallback of a <Start><Recording> in `twiml` ("" when none starts)."""
+    try:
+        root = ET.fromstring(twiml)
+    except ET.ParseError:
+        return ""
+    recording = root.find("./Start/Recording")
+    return recording.get("recordingStatusCallback", "") if recording is not None else ""
 
 
 def _error(status: int, code: int, message: str) -> dict:

@@ -152,7 +152,12 @@ def stop_celery_worker(worker: CeleryWorker) -> None:
 
 
 def start_celery_worker(
-    *, env: dict[str, str], queue: str, log_path: Path, beat_schedule: Path | None = None
+    *,
+    env: dict[str, str],
+    queue: str,
+    log_path: Path,
+    beat_schedule: Path | None = None,
+    loglevel: str = "WARNING",
 ) -> CeleryWorker:
     """Start `celery worker` (threads pool) on `queue`; with `beat_schedule`, beat runs inside
     it. The process leads a session of its own, so a test can stop it and its children as a
@@ -173,7 +178,7 @@ def start_celery_worker(
         "--concurrency",
         "4",
         "--loglevel",
-        "WARNING",
+        loglevel,
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",

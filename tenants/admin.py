@@ -54,7 +54,24 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["name", "slug", "active", "timezone", "twilio_account_sid"]
+        fields = [
+            "name",
+            "slug",
+            "active",
+            "timezone",
+            "recording_retention_days",
+            "twilio_account_sid",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if retention := self.fields.get("recording_retention_days"):  # absent when read-only
+            retention.required = False
+            retention.help_text += " Empty: kept as it is (30 days for a new tenant)."
+
+    def clean_recording_retention_days(self) -> int:
+        days = self.cleaned_data.get("recording_retention_days")
+        return self.instance.recording_retention_days if days is None else days
 
     def save(self, commit: bool = True) -> Tenant:
         tenant = super().save(commit=False)

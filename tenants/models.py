@@ -5,7 +5,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django_scopes import ScopedManager, scopes_disabled
 
@@ -26,6 +26,12 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     active = models.BooleanField(default=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    recording_retention_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Call recordings are deleted after this many days (an assistant may keep "
+        "its own for fewer or more).",
+    )
     twilio_account_sid = models.CharField(
         max_length=64, blank=True, help_text="The tenant's own Twilio account, if it brings one."
     )

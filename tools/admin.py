@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django_scopes.forms import SafeModelChoiceField
 
 from tenants.admin_base import TenantScopedAdmin
+from tools import builtins
 from tools.models import BuiltinTools, HttpTool, TransferDestination, validate_headers
 
 
@@ -93,8 +94,31 @@ class TransferDestinationAdmin(TenantScopedAdmin):
     list_select_related = ["tenant", "assistant"]
 
 
+class BuiltinToolsForm(forms.ModelForm):
+    registered = forms.MultipleChoiceField(
+        label="More built-in tools",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=builtins.choices,  # read when the form is shown: apps register at start-up
+    )
+
+    class Meta:
+        model = BuiltinTools
+        fields = [
+            "tenant",
+            "assistant",
+            "transfer_call",
+            "end_call",
+            "lookup_knowledge",
+            "knowledge_in_prompt",
+            "registered",
+        ]
+        field_classes = {"assistant": SafeModelChoiceField}
+
+
 @admin.register(BuiltinTools)
 class BuiltinToolsAdmin(TenantScopedAdmin):
+    form = BuiltinToolsForm
     list_display = [
         "assistant",
         "tenant",
@@ -102,5 +126,6 @@ class BuiltinToolsAdmin(TenantScopedAdmin):
         "end_call",
         "lookup_knowledge",
         "knowledge_in_prompt",
+        "registered",
     ]
     list_select_related = ["tenant", "assistant"]

@@ -24,6 +24,7 @@ from core.signing import new_secret
 from tenants import crypto
 from tenants.models import Tenant
 from tenants.phone import normalize_e164, validate_e164
+from tools import builtins
 
 TRANSFER_CALL = "transfer_call"
 END_CALL = "end_call"
@@ -78,6 +79,12 @@ class BuiltinTools(models.Model):
         default=False,
         help_text="Also put passages that match the caller's words strongly into the prompt.",
     )
+    registered = models.JSONField(
+        "more built-in tools",
+        default=list,
+        blank=True,
+        help_text="The names of further built-in tools switched on (e.g. schedule_callback).",
+    )
 
     objects = ScopedManager(tenant="tenant")
 
@@ -89,6 +96,24 @@ class BuiltinTools(models.Model):
 
     def clean(self) -> None:
         _same_tenant(self)
+        self.registered = validate_registered(self.registered)
+
+
+def validate_registered(value: object) -> list[str]:
+    """Names of registered built-in tools, without repeats; raises ValidationError."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError({"registered": "Give a list of built-in tool names."})
+    unknown = [name for name in value if builtins.get(name) is None]
+    if unknown:
+        raise ValidationError(
+            {
+                "registered": f"No built-in tool called {unknown[0][:64]!r} (choose from "
+                f"{', '.join(builtins.names()) or 'none'})."
+            }
+        )
+    return sorted(set(value))
 
 
 class TransferDestination(models.Model):
@@ -175,7 +200,7 @@ class HttpTool(models.Model):
 
     def clean(self) -> None:
         _same_tenant(self)
-        if self.name in BUILTIN_NAMES:
+        if self.name in BUILTIN_NAMES or builtins.get(self.name) is not None:
             raise ValidationError({"name": f"{self.name!r} is a built-in tool's name."})
 
     def set_headers(self, headers: dict[str, str]) -> None:

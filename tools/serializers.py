@@ -3,7 +3,13 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from tools.models import BuiltinTools, HttpTool, TransferDestination, validate_headers
+from tools.models import (
+    BuiltinTools,
+    HttpTool,
+    TransferDestination,
+    validate_headers,
+    validate_registered,
+)
 from tools.services import BUILTIN_FIELDS, HTTP_TOOL_FIELDS
 
 
@@ -58,6 +64,19 @@ class TransferDestinationSerializer(serializers.ModelSerializer):
 
 
 class BuiltinToolsSerializer(serializers.ModelSerializer):
+    registered = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        max_length=50,
+        help_text="Further built-in tools switched on, by name (e.g. schedule_callback).",
+    )
+
     class Meta:
         model = BuiltinTools
         fields = sorted(BUILTIN_FIELDS)
+
+    def validate_registered(self, value: list[str]) -> list[str]:
+        try:
+            return validate_registered(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["registered"]) from exc

@@ -8,7 +8,9 @@ from tools.models import BuiltinTools, HttpTool, TransferDestination, validate_h
 HTTP_TOOL_FIELDS = frozenset(
     {"name", "description", "parameters", "url", "method", "timeout_seconds", "active"}
 )
-BUILTIN_FIELDS = frozenset({"transfer_call", "end_call", "lookup_knowledge", "knowledge_in_prompt"})
+BUILTIN_FIELDS = frozenset(
+    {"transfer_call", "end_call", "lookup_knowledge", "knowledge_in_prompt", "registered"}
+)
 
 
 def http_tool_create(
@@ -65,8 +67,9 @@ def transfer_destination_update(
     return destination
 
 
-def builtin_tools_set(*, assistant: AssistantConfig, **switches: bool) -> BuiltinTools:
-    """Switch the assistant's built-in tools on or off (the ones not named keep their state)."""
+def builtin_tools_set(*, assistant: AssistantConfig, **switches: object) -> BuiltinTools:
+    """Switch the assistant's built-in tools on or off (the ones not named keep their state);
+    `registered` lists the registered built-ins switched on (`tools.builtins`)."""
     builtin, _ = BuiltinTools.objects.get_or_create(
         assistant=assistant, defaults={"tenant_id": assistant.tenant_id}
     )

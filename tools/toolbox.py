@@ -24,6 +24,7 @@ from core import outbound
 from core.signing import new_message_id, signed_headers
 from knowledge.search import Hit, passages_search
 from providers.llm import ToolCall
+from tools import builtins
 from tools.models import (
     END_CALL,
     LOOKUP_KNOWLEDGE,
@@ -106,6 +107,16 @@ class Outcome:
         }
 
 
+def _registered_definition(builtin: builtins.Builtin, tenant_id: object) -> dict:
+    description = builtin.description
+    if builtin.describe_now is not None:
+        try:
+            description = f"{description} {builtin.describe_now(tenant_id=tenant_id)}"
+        except Exception:  # the call goes on; the model reads the plain description
+            logger.exception("built-in tool description failed", extra={"tool": builtin.name})
+    return {"name": builtin.name, "description": description, "parameters": builtin.parameters}
+
+
 def _failed(call: ToolCall, status: str, message: str, **extra: object) -> Outcome:
     return Outcome(call=call, status=status, content=json.dumps({"error": message}), **extra)
 
@@ -115,6 +126,7 @@ class Toolbox:
     """The tools an assistant may use on one call."""
 
     tenant_id: object = None
+    assistant_id: object = None
     language: str = "en-US"
     transfer_call: bool = False
     end_call: bool = False
@@ -122,16 +134,21 @@ class Toolbox:
     knowledge_in_prompt: bool = False
     destinations: dict[str, str] = field(default_factory=dict)  # name -> E.164 number
     http: dict[str, HttpToolSpec] = field(default_factory=dict)
+    # Registered built-ins switched on: name -> their definition for the model.
+    registered: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, *, assistant_id: object, tenant_id: object, language: str) -> Toolbox:
         """The assistant's tools, read from the database (inside the tenant's scope)."""
-        box = cls(tenant_id=tenant_id, language=language)
+        box = cls(tenant_id=tenant_id, assistant_id=assistant_id, language=language)
         switches = BuiltinTools.objects.filter(tenant_id=tenant_id, assistant_id=assistant_id)
         if (builtin := switches.first()) is not None:
             box.transfer_call, box.end_call = builtin.transfer_call, builtin.end_call
             box.lookup_knowledge = builtin.lookup_knowledge
             box.knowledge_in_prompt = builtin.knowledge_in_prompt
+            for name in builtin.registered or []:
+                if (registered := builtins.get(name)) is not None:
+                    box.registered[name] = _registered_definition(registered, tenant_id)
         if box.transfer_call:
             destinations = TransferDestination.objects.filter(
                 tenant_id=tenant_id, assistant_id=assistant_id
@@ -172,6 +189,7 @@ class Toolbox:
                     "parameters": {"type": "object", "properties": {}},
                 }
             )
+        functions.extend(self.registered.values())
         if self.lookup_knowledge:
             functions.append(
                 {
@@ -255,6 +273,8 @@ class Toolbox:
             return Outcome(call, "ok", content, arguments=arguments, action={"hangup": True})
         if call.name == LOOKUP_KNOWLEDGE:
             return await self._lookup(call, arguments, database)
+        if call.name in self.registered:
+            return await self._builtin(call, arguments, facts, deadline, database)
         return await self._request(self.http[call.name], call, arguments, facts, deadline)
 
     async def _lookup(
@@ -264,6 +284,39 @@ class Toolbox:
         content = json.dumps([{"title": h.title, "text": h.text} for h in hits])
         passages = [hit.as_dict() for hit in hits]
         return Outcome(call, "ok", content[:RESULT_CHARS], arguments=arguments, passages=passages)
+
+    async def _builtin(
+        self,
+        call: ToolCall,
+        arguments: dict,
+        facts: CallFacts,
+        deadline: float,
+        database: Callable[[Callable], Callable],
+    ) -> Outcome:
+        """Run a registered built-in's handler within the deadline; a handler that raises is
+        a failed tool."""
+        builtin = builtins.get(call.name)
+        if builtin is None:  # its app stopped offering it since the call started
+            return _failed(call, "refused", f"There is no tool called {call.name[:64]!r}.")
+        context = builtins.BuiltinContext(
+            call_id=facts.id,
+            tenant_id=self.tenant_id,
+            assistant_id=self.assistant_id,
+            language=self.language,
+            database=database,
+        )
+        try:
+            result = await asyncio.wait_for(
+                builtin.handler(context, arguments), timeout=max(deadline - time.monotonic(), 0)
+            )
+        except TimeoutError:
+            return _failed(call, "timeout", "The tool did not answer in time.", arguments=arguments)
+        except Exception:
+            logger.exception("built-in tool failed", extra={"tool": call.name})
+            return _failed(call, "error", "The tool failed.", arguments=arguments)
+        content = json.dumps(result.data)[:RESULT_CHARS]
+        status = "ok" if result.ok else "error"
+        return Outcome(call, status, content, arguments=arguments)
 
     def search(self, question: str) -> list[Hit]:
         """The tenant's passages for `question` (runs in a database thread)."""

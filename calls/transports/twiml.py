@@ -104,6 +104,20 @@ def relay_hears_every_language(config: CallConfig) -> bool:
     return deepgram and languages.is_multilingual(config)
 
 
+def recorded(response: VoiceResponse, *, callback_url: str) -> VoiceResponse:
+    """`response` after <Start><Recording>: Twilio records the whole call from here on (both
+    sides, every mode) and posts the finished recording to `callback_url`."""
+    started = VoiceResponse()
+    start = started.start()
+    start.recording(
+        recording_status_callback=callback_url,
+        recording_status_callback_event="completed",
+        recording_status_callback_method="POST",
+    )
+    started.verbs.extend(response.verbs)
+    return started
+
+
 def conversation_relay(
     *, config: CallConfig, socket_url: str, action_url: str, parameters: dict[str, str]
 ) -> VoiceResponse:

@@ -84,7 +84,16 @@ def voice(request: HttpRequest) -> HttpResponse:
 
 def answer(request: HttpRequest, call: Call) -> VoiceResponse:
     """The TwiML that starts a conversation on an answered call: the greeting and a gather, or
-    the ConversationRelay socket (inbound calls, and outbound ones once the callee picks up)."""
+    the ConversationRelay socket (inbound calls, and outbound ones once the callee picks up).
+    A call whose snapshot names a recording callback (its assistant records calls) starts
+    Twilio's recording first."""
+    response = _answer(request, call)
+    if path := call.config_snapshot.get("recording_callback_path"):
+        return twiml.recorded(response, callback_url=public_url(request, path))
+    return response
+
+
+def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
     config = call.config_snapshot
     languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:

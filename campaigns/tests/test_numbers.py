@@ -92,3 +92,75 @@ def test_another_tenants_assistant_is_a_404(api, key_a, assistant_b, own_account
     )
     assert response.status_code == 404
     assert own_account["voice_url"] == ""
+
+
+@pytest.fixture
+def twilio_worker(twilio_cloud, live_server, media_root, tmp_path):
+    """A real worker that reaches the Twilio stand-in; tasks the platform queues go to it."""
+    from django.conf import settings
+
+    from config.celery import app
+    from devtools.testing import start_test_worker, stop_celery_worker
+
+    worker = start_test_worker(
+        log_path=tmp_path / "worker.log",
+        media_root=media_root,
+        extra_env={
+            "TWILIO_API_BASE_URL": twilio_cloud.base_url,
+            "PUBLIC_BASE_URL": live_server.url,
+            "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
+        },
+    )
+    option = f"{app.namespace}_TASK_DEFAULT_QUEUE"
+    previous = app.conf.task_default_queue
+    app.conf.update({option: worker.queue})
+    yield worker
+    app.conf.update({option: previous})
+    stop_celery_worker(worker)
+
+
+def _wait(condition, *, timeout: float = 30) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _import_both(api, key_a, twilio_cloud) -> list[dict]:
+    for number in (OWN, "+14155558002"):
+        assert api(key=key_a).post(URL, {"number": number}, format="json").status_code == 201
+    wired = list(twilio_cloud.numbers[SID_A].values())
+    assert all(n["voice_url"].endswith("/twilio/voice") for n in wired)
+    return wired
+
+
+def test_the_numbers_of_a_deleted_tenant_are_unwired(
+    api, key_a, tenant_a, own_account, twilio_worker, twilio_cloud
+):
+    wired = _import_both(api, key_a, twilio_cloud)
+
+    tenant_a.delete()
+
+    assert _wait(lambda: all(n["voice_url"] == "" for n in wired)), twilio_worker.log()[-2000:]
+    assert all((n["voice_fallback_url"], n["status_callback"]) == ("", "") for n in wired)
+
+
+def test_a_switched_off_tenants_numbers_are_unwired_and_wired_again_when_switched_on(
+    api, key_a, tenant_a, own_account, twilio_worker, twilio_cloud, live_server
+):
+    wired = _import_both(api, key_a, twilio_cloud)
+
+    tenant_a.active = False
+    tenant_a.save()
+    assert _wait(lambda: all(n["voice_url"] == "" for n in wired)), twilio_worker.log()[-2000:]
+
+    wired[1]["voice_url"] = "https://elsewhere.example.com/voice"  # the tenant moved one away
+    tenant_a.active = True
+    tenant_a.save()
+    assert _wait(lambda: wired[0]["voice_url"] == f"{live_server.url}/twilio/voice")
+    assert wired[0]["status_callback"] == f"{live_server.url}/twilio/status"
+    assert wired[1]["voice_url"] == "https://elsewhere.example.com/voice"

@@ -10,7 +10,13 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from calls.models import Call, Turn
-from campaigns.models import DoNotCall, OutboundCall, OutboundSettings, Recording
+from campaigns.models import (
+    DoNotCall,
+    OutboundCall,
+    OutboundSettings,
+    Recording,
+    RecordingSettings,
+)
 from campaigns.recordings import recordings_expire
 from devtools.fake_twilio import RECORDING_AUDIO
 
@@ -182,7 +188,7 @@ def test_a_recorded_call_is_announced_fetched_played_and_deleted_on_time(
     api, key_a, key_b, alice, charlie, assistant_a, number_a, twilio_cloud, media_root, tasks_inline
 ):
     with scopes_disabled():
-        OutboundSettings.objects.create(
+        RecordingSettings.objects.create(
             tenant=number_a.tenant, assistant=assistant_a, record_calls=True
         )
     response = _place(api, key_a, assistant_a, number_a)
@@ -219,12 +225,12 @@ def test_recordings_are_kept_for_the_retention_period(
     api, key_a, assistant_a, number_a, twilio_cloud, media_root, tasks_inline
 ):
     with scopes_disabled():
-        OutboundSettings.objects.create(
+        RecordingSettings.objects.create(
             tenant=number_a.tenant,
             assistant=assistant_a,
             record_calls=True,
             announce_recording=False,
-            recording_retention_days=7,
+            retention_days=7,
         )
     _place(api, key_a, assistant_a, number_a)
     assert twilio_cloud.wait_idle(timeout=15)

@@ -122,5 +122,6 @@ def test_destinations_and_builtins(api, alice, assistant_a):
         "end_call": True,
         "knowledge_in_prompt": False,
         "lookup_knowledge": False,
+        "registered": [],
         "transfer_call": True,
     }
