@@ -298,6 +298,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Admission control: past any of these a server process refuses new calls politely (core/load.py;
+# 0 switches a sign off). Calls in progress are never affected.
+LOAD_SAMPLE_SECONDS = env.float("LOAD_SAMPLE_SECONDS", default=0.2)
+LOAD_MAX_LOOP_LAG_MS = env.float("LOAD_MAX_LOOP_LAG_MS", default=1000.0)
+LOAD_MAX_SESSIONS = env.int("LOAD_MAX_SESSIONS", default=0)
+LOAD_MAX_DB_WAIT_MS = env.float("LOAD_MAX_DB_WAIT_MS", default=1000.0)
+# Each server process says it is alive every SERVER_HEARTBEAT_SECONDS; the calls held by one
+# silent for SERVER_HEARTBEAT_TTL seconds are closed by the sweeper, run every
+# SERVER_SWEEP_SECONDS.
+SERVER_HEARTBEAT_SECONDS = env.float("SERVER_HEARTBEAT_SECONDS", default=5.0)
+SERVER_HEARTBEAT_TTL = env.int("SERVER_HEARTBEAT_TTL", default=20)
+SERVER_SWEEP_SECONDS = env.float("SERVER_SWEEP_SECONDS", default=15.0)
+CELERY_BEAT_SCHEDULE["close-orphaned-calls"] = {
+    "task": "calls.tasks.close_orphaned_calls",
+    "schedule": SERVER_SWEEP_SECONDS,
+    "options": {"expires": SERVER_SWEEP_SECONDS},
+}
+
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
