@@ -128,10 +128,14 @@ class ProcessLoad:
 
     def start_sampling(self) -> None:
         """Start the sampler on the running event loop (once per loop; cheap to call often)."""
+        loop = asyncio.get_running_loop()
         sampler = self._sampler
-        if sampler is not None and not sampler.done():
+        if sampler is not None and not sampler.done() and sampler.get_loop() is loop:
             return
-        self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+        if sampler is not None and not sampler.get_loop().is_closed():
+            # A loop that is over but not closed (tests run one per case): stop its sampler.
+            sampler.get_loop().call_soon_threadsafe(sampler.cancel)
+        self._sampler = loop.create_task(self._sample_forever())
 
     async def _sample_forever(self) -> None:
         loop = asyncio.get_running_loop()

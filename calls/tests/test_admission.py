@@ -3,7 +3,9 @@ every mode, records them, and tells the load balancer; calls in progress go on."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -218,3 +220,22 @@ def test_the_talk_page_is_refused_with_a_clear_message_while_the_conversation_in
     assert calls[1].outcome == Call.Outcome.REJECTED_OVERLOADED
     assert calls[1].tenant_id == assistant_a.tenant_id
     assert load.process_load.current().sessions == 0  # given back when the socket closed
+
+
+def test_the_sampler_sees_an_event_loop_held_up(settings):
+    settings.LOAD_SAMPLE_SECONDS = 0.05
+    settings.LOAD_MAX_LOOP_LAG_MS = 300
+    process = load.ProcessLoad()
+
+    async def scenario() -> load.Load:
+        process.start_sampling()
+        await asyncio.sleep(0.2)
+        calm = process.current()
+        time.sleep(0.5)  # work that holds the loop: every call of the process waits
+        await asyncio.sleep(0.02)  # the sampler wakes up, late
+        assert calm.past_thresholds() == []
+        return process.current()
+
+    held_up = asyncio.run(scenario())
+    assert held_up.loop_lag_ms >= 400
+    assert held_up.past_thresholds() == ["loop_lag"]
