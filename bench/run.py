@@ -71,7 +71,9 @@ def main() -> None:
     parser.add_argument("--scale-seconds", type=float, default=30.0)
     parser.add_argument("--overload-limit", type=int, default=100, help="LOAD_MAX_SESSIONS")
     parser.add_argument("--overload-extra", type=int, default=400, help="calls beyond it")
-    parser.add_argument("--overload-rate", type=float, default=80.0, help="new calls per second")
+    parser.add_argument(
+        "--overload-rate", type=float, action="append", help="new calls per second (20, 80)"
+    )
     parser.add_argument("--overload-seconds", type=float, default=40.0)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
@@ -319,7 +321,7 @@ def main() -> None:
                         number=relay_number.number,
                         limit=args.overload_limit,
                         extra=args.overload_extra,
-                        rate=args.overload_rate,
+                        rates=args.overload_rate or [20.0, 80.0],
                         seconds=15.0 if args.quick else args.overload_seconds,
                         pause=pause,
                         ttft_ms=args.ttft_ms,
@@ -347,6 +349,7 @@ def main() -> None:
     flags += "".join(f" --only {name}" for name in args.only or [])
     flags += "".join(f" --capacity {level}" for level in args.capacity or [])
     flags += "".join(f" --scale-level {level}" for level in args.scale_level or [])
+    flags += "".join(f" --overload-rate {rate:g}" for rate in args.overload_rate or [])
     for name in (
         "capacity_seconds",
         "idle_sessions",
@@ -357,7 +360,6 @@ def main() -> None:
         "scale_seconds",
         "overload_limit",
         "overload_extra",
-        "overload_rate",
         "overload_seconds",
     ):
         value = getattr(args, name)

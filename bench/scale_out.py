@@ -28,6 +28,10 @@ from pathlib import Path
 import psutil
 from harness import ROOT, daphne_server, free_port, percentile
 
+# Each server's database pool: enough for its database threads, and small enough that several
+# servers fit in a PostgreSQL shared with other users (max_connections).
+SMALL_POOL = {"DB_POOL_MAX_SIZE": os.environ.get("DB_POOL_MAX_SIZE", "20")}
+
 HOW_TO_INSTALL = (
     "HAProxy is not installed: install it from the system's packages "
     "(`sudo apt-get install -y haproxy` on Debian/Ubuntu) and run again."
@@ -310,30 +314,91 @@ def overload(
     number: str,
     limit: int,
     extra: int,
-    rate: float,
+    rates: list[float],
     seconds: float,
     pause: float,
     ttft_ms: float,
 ) -> str:
     """The overload table: `limit` sessions held by a process that takes no more, `extra` new
-    calls arriving at `rate`/s meanwhile."""
+    calls arriving meanwhile at each of `rates` per second (a fresh server for each)."""
+    rows, polite = [], True
+    for rate in rates:
+        row, refused_politely = _overload_row(
+            env=env,
+            token=token,
+            number=number,
+            limit=limit,
+            extra=extra,
+            rate=rate,
+            seconds=seconds,
+            pause=pause,
+            ttft_ms=ttft_ms,
+        )
+        rows.append(row)
+        polite = polite and refused_politely
+    return "\n".join(
+        [
+            f"### 5. Overload: one server process that takes {limit} sessions "
+            f"(`LOAD_MAX_SESSIONS={limit}`), {extra} more calls arriving",
+            "",
+            f"{limit} relay sessions ask at a caller's rhythm (a prompt {pause:g} s after each "
+            f"answer) for {seconds / 2:g} s alone, then {seconds / 2:g} s while {extra} new calls "
+            "arrive (voice webhook, and the socket if one is offered). Server CPU per refusal: "
+            "the server's CPU while the new calls arrive minus its CPU while alone, per call.",
+            "",
+            "| new calls per second | new calls | refused politely (busy line, no socket) | "
+            "answered | connection errors | other failures | calls in progress: overhead p50 / "
+            "p99 alone (ms) | ... while the new calls arrive (ms) | their errors | server CPU "
+            "ms per refusal | dashboard events published | events lost |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"A refused call hears the busy line and is hung up: {'yes' if polite else 'NO'}. "
+            "Events are counted by the server's `/metrics` (`voice_events_published_total`, "
+            "`voice_events_lost_total`).",
+            "",
+        ]
+    )
+
+
+def _overload_row(
+    *,
+    env: dict[str, str],
+    token: str,
+    number: str,
+    limit: int,
+    extra: int,
+    rate: float,
+    seconds: float,
+    pause: float,
+    ttft_ms: float,
+) -> tuple[str, bool]:
+    from harness import process_cpu_seconds
     from relay import RelayStats, close_all, drive, open_sessions
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server_env = {**env, "PUBLIC_BASE_URL": base, "LOAD_MAX_SESSIONS": str(limit)}
-    with daphne_server(server_env, port):
+    server_env = {
+        **env,
+        **SMALL_POOL,
+        "PUBLIC_BASE_URL": base,
+        "LOAD_MAX_SESSIONS": str(limit),
+    }
+    with daphne_server(server_env, port) as server:
         published = metric_total(base, "voice_events_published_total")
         lost = metric_total(base, "voice_events_lost_total")
         held, calm = RelayStats(), RelayStats()
+        cpu: list[float] = []
 
         async def phase() -> Burst:
             sockets = await open_sessions(
                 base=base, token=token, number=number, count=limit, stats=held
             )
             started = time.monotonic()
+            cpu.append(process_cpu_seconds(server.pid))
             # The calls in progress alone for a while, then with the crowd at the door.
             await drive(sockets, until=started + seconds / 2, pause=pause, stats=calm)
+            cpu.append(process_cpu_seconds(server.pid))
             driving = asyncio.create_task(
                 drive(sockets, until=time.monotonic() + seconds / 2, pause=pause, stats=held)
             )
@@ -341,6 +406,7 @@ def overload(
                 base=base, token=token, number=number, count=extra, rate=rate
             )
             await driving
+            cpu.append(process_cpu_seconds(server.pid))
             await close_all(sockets)
             return burst
 
@@ -351,32 +417,15 @@ def overload(
         lost = metric_total(base, "voice_events_lost_total") - lost
     quiet = [value - ttft_ms for value in calm.first_ms]
     crowded = [value - ttft_ms for value in held.first_ms]
-    return "\n".join(
-        [
-            f"### 5. Overload: one server process that takes {limit} sessions "
-            f"(`LOAD_MAX_SESSIONS={limit}`), {extra} more calls arriving at {rate:g}/s",
-            "",
-            f"{limit} relay sessions ask at a caller's rhythm (a prompt {pause:g} s after each "
-            f"answer) for {seconds / 2:g} s alone, then {seconds / 2:g} s while {extra} new calls "
-            "arrive (voice webhook, and the socket if one is offered).",
-            "",
-            "| sessions held | new calls | refused politely (busy line, no socket) | answered | "
-            "connection errors | other failures | calls in progress: overhead p50 / p99 alone "
-            "(ms) | ... while the new calls arrive (ms) | their errors | dashboard events "
-            "published | events lost |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {limit} | {burst.attempted} | {burst.refused_politely} | {burst.answered} | "
-            f"{burst.connection_errors} | {burst.other} | {percentile(quiet, 50):.0f} / "
-            f"{percentile(quiet, 99):.0f} | {percentile(crowded, 50):.0f} / "
-            f"{percentile(crowded, 99):.0f} | {len(held.errors) + len(calm.errors)} | "
-            f"{published:.0f} | {lost:.0f} |",
-            "",
-            f"A refused call hears the busy line and is hung up: {'yes' if polite else 'NO'}. "
-            "Events are counted by the server's `/metrics` (`voice_events_published_total`, "
-            "`voice_events_lost_total`).",
-            "",
-        ]
+    per_refusal = ((cpu[2] - cpu[1]) - (cpu[1] - cpu[0])) * 1000 / max(1, burst.refused_politely)
+    row = (
+        f"| {rate:g} | {burst.attempted} | {burst.refused_politely} | {burst.answered} | "
+        f"{burst.connection_errors} | {burst.other} | {percentile(quiet, 50):.0f} / "
+        f"{percentile(quiet, 99):.0f} | {percentile(crowded, 50):.0f} / "
+        f"{percentile(crowded, 99):.0f} | {len(held.errors) + len(calm.errors)} | "
+        f"{per_refusal:.1f} | {published:.0f} | {lost:.0f} |"
     )
+    return row, polite
 
 
 def scale_out(
@@ -410,7 +459,7 @@ def scale_out(
     for count in sorted({1, processes}):
         front = free_port()
         base = f"http://127.0.0.1:{front}"
-        server_env = {**env, "PUBLIC_BASE_URL": base}
+        server_env = {**env, **SMALL_POOL, "PUBLIC_BASE_URL": base}
         with (
             servers(server_env, count) as started,
             haproxy(front, [port for port, _ in started], workdir) as balancer,
@@ -494,7 +543,7 @@ def failover(*, env: dict[str, str], token: str, number: str, workdir: Path) -> 
 
     front = free_port()
     base = f"http://127.0.0.1:{front}"
-    server_env = {**env, "PUBLIC_BASE_URL": base, "SERVER_HEARTBEAT_SECONDS": "1"}
+    server_env = {**env, **SMALL_POOL, "PUBLIC_BASE_URL": base, "SERVER_HEARTBEAT_SECONDS": "1"}
     ttl = int(env.get("SERVER_HEARTBEAT_TTL", "20"))
     with servers(server_env, 2) as started, haproxy(front, [p for p, _ in started], workdir):
         victim = started[0][1]
