@@ -143,3 +143,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         payload = present(message)
         if payload is not None:
             await self.send(text_data=json.dumps(payload))
+
+    async def call_events(self, message: dict) -> None:
+        """Several events sent as one message (calls/events.py batches them)."""
+        for event in message.get("events", []):
+            await self.call_event(event)

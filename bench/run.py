@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import scale_out
 from harness import (
     ROOT,
     bench_tenant,
@@ -41,7 +42,10 @@ FIXED_ANSWER = (
     "Yes, we can repair it this week. A plumber can come on Thursday morning. "
     "Shall I book that for you?"
 )
-SCENARIOS = ["latency", "overhead", "capacity", "throughput"]
+ONE_SERVER_SCENARIOS = ["latency", "overhead", "capacity", "throughput"]
+# overload: one process past its LOAD_MAX_SESSIONS; scaleout: 1 and --processes servers behind
+# HAProxy, and one of two killed mid-call (bench/scale_out.py).
+SCENARIOS = [*ONE_SERVER_SCENARIOS, "overload", "scaleout"]
 RHYTHM = 10.0  # a caller's rhythm: seconds between the end of an answer and the next prompt
 
 
@@ -62,6 +66,15 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=60.0)
     parser.add_argument("--idle-sessions", type=int, help="relay sessions held idle (1000)")
     parser.add_argument("--idle-seconds", type=float, help="how long they are idle (60)")
+    parser.add_argument("--processes", type=int, default=2, help="scaleout: servers (and 1)")
+    parser.add_argument("--scale-level", type=int, action="append", help="scaleout: sessions")
+    parser.add_argument("--scale-seconds", type=float, default=30.0)
+    parser.add_argument("--overload-limit", type=int, default=100, help="LOAD_MAX_SESSIONS")
+    parser.add_argument("--overload-extra", type=int, default=400, help="calls beyond it")
+    parser.add_argument(
+        "--overload-rate", type=float, action="append", help="new calls per second (20, 80)"
+    )
+    parser.add_argument("--overload-seconds", type=float, default=40.0)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     wanted = set(args.only or SCENARIOS)
@@ -142,166 +155,224 @@ def main() -> None:
             )
             return stats
 
-        with celery_worker(env, concurrency=32), daphne_server(env, port) as server:
-            if "latency" in wanted:
-                sequential, pipelined = [], []
-                played = said = 0
-                caller = make_caller()
-                for i in range(samples):
-                    sequential.append(
-                        sequential_first_audio(assistant=assistant, question=f"{QUESTION} {i}")
-                    )
-                    elapsed, p, s = pipelined_first_audio(caller, question=f"{QUESTION} #{i}")
-                    pipelined.append(elapsed)
-                    played, said = played + p, said + s
-                caller.close()
-                streamed = relay(1, samples, 0.2)
-                sections.append(
-                    table(
-                        "1. Time to first audio, one caller turn (~60-token answer)",
-                        {
-                            "a. sequential: whole answer, then TTS, then respond": sequential,
-                            "b. gather mode: sentences to TTS while the LLM streams": pipelined,
-                            "c. relay mode: prompt to first text frame": streamed.first_ms,
-                        },
-                        baseline="a. sequential: whole answer, then TTS, then respond",
-                    )
-                    + f"\nGather replies: {played} sentences played as audio, {said} said by "
-                    "`<Say>` (audio not ready in time). In relay mode Twilio speaks the text as "
-                    "it arrives; relay errors: "
-                    f"{len(streamed.errors)}.\n"
-                )
+        with celery_worker(env, concurrency=32) as worker:
+            if wanted & set(ONE_SERVER_SCENARIOS):
+                with daphne_server(env, port) as server:
+                    if "latency" in wanted:
+                        sequential, pipelined = [], []
+                        played = said = 0
+                        caller = make_caller()
+                        for i in range(samples):
+                            sequential.append(
+                                sequential_first_audio(
+                                    assistant=assistant, question=f"{QUESTION} {i}"
+                                )
+                            )
+                            elapsed, p, s = pipelined_first_audio(
+                                caller, question=f"{QUESTION} #{i}"
+                            )
+                            pipelined.append(elapsed)
+                            played, said = played + p, said + s
+                        caller.close()
+                        streamed = relay(1, samples, 0.2)
+                        sections.append(
+                            table(
+                                "1. Time to first audio, one caller turn (~60-token answer)",
+                                {
+                                    "a. sequential: whole answer, then TTS, then respond": sequential,
+                                    "b. gather mode: sentences to TTS while the LLM streams": pipelined,
+                                    "c. relay mode: prompt to first text frame": streamed.first_ms,
+                                },
+                                baseline="a. sequential: whole answer, then TTS, then respond",
+                            )
+                            + f"\nGather replies: {played} sentences played as audio, {said} said by "
+                            "`<Say>` (audio not ready in time). In relay mode Twilio speaks the text as "
+                            "it arrives; relay errors: "
+                            f"{len(streamed.errors)}.\n"
+                        )
 
-            if "overhead" in wanted:
-                # Calls asking back to back (0.5 s after each answer: at 50 calls more answers per
-                # second than one process holds at p99 <= 50 ms, see 3) and at a caller's rhythm
-                # (RHYTHM s after each answer, as in 3). Relay sessions are opened first (set-up
-                # is measured in 3); every level's first prompts are spread over one pause.
-                rows, notes = {}, []
-                back_to_back = 0.5
-                for level in levels:
-                    stats = relay_steady(level, back_to_back, steady_seconds)
-                    rows[f"relay, {level} call(s) asking back to back"] = [
-                        value - args.ttft_ms for value in stats.first_ms
-                    ]
-                    notes.append(f"relay {level} back to back: {len(stats.errors)} errors")
-                for level in levels[1:]:
-                    stats = relay_steady(level, RHYTHM, rhythm_seconds)
-                    rows[f"relay, {level} calls at a caller's rhythm"] = [
-                        value - args.ttft_ms for value in stats.first_ms
-                    ]
-                    notes.append(f"relay {level} at a caller's rhythm: {len(stats.errors)} errors")
-                # Instant LLM and a speech-cache hit: what is left is the platform itself.
-                groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
-                _warm_speech_cache(make_caller)
-                for level in levels:
-                    latencies, errors, _ = concurrent_turns(
-                        make_caller,
-                        concurrency=level,
-                        turns_each=max(3, samples // level + 2),
-                        question=QUESTION,
-                        pause=back_to_back,
-                        stagger=True,
-                    )
-                    rows[f"gather, {level} call(s) asking back to back"] = latencies
-                    notes.append(f"gather {level} back to back: {errors} failed turns")
-                for level in levels[1:]:
-                    latencies, errors, _ = concurrent_turns(
-                        make_caller,
-                        concurrency=level,
-                        turns_each=max(2, round(rhythm_seconds / RHYTHM)),
-                        question=QUESTION,
-                        pause=RHYTHM,
-                        stagger=True,
-                    )
-                    rows[f"gather, {level} calls at a caller's rhythm"] = latencies
-                    notes.append(f"gather {level} at a caller's rhythm: {errors} failed turns")
-                groq.configure(ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer=None)
-                sections.append(
-                    table(
-                        "2. Platform overhead (relay: first text frame minus the LLM's time to "
-                        "first token; gather: response time with an instant LLM and cached "
-                        f"speech). Back to back: the next turn 0.5 s after each answer; a "
-                        f"caller's rhythm: {RHYTHM:g} s after",
-                        rows,
-                        baseline=f"relay, {levels[0]} call(s) asking back to back",
-                    )
-                    + "\nErrors: "
-                    + ", ".join(notes)
-                    + ".\n"
-                )
+                    if "overhead" in wanted:
+                        # Calls asking back to back (0.5 s after each answer: at 50 calls more answers per
+                        # second than one process holds at p99 <= 50 ms, see 3) and at a caller's rhythm
+                        # (RHYTHM s after each answer, as in 3). Relay sessions are opened first (set-up
+                        # is measured in 3); every level's first prompts are spread over one pause.
+                        rows, notes = {}, []
+                        back_to_back = 0.5
+                        for level in levels:
+                            stats = relay_steady(level, back_to_back, steady_seconds)
+                            rows[f"relay, {level} call(s) asking back to back"] = [
+                                value - args.ttft_ms for value in stats.first_ms
+                            ]
+                            notes.append(f"relay {level} back to back: {len(stats.errors)} errors")
+                        for level in levels[1:]:
+                            stats = relay_steady(level, RHYTHM, rhythm_seconds)
+                            rows[f"relay, {level} calls at a caller's rhythm"] = [
+                                value - args.ttft_ms for value in stats.first_ms
+                            ]
+                            notes.append(
+                                f"relay {level} at a caller's rhythm: {len(stats.errors)} errors"
+                            )
+                        # Instant LLM and a speech-cache hit: what is left is the platform itself.
+                        groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
+                        _warm_speech_cache(make_caller)
+                        for level in levels:
+                            latencies, errors, _ = concurrent_turns(
+                                make_caller,
+                                concurrency=level,
+                                turns_each=max(3, samples // level + 2),
+                                question=QUESTION,
+                                pause=back_to_back,
+                                stagger=True,
+                            )
+                            rows[f"gather, {level} call(s) asking back to back"] = latencies
+                            notes.append(f"gather {level} back to back: {errors} failed turns")
+                        for level in levels[1:]:
+                            latencies, errors, _ = concurrent_turns(
+                                make_caller,
+                                concurrency=level,
+                                turns_each=max(2, round(rhythm_seconds / RHYTHM)),
+                                question=QUESTION,
+                                pause=RHYTHM,
+                                stagger=True,
+                            )
+                            rows[f"gather, {level} calls at a caller's rhythm"] = latencies
+                            notes.append(
+                                f"gather {level} at a caller's rhythm: {errors} failed turns"
+                            )
+                        groq.configure(
+                            ttft_ms=args.ttft_ms, tokens_per_second=args.tps, answer=None
+                        )
+                        sections.append(
+                            table(
+                                "2. Platform overhead (relay: first text frame minus the LLM's time to "
+                                "first token; gather: response time with an instant LLM and cached "
+                                f"speech). Back to back: the next turn 0.5 s after each answer; a "
+                                f"caller's rhythm: {RHYTHM:g} s after",
+                                rows,
+                                baseline=f"relay, {levels[0]} call(s) asking back to back",
+                            )
+                            + "\nErrors: "
+                            + ", ".join(notes)
+                            + ".\n"
+                        )
 
-            if "capacity" in wanted:
-                # Idle sessions first: the RSS they add is only seen before the levels below
-                # have grown the heap (Python keeps memory it once used).
-                idle = _idle_hold(
-                    server.pid,
-                    base=base,
-                    token=token,
-                    number=relay_number.number,
-                    sessions=idle_sessions,
-                    seconds=idle_seconds,
-                )
+                    if "capacity" in wanted:
+                        # Idle sessions first: the RSS they add is only seen before the levels below
+                        # have grown the heap (Python keeps memory it once used).
+                        idle = _idle_hold(
+                            server.pid,
+                            base=base,
+                            token=token,
+                            number=relay_number.number,
+                            sessions=idle_sessions,
+                            seconds=idle_seconds,
+                        )
+                        sections.append(
+                            _capacity(
+                                server.pid,
+                                base=base,
+                                token=token,
+                                number=relay_number.number,
+                                levels=capacity_levels,
+                                seconds=capacity_seconds,
+                                pause=pause,
+                                ttft_ms=args.ttft_ms,
+                            )
+                            + idle
+                        )
+
+                    if "throughput" in wanted:
+                        groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
+                        _warm_speech_cache(make_caller)
+                        lines = [
+                            "### 4. Gather throughput (instant LLM, cached speech, no pauses)",
+                            "",
+                            "| concurrent calls | turns | turns/s | p50 (ms) | p99 (ms) | failed |",
+                            "|---|---|---|---|---|---|",
+                        ]
+                        best = 0.0
+                        for level in throughput_levels:
+                            latencies, errors, seconds = concurrent_turns(
+                                make_caller,
+                                concurrency=level,
+                                turns_each=3 if args.quick else 10,
+                                question=QUESTION,
+                            )
+                            rate = len(latencies) / seconds
+                            if not errors:
+                                best = max(best, rate)
+                            lines.append(
+                                f"| {level} | {len(latencies)} | {rate:.1f} | "
+                                f"{percentile(latencies, 50):.0f} | {percentile(latencies, 99):.0f} | "
+                                f"{errors} |"
+                            )
+                        lines += [
+                            "",
+                            f"Best rate with no failed turn: **{best:.1f} turns/s** (one daphne process).",
+                            "",
+                        ]
+                        sections.append("\n".join(lines))
+
+            if "overload" in wanted:
                 sections.append(
-                    _capacity(
-                        server.pid,
-                        base=base,
+                    scale_out.overload(
+                        env=env,
                         token=token,
                         number=relay_number.number,
-                        levels=capacity_levels,
-                        seconds=capacity_seconds,
+                        limit=args.overload_limit,
+                        extra=args.overload_extra,
+                        rates=args.overload_rate or [20.0, 80.0],
+                        seconds=15.0 if args.quick else args.overload_seconds,
                         pause=pause,
                         ttft_ms=args.ttft_ms,
                     )
-                    + idle
                 )
-
-            if "throughput" in wanted:
-                groq.configure(ttft_ms=0, tokens_per_second=0, answer=FIXED_ANSWER)
-                _warm_speech_cache(make_caller)
-                lines = [
-                    "### 4. Gather throughput (instant LLM, cached speech, no pauses)",
-                    "",
-                    "| concurrent calls | turns | turns/s | p50 (ms) | p99 (ms) | failed |",
-                    "|---|---|---|---|---|---|",
-                ]
-                best = 0.0
-                for level in throughput_levels:
-                    latencies, errors, seconds = concurrent_turns(
-                        make_caller,
-                        concurrency=level,
-                        turns_each=3 if args.quick else 10,
-                        question=QUESTION,
+            if "scaleout" in wanted:
+                sections.append(
+                    scale_out.scale_out(
+                        env=env,
+                        token=token,
+                        number=relay_number.number,
+                        database=settings.DATABASES["default"]["NAME"],
+                        processes=args.processes,
+                        levels=args.scale_level or ([10] if args.quick else [100, 200, 300, 400]),
+                        seconds=15.0 if args.quick else args.scale_seconds,
+                        pause=pause,
+                        ttft_ms=args.ttft_ms,
+                        workdir=Path(env["MEDIA_ROOT"]),
+                        extra_parts={"Celery worker": [worker.pid]},
                     )
-                    rate = len(latencies) / seconds
-                    if not errors:
-                        best = max(best, rate)
-                    lines.append(
-                        f"| {level} | {len(latencies)} | {rate:.1f} | "
-                        f"{percentile(latencies, 50):.0f} | {percentile(latencies, 99):.0f} | "
-                        f"{errors} |"
-                    )
-                lines += [
-                    "",
-                    f"Best rate with no failed turn: **{best:.1f} turns/s** (one daphne process).",
-                    "",
-                ]
-                sections.append("\n".join(lines))
+                )
 
     speed_after = python_speed_ns()
     flags = " --quick" if args.quick else ""
     flags += "".join(f" --only {name}" for name in args.only or [])
     flags += "".join(f" --capacity {level}" for level in args.capacity or [])
-    for name in ("capacity_seconds", "idle_sessions", "idle_seconds", "ttft_ms", "tps"):
+    flags += "".join(f" --scale-level {level}" for level in args.scale_level or [])
+    flags += "".join(f" --overload-rate {rate:g}" for rate in args.overload_rate or [])
+    for name in (
+        "capacity_seconds",
+        "idle_sessions",
+        "idle_seconds",
+        "ttft_ms",
+        "tps",
+        "processes",
+        "scale_seconds",
+        "overload_limit",
+        "overload_extra",
+        "overload_seconds",
+    ):
         value = getattr(args, name)
         if value is not None and value != parser.get_default(name):
             flags += f" --{name.replace('_', '-')} {value:g}"
-    report = "\n".join(
+    command = f".venv/bin/python bench/run.py{flags}"
+    measured = f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}."
+    sections = [f"{section.rstrip()}\n\n{measured}\n" for section in sections]
+    header = "\n".join(
         [
             "# Benchmarks",
             "",
-            f"Command: `.venv/bin/python bench/run.py{flags}` "
-            f"({time.monotonic() - started:.0f} s). Machine: {machine()}.",
+            f"Latest run: `{command}` ({time.monotonic() - started:.0f} s). Machine: {machine()}.",
             f"Versions: {versions()}.",
             f"Python speed check (a fixed pure-Python loop, best of 3; CPU figures below scale "
             f"with it): {speed_before:.0f} ns per iteration before the run, {speed_after:.0f} "
@@ -310,15 +381,57 @@ def main() -> None:
             f"{args.tps:g} tokens/s, ~60-token answers (its own process); speech "
             f"{settings.TTS_SIMULATED_BASE_MS:g} ms + {settings.TTS_SIMULATED_PER_CHAR_MS:g} ms "
             "per character. One daphne process, one Celery worker (32 threads), PostgreSQL and "
-            "Redis on the same machine; the measuring client runs there too.",
+            "Redis on the same machine; the measuring client runs there too. Each section "
+            "says which run measured it: a run keeps the sections it did not measure, and "
+            "hand-written ones.",
             "",
-            *sections,
         ]
     )
-    print(report)
+    print(header + "\n" + "\n".join(sections))
     if not args.quick:
-        Path(args.output).write_text(report + "\n")
+        output = Path(args.output)
+        previous = output.read_text() if output.exists() else ""
+        output.write_text(merged_report(previous, header, sections))
     sys.exit(0)
+
+
+def _section_key(section: str) -> str:
+    """A section's identity across runs: its number ("### 3. ...": "3"), else its heading."""
+    heading = section.lstrip().split("\n", 1)[0].lstrip("#").strip()
+    number = heading.split(".", 1)[0]
+    return number if number.isdigit() else heading
+
+
+def _split_sections(text: str) -> tuple[str, list[str]]:
+    """(what comes before the first "##"/"###" heading, the sections in order)."""
+    parts: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.startswith("## ") or line.startswith("### "):
+            parts.append([])
+        parts[-1].append(line)
+    return "\n".join(parts[0]), ["\n".join(part).rstrip() + "\n" for part in parts[1:]]
+
+
+def merged_report(previous: str, header: str, sections: list[str]) -> str:
+    """The new header, then the previous file's sections in their order, each replaced by this
+    run's section with the same key; sections of this run that are new go at the end."""
+    fresh = {_section_key(section): section for section in sections}
+    before, kept = _split_sections(previous)
+    # A file written before sections named their run: its command was in the header.
+    old_command = next(
+        (line.split("`")[1] for line in before.splitlines() if line.startswith("Command: `")), ""
+    )
+    body = []
+    for section in kept:
+        key = _section_key(section)
+        if key in fresh:
+            body.append(fresh.pop(key))
+        elif key.isdigit() and old_command and "Measured by `" not in section:
+            body.append(f"{section.rstrip()}\n\nMeasured by `{old_command}`.\n")
+        else:
+            body.append(section)
+    body += fresh.values()
+    return header + "\n" + "\n".join(part.rstrip() + "\n" for part in body)
 
 
 def _warm_speech_cache(make_caller) -> None:

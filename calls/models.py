@@ -36,6 +36,7 @@ class Call(models.Model):
         REJECTED_UNKNOWN_NUMBER = "rejected_unknown_number", "Rejected: unknown number"
         REJECTED_INACTIVE = "rejected_inactive", "Rejected: number or tenant inactive"
         REJECTED_RATE_LIMIT = "rejected_rate_limit", "Rejected: rate limit"
+        REJECTED_OVERLOADED = "rejected_overloaded", "Rejected: server at capacity"
         FAILED = "failed", "Failed"
         ERROR = "error", "Error"
 
@@ -85,6 +86,11 @@ class Call(models.Model):
     )
     # Last status-callback SequenceNumber applied: repeats and late arrivals change nothing.
     status_sequence = models.IntegerField(default=-1)
+    server = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="The server process holding the call's socket (relay, stream, browser talk).",
+    )
 
     objects = ScopedManager(tenant="tenant")
 

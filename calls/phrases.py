@@ -31,6 +31,10 @@ UNKNOWN_NUMBER = _("Sorry, the number you have called is not in service. Goodbye
 NOT_AVAILABLE = _(
     "Sorry, this line is not available at the moment. Please try again later. Goodbye."
 )
+# Said to a new caller while the server is at capacity (calls in progress go on).
+LINES_BUSY = _(
+    "Sorry, all of our lines are busy right now. Please call again in a few minutes. Goodbye."
+)
 REPROMPT = _("Sorry, I didn't catch that. Could you say it again?")
 # Said on a live line when the language model has not started answering after a moment.
 ONE_MOMENT = _("One moment, please.")

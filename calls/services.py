@@ -18,7 +18,7 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig
 from calls import events, phrases, signals
 from calls.models import Call, Turn
-from core import metrics
+from core import load, metrics
 from tenants import ratelimits
 from tenants.models import PhoneNumber, RateLimit, Tenant
 
@@ -76,6 +76,12 @@ def call_admit(
     except Call.DoesNotExist:
         existing = None
     if existing is None:
+        if busy := load.overloaded():
+            mode = call_mode_for(number.assistant)
+            call_reject_overloaded(
+                tenant=tenant, phone_number=number, mode=mode, busy=busy, **refusal
+            )
+            return _refusal(phrases.LINES_BUSY, number=number)
         verdict = ratelimits.call_admit(tenant=tenant, call_sid=call_sid, caller=from_number)
         if not verdict.allowed:
             call_reject(
@@ -105,6 +111,38 @@ def call_admit(
             ratelimits.call_release(tenant_id=tenant.id, call_sid=call_sid)
         raise
     return Admission(call=call)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A conversation refused before it started, and what to tell the user."""
+
+    message: str
+
+
+def call_reject_overloaded(
+    *,
+    tenant: Tenant,
+    phone_number: PhoneNumber | None,
+    mode: str,
+    busy: list[str],
+    call_sid: str,
+    from_number: str,
+    to_number: str,
+) -> Call:
+    """Record a new call refused because this server process is past its load thresholds
+    (`busy`: which ones), and count it."""
+    load.refusal_counted(mode)
+    return call_reject(
+        tenant=tenant,
+        phone_number=phone_number,
+        call_sid=call_sid,
+        from_number=from_number,
+        to_number=to_number,
+        outcome=Call.Outcome.REJECTED_OVERLOADED,
+        reason=f"overloaded ({', '.join(busy)})",
+        mode=mode,
+    )
 
 
 def call_mode_for(assistant: AssistantConfig) -> str:
@@ -168,14 +206,26 @@ def call_start(
 
 def call_start_web(
     *, assistant: AssistantConfig, user: AbstractBaseUser
-) -> Call | ratelimits.Verdict:
+) -> Call | ratelimits.Verdict | Refusal:
     """Start a conversation with `assistant` from the browser (a call of mode "web").
 
-    Counted against the tenant's concurrent-calls limit like a phone call; returns the limit's
-    verdict instead of a Call when it is refused.
+    Refused, like a phone call, while this server process is past its load thresholds, and
+    counted against the tenant's concurrent-calls limit; returns the refusal (with the `message`
+    to show) instead of a Call when it is refused.
     """
     tenant = assistant.tenant
     call_sid = "WEB" + uuid.uuid4().hex
+    if busy := load.overloaded():
+        call_reject_overloaded(
+            tenant=tenant,
+            phone_number=None,
+            mode=Call.Mode.WEB,
+            busy=busy,
+            call_sid=call_sid,
+            from_number=f"web:{user.get_username()}",
+            to_number="",
+        )
+        return Refusal(message=phrases.LINES_BUSY)
     verdict = ratelimits.call_admit(tenant=tenant, call_sid=call_sid, caller=f"web:{user.pk}")
     if not verdict.allowed:
         return verdict
@@ -216,8 +266,10 @@ def call_reject(
     to_number: str,
     outcome: str,
     reason: str = "",
+    mode: str = Call.Mode.GATHER,
 ) -> Call:
-    """Record a call we refused (unknown number, inactive, rate limit). Idempotent per CallSid."""
+    """Record a call we refused (unknown number, inactive, rate limit, overload). Idempotent per
+    CallSid."""
     now = timezone.now()
     # An unknown number has no tenant yet, so this record is written outside any tenant scope.
     with scopes_disabled():
@@ -230,6 +282,7 @@ def call_reject(
                 "from_number": from_number[:64],
                 "to_number": to_number[:64],
                 "status": Call.Status.REJECTED,
+                "mode": mode,
                 "outcome": outcome,
                 "error": reason,
                 "started_at": now,
@@ -479,6 +532,37 @@ def calls_close_stale(*, quiet_for: timedelta) -> int:
             hours = quiet_for.total_seconds() / 3600
             error = f"closed after {hours:g} h without a sign of life (no status callback)"
             closed += call_finish(call=call, outcome=Call.Outcome.ERROR, error=error)
+    return closed
+
+
+def call_hold(*, call: Call, server: str) -> None:
+    """`server` (a server process, `core.load.server_id()`) holds the call's socket: if it stops,
+    the sweeper closes the call (`calls_close_orphaned`)."""
+    Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(server=server[:128])
+    call.server = server[:128]
+
+
+def calls_close_orphaned() -> int:
+    """Close the live calls held by server processes whose heartbeat stopped (killed, crashed):
+    their sockets are gone, so the calls can only end here. Every tenant's calls; returns how
+    many were closed. Does nothing where heartbeats are not shared between processes (no Redis
+    cache: every other process would look dead)."""
+    if not load.heartbeats_shared():
+        return 0
+    # A call just picked up gets the time to be held by a process that has beaten at least once.
+    settled = timezone.now() - timedelta(seconds=settings.SERVER_HEARTBEAT_TTL)
+    with scopes_disabled():  # a housekeeping pass over every tenant, one call at a time
+        held = Call.objects.filter(
+            status__in=Call.ACTIVE_STATUSES, answered_at__lt=settled
+        ).exclude(server="")
+        servers = list(held.values_list("server", flat=True).distinct().order_by())
+        dead = set(servers) - load.servers_alive(servers)
+        closed = 0
+        for call in held.filter(server__in=dead).order_by():
+            error = "the server process holding the call stopped"
+            closed += call_finish(call=call, outcome=Call.Outcome.ERROR, error=error)
+    if closed:
+        logger.warning("closed the calls of stopped server processes", extra={"calls": closed})
     return closed
 
 

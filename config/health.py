@@ -1,4 +1,6 @@
-"""/healthz (the process answers) and /readyz (database, cache and broker answer).
+"""/healthz (the process answers) and /readyz (database, cache and broker answer, and this
+server process is below its load thresholds: a load balancer stops sending it new calls while
+it answers 503).
 
 A readiness probe must answer quickly when a dependency hangs (accepts connections, never
 replies), so every check carries its own short timeout instead of the drivers' defaults.
@@ -17,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
+from core import load
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,17 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=0, timeout=CHECK_TIMEOUT_SECONDS)
 
 
-CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+def _check_load() -> None:
+    if busy := load.overloaded():
+        raise RuntimeError(f"past its load thresholds: {', '.join(busy)}")
+
+
+CHECKS = {
+    "load": _check_load,
+    "database": _check_database,
+    "cache": _check_cache,
+    "broker": _check_broker,
+}
 
 
 @never_cache
@@ -78,6 +91,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         else:
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    results["load"].update(load.process_load.current().as_dict())
     ready = all(r["ok"] for r in results.values())
     failing = [name for name, r in results.items() if not r["ok"]]
     return JsonResponse(

@@ -298,6 +298,31 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Call events for the live dashboard: queued per process (at most EVENTS_QUEUE_SIZE; more are
+# counted lost) and sent in batches of up to EVENTS_BATCH_SIZE by one thread over a Redis pool of
+# EVENTS_REDIS_CONNECTIONS connections (calls/events.py).
+EVENTS_QUEUE_SIZE = env.int("EVENTS_QUEUE_SIZE", default=20000)
+EVENTS_BATCH_SIZE = env.int("EVENTS_BATCH_SIZE", default=200)
+EVENTS_REDIS_CONNECTIONS = env.int("EVENTS_REDIS_CONNECTIONS", default=4)
+
+# Admission control: past any of these a server process refuses new calls politely (core/load.py;
+# 0 switches a sign off). Calls in progress are never affected.
+LOAD_SAMPLE_SECONDS = env.float("LOAD_SAMPLE_SECONDS", default=0.2)
+LOAD_MAX_LOOP_LAG_MS = env.float("LOAD_MAX_LOOP_LAG_MS", default=1000.0)
+LOAD_MAX_SESSIONS = env.int("LOAD_MAX_SESSIONS", default=0)
+LOAD_MAX_DB_WAIT_MS = env.float("LOAD_MAX_DB_WAIT_MS", default=1000.0)
+# Each server process says it is alive every SERVER_HEARTBEAT_SECONDS; the calls held by one
+# silent for SERVER_HEARTBEAT_TTL seconds are closed by the sweeper, run every
+# SERVER_SWEEP_SECONDS.
+SERVER_HEARTBEAT_SECONDS = env.float("SERVER_HEARTBEAT_SECONDS", default=5.0)
+SERVER_HEARTBEAT_TTL = env.int("SERVER_HEARTBEAT_TTL", default=20)
+SERVER_SWEEP_SECONDS = env.float("SERVER_SWEEP_SECONDS", default=15.0)
+CELERY_BEAT_SCHEDULE["close-orphaned-calls"] = {
+    "task": "calls.tasks.close_orphaned_calls",
+    "schedule": SERVER_SWEEP_SECONDS,
+    "options": {"expires": SERVER_SWEEP_SECONDS},
+}
+
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Auth, i18n, static ---------------------------------------------------------------------

@@ -35,6 +35,14 @@ RATE_LIMITED = Counter(
 )
 ANSWER_CACHE = Counter("voice_answer_cache_total", "Answer cache lookups.", ["result"])
 CALLS = Counter("voice_calls_total", "Calls started or rejected.", ["tenant", "mode", "result"])
+EVENTS_PUBLISHED = Counter(
+    "voice_events_published_total", "Call events sent to the live dashboard's groups."
+)
+EVENTS_LOST = Counter(
+    "voice_events_lost_total",
+    "Call events the live dashboard never got (queue full, channel layer down, stopping).",
+    ["reason"],
+)
 
 # Turn timing fields and the stage they measure.
 STAGES = {

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.test import Client
 from django_scopes import scopes_disabled
 
-from calls.events import tenant_group
+from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from config.asgi import application
 from core.asyncdb import database_async
@@ -185,7 +185,7 @@ def test_a_conversation_streams_answers_and_is_stored_as_a_web_call(
         events = []
         while True:
             try:
-                events.append(await asyncio.wait_for(layer.receive(channel), 2))
+                events.extend(unbatch(await asyncio.wait_for(layer.receive(channel), 2)))
             except TimeoutError:
                 return events
 

@@ -17,7 +17,7 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, SpeechAudio
 from assistants.services import assistant_prepare_greeting
-from calls.events import STAFF_GROUP, tenant_group
+from calls.events import STAFF_GROUP, tenant_group, unbatch
 from calls.models import Call, Turn
 from config.celery import app
 
@@ -70,8 +70,8 @@ class Listener:
             messages, timeout = [], first_timeout
             while True:
                 try:
-                    messages.append(
-                        await asyncio.wait_for(self.layer.receive(self.channel), timeout)
+                    messages.extend(
+                        unbatch(await asyncio.wait_for(self.layer.receive(self.channel), timeout))
                     )
                 except TimeoutError:
                     return messages

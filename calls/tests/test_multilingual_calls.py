@@ -19,7 +19,7 @@ from django.test import Client
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
-from calls.events import tenant_group
+from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
 from config.asgi import application
@@ -365,7 +365,7 @@ def test_a_relay_call_switches_to_spanish_with_a_language_message(
         events = []
         while True:
             try:
-                events.append(await asyncio.wait_for(layer.receive(dashboard), 1.0))
+                events.extend(unbatch(await asyncio.wait_for(layer.receive(dashboard), 1.0)))
             except TimeoutError:
                 return switch, frames, events
 

@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
-from calls.events import tenant_group
+from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from calls.phrases import CUT_SHORT
 from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
@@ -738,7 +738,7 @@ def test_turns_and_streamed_words_reach_the_tenants_dashboard_group(
         for channel, into in ((mine, received), (theirs, other)):
             while True:
                 try:
-                    into.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+                    into.extend(unbatch(await asyncio.wait_for(layer.receive(channel), 1.0)))
                 except TimeoutError:
                     break
         return received, other
@@ -843,7 +843,7 @@ def test_an_interrupted_answer_is_announced_to_the_dashboard(
         received = []
         while True:
             try:
-                received.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+                received.extend(unbatch(await asyncio.wait_for(layer.receive(channel), 1.0)))
             except TimeoutError:
                 return first, received
 

@@ -24,7 +24,7 @@ from django.db import connections
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
-from calls.events import tenant_group
+from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from calls.transports.relay import LEGACY_LIVE_SOCKET_PREFIX
 from calls.transports.signatures import sign
@@ -491,7 +491,7 @@ def test_the_dashboard_sees_the_callers_words_while_they_are_heard(
         seen = []
         while not call.done():
             try:
-                seen.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+                seen.extend(unbatch(await asyncio.wait_for(layer.receive(channel), 0.5)))
             except TimeoutError:
                 continue
         return seen

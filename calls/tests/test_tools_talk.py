@@ -14,7 +14,7 @@ from django.test import Client
 from django_scopes import scopes_disabled
 
 from calls import phrases
-from calls.events import tenant_group
+from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from config.asgi import application
 
@@ -88,11 +88,10 @@ def test_a_tool_result_changes_the_answer_on_the_page(
         events = []
         while True:
             try:
-                event = await asyncio.wait_for(layer.receive(channel), 2)
+                message = await asyncio.wait_for(layer.receive(channel), 2)
             except TimeoutError:
                 return events
-            if event.get("event") == "turn":
-                events.append(event)
+            events.extend(e for e in unbatch(message) if e.get("event") == "turn")
 
     events = async_to_sync(turn_events)()
     turns = [e["data"]["turn"] for e in events]

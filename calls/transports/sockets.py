@@ -20,8 +20,11 @@ from django.conf import settings
 from django_scopes import scope
 
 from assistants.models import CallConfig
+from calls import services
 from calls.engine import Conversation, Reply, Speaker
 from calls.models import Call
+from core import load
+from core.asyncdb import database_async
 from core.logging import log_context
 
 logger = logging.getLogger(__name__)
@@ -150,6 +153,18 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # The field of a message that names its kind ("type"; Media Streams say "event").
     KIND_FIELD = "type"
 
+    # Whether this socket's conversation counts among the sessions the process holds
+    # (core.load): from the moment it is bound to its call until the socket closes.
+    held = False
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        try:
+            await super().websocket_disconnect(message)
+        finally:
+            if self.held:
+                self.held = False
+                load.process_load.session_closed()
+
     async def disconnect(self, code: int) -> None:
         if self.conversation is None:
             return
@@ -184,12 +199,16 @@ class SessionConsumer(AsyncWebsocketConsumer):
         conversation = Conversation(call=call, speaker=speaker)
         with self.call_context():
             try:
+                await database_async(services.call_hold)(call=call, server=load.server_id())
                 await conversation.start()
             except Exception:
                 logger.exception(f"{self.LOG_NAME}: the conversation could not start")
                 await conversation.abandon(error="the conversation could not start")
                 return False
         self.conversation = conversation
+        if not self.held:
+            self.held = True
+            load.process_load.session_opened()
         return True
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -32,7 +32,7 @@ def test_readyz_answers_200_when_database_cache_and_broker_answer(client: Client
     body = response.json()
     assert body["status"] == "ok"
     assert body["failing"] == []
-    assert set(body["checks"]) == {"database", "cache", "broker"}
+    assert set(body["checks"]) == {"load", "database", "cache", "broker"}
     assert all(check["ok"] for check in body["checks"].values())
     assert "no-cache" in response["Cache-Control"]
 
