@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
+from assistants.versions import version_for
 from calls import events, phrases, signals
 from calls.models import Call, Turn
 from core import metrics
@@ -133,15 +134,18 @@ def call_start(
     direction: str = "inbound",
     mode: str = Call.Mode.GATHER,
 ) -> tuple[Call, bool]:
-    """Create the Call for an incoming call (or return the existing one on a webhook retry)."""
+    """Create the Call for an incoming call (or return the existing one on a webhook retry).
+    It runs on the number's pinned version of its assistant, else the published one."""
     assistant = phone_number.assistant
+    version = version_for(assistant=assistant, number=phone_number) if assistant else None
     try:
         with transaction.atomic():
             call = Call.objects.create(
                 tenant=phone_number.tenant,
                 phone_number=phone_number,
                 assistant=assistant,
-                config_snapshot=assistant.snapshot() if assistant else {},
+                version=version,
+                config_snapshot=call_config(assistant, version),
                 call_sid=call_sid,
                 from_number=from_number[:64],
                 to_number=to_number[:64],
@@ -166,6 +170,14 @@ def call_start(
     return call, True
 
 
+def call_config(assistant: AssistantConfig | None, version) -> dict:
+    """The config a new call runs with: its version's, else (an assistant never published) the
+    assistant's settings of the moment."""
+    if version is not None:
+        return dict(version.config)
+    return assistant.snapshot() if assistant is not None else {}
+
+
 def call_start_web(
     *, assistant: AssistantConfig, user: AbstractBaseUser
 ) -> Call | ratelimits.Verdict:
@@ -180,11 +192,13 @@ def call_start_web(
     if not verdict.allowed:
         return verdict
     now = timezone.now()
+    version = version_for(assistant=assistant)
     with transaction.atomic():
         call = Call.objects.create(
             tenant=tenant,
             assistant=assistant,
-            config_snapshot=assistant.snapshot(),
+            version=version,
+            config_snapshot=call_config(assistant, version),
             call_sid=call_sid,
             from_number=f"web:{user.get_username()}"[:64],
             to_number="",

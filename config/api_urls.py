@@ -9,7 +9,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from analytics.api import AnalyticsView
-from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
+from assistants.api import (
+    AssistantViewSet,
+    FAQEntryViewSet,
+    PhoneNumberViewSet,
+    VersionViewSet,
+)
 from calls.api import CallViewSet
 from campaigns.api import (
     CampaignViewSet,
@@ -28,6 +33,9 @@ router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")
 router.register(
     r"assistants/(?P<assistant_pk>[^/.]+)/faq", FAQEntryViewSet, basename="assistant-faq"
+)
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/versions", VersionViewSet, basename="assistant-version"
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
