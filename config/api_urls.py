@@ -25,6 +25,7 @@ from campaigns.api import (
 )
 from insights.api import AnalysisPlanView, CallReportViewSet
 from knowledge.api import DocumentViewSet
+from rehearsals.api import ReplayRunViewSet, ScenarioViewSet
 from tenants.api import RateLimitView
 from tools.api import BuiltinToolsView, HttpToolViewSet, TransferDestinationViewSet
 from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
@@ -56,6 +57,10 @@ router.register(
     basename="assistant-transfer-destination",
 )
 router.register("knowledge/documents", DocumentViewSet, basename="knowledge-document")
+router.register("replays", ReplayRunViewSet, basename="replay")
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/scenarios", ScenarioViewSet, basename="assistant-scenario"
+)
 
 v1 = [
     *router.urls,
