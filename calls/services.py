@@ -91,7 +91,9 @@ def call_admit(
             )
     elif existing.status == Call.Status.REJECTED:
         return _refusal(phrases.NOT_AVAILABLE, number=number)
-    mode = call_mode_for(number.assistant)
+    mode = call_mode_for(
+        number.assistant, version=version_for(assistant=number.assistant, number=number)
+    )
     try:
         call, _ = call_start(
             phone_number=number,
@@ -108,12 +110,13 @@ def call_admit(
     return Admission(call=call)
 
 
-def call_mode_for(assistant: AssistantConfig) -> str:
-    """The Call.Mode of a phone call answered by `assistant`."""
+def call_mode_for(assistant: AssistantConfig, *, version=None) -> str:
+    """The Call.Mode of a phone call answered by `assistant` (on `version`, when it has one)."""
+    mode = version.config.get("mode") if version is not None else assistant.mode
     return {
         AssistantConfig.Mode.RELAY: Call.Mode.RELAY,
         AssistantConfig.Mode.STREAM: Call.Mode.STREAM,
-    }.get(assistant.mode, Call.Mode.GATHER)
+    }.get(mode, Call.Mode.GATHER)
 
 
 def _refusal(message: str, *, number: PhoneNumber | None, reject: bool = False) -> Admission:

@@ -136,14 +136,21 @@ def replay_lane_run(*, run: ReplayRun) -> int:
     ReplayRun.objects.filter(pk=run.pk, status=ReplayRun.Status.PENDING).update(
         status=ReplayRun.Status.RUNNING
     )
-    done = 0
-    while (item := _claim(run)) is not None:
-        if _budget_left(run) <= 0:
-            _skip_rest(run, item)
-            break
-        replay_one(run=run, item=item)
-        done += 1
+    # One event loop for the whole lane (the LLM client keeps its connections from call to
+    # call); the database work goes back to this thread.
+    done = async_to_sync(_lane)(run)
     replay_finish(run=run)
+    return done
+
+
+async def _lane(run: ReplayRun) -> int:
+    done = 0
+    while (item := await on_this_thread(_claim)(run)) is not None:
+        if await on_this_thread(_budget_left)(run) <= 0:
+            await on_this_thread(_skip_rest)(run, item)
+            break
+        await replay_one(run=run, item=item)
+        done += 1
     return done
 
 
@@ -218,11 +225,11 @@ def same_tools(*, candidate: Frozen, call: Call) -> set[str]:
     }
 
 
-def replay_one(*, run: ReplayRun, item: ReplayCall) -> None:
+async def replay_one(*, run: ReplayRun, item: ReplayCall) -> None:
     """Replay one recorded call, turn by turn, within what is left of the budget."""
     call = item.call
     candidate = Frozen(config=run.candidate["config"], parts=run.candidate["parts"])
-    exchanges, records = exchanges_of(call)
+    exchanges, records = await on_this_thread(exchanges_of)(call)
     rehearsal = Rehearsal(
         tenant_id=run.tenant_id,
         candidate=candidate,
@@ -234,12 +241,14 @@ def replay_one(*, run: ReplayRun, item: ReplayCall) -> None:
     )
     item.turns, item.status = [], ReplayCall.Status.DONE
     try:
-        async_to_sync(_replay_turns)(run, item, rehearsal, exchanges)
+        await _replay_turns(run, item, rehearsal, exchanges)
     except Exception as exc:
         logger.exception("replaying a call failed", extra={"call": str(call.id)})
         item.status, item.error = ReplayCall.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
     item.turns_changed = sum(1 for turn in item.turns if turn["changed"])
-    item.save(update_fields=["turns", "turns_changed", "tokens", "status", "error"])
+    await on_this_thread(item.save)(
+        update_fields=["turns", "turns_changed", "tokens", "status", "error"]
+    )
 
 
 async def _replay_turns(

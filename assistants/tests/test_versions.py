@@ -326,3 +326,15 @@ def test_the_outsider_gets_404_in_the_admin(charlie, assistant_a, v1):
     assert str(v1.pk) not in listing.content.decode()
     with scopes_disabled():
         assert assistant_a.versions.count() == 1
+
+
+def test_a_draft_switched_to_another_mode_changes_no_live_call(
+    twilio, number_a, assistant_a, v1, fake_groq
+):
+    with scopes_disabled():
+        assistant_update(assistant=assistant_a, mode=AssistantConfig.Mode.RELAY)
+
+    call_sid, answer = twilio.voice(number_a.number)
+
+    assert _call(call_sid).mode == Call.Mode.GATHER
+    assert answer.has("Gather") and not answer.has("ConversationRelay")
