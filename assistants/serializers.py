@@ -97,9 +97,18 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
         help_text="The assistant that answers this number (an id of your tenant), or null.",
     )
 
+    pinned_version = serializers.IntegerField(
+        source="pinned_version.number",
+        allow_null=True,
+        required=False,
+        min_value=1,
+        help_text="Answer with this version (number) of its assistant instead of the published "
+        "one; null for the published one. Re-pointing the number to another assistant unpins it.",
+    )
+
     class Meta:
         model = PhoneNumber
-        fields = ["id", "number", "assistant", "label", "active", "created_at"]
+        fields = ["id", "number", "assistant", "label", "active", "pinned_version", "created_at"]
         read_only_fields = ["id", "created_at"]
 
     def validate_number(self, value: str) -> str:
@@ -107,6 +116,26 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
             return normalize_e164(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
+
+    def validate(self, attrs: dict) -> dict:
+        if "pinned_version" not in attrs:
+            return attrs
+        number = (attrs.pop("pinned_version") or {}).get("number")
+        if number is None:
+            attrs["pinned_version"] = None
+            return attrs
+        assistant = attrs.get("assistant", getattr(self.instance, "assistant", None))
+        version = (
+            AssistantVersion.objects.filter(assistant=assistant, number=number).first()
+            if assistant is not None
+            else None
+        )
+        if version is None:
+            raise serializers.ValidationError(
+                {"pinned_version": f"The number's assistant has no version {number}."}
+            )
+        attrs["pinned_version"] = version
+        return attrs
 
 
 class VersionSerializer(serializers.ModelSerializer):

@@ -338,3 +338,21 @@ def test_a_draft_switched_to_another_mode_changes_no_live_call(
 
     assert _call(call_sid).mode == Call.Mode.GATHER
     assert answer.has("Gather") and not answer.has("ConversationRelay")
+
+
+def test_the_api_pins_a_number_and_re_pointing_it_unpins_it(
+    api, alice, assistant_a, number_a, v1, tenant_a
+):
+    client = api(alice)
+    url = f"/api/v1/phone-numbers/{number_a.id}/"
+    with scopes_disabled():
+        other = assistant_create(tenant=tenant_a, name="Night line")
+
+    pinned = client.patch(url, {"pinned_version": 1}, format="json")
+    unknown = client.patch(url, {"pinned_version": 5}, format="json")
+    repointed = client.patch(url, {"assistant": str(other.id)}, format="json")
+
+    assert pinned.status_code == 200 and pinned.json()["pinned_version"] == 1
+    assert unknown.status_code == 400 and "no version 5" in str(unknown.json())
+    assert repointed.status_code == 200, repointed.content
+    assert repointed.json()["pinned_version"] is None

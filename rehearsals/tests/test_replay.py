@@ -191,3 +191,24 @@ def test_a_worker_replays_calls_in_parallel_lanes(
     # The fake model answers the same words the same way: the published version is unchanged.
     assert run.report["turns_changed"] == 0
     assert run.candidate_label == "v1"
+
+
+def test_the_command_starts_a_replay_and_refuses_a_bad_version(
+    assistant_a, recorded_a, fake_groq, capsys
+):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No version '9'"):
+        call_command("replay_calls", assistant=str(assistant_a.id), version="9")
+    with pytest.raises(CommandError, match="Not a date"):
+        call_command("replay_calls", assistant=str(assistant_a.id), since="last week")
+
+    call_command(
+        "replay_calls", assistant="Acme front desk", version="published", since="2020-01-01"
+    )
+
+    out = capsys.readouterr().out
+    with scopes_disabled():
+        run = ReplayRun.objects.get()
+    assert f"Replay {run.id}: 1 calls on v1" in out
+    assert run.selection["since"].startswith("2020-01-01")
