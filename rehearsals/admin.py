@@ -55,9 +55,15 @@ class ReplayForm(forms.ModelForm):
                 )
         return data
 
+    def clean_call_ids(self) -> tuple[str, ...]:
+        try:
+            return replay.call_ids_parse((self.cleaned_data.get("call_ids") or "").splitlines())
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
     def selection(self) -> replay.Selection:
         data = self.cleaned_data
-        ids = tuple(line.strip() for line in (data.get("call_ids") or "").splitlines() if line)
+        ids = data.get("call_ids") or ()
         return replay.Selection(
             since=data.get("since"),
             until=data.get("until"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -65,6 +66,18 @@ class Selection:
             "call_ids": list(self.call_ids),
             "limit": self.limit,
         }
+
+
+def call_ids_parse(values: list[str]) -> tuple[str, ...]:
+    """Call ids as given by a person (one per item, spaces ignored); ValueError names a bad one."""
+    ids = []
+    for value in (v.strip() for v in values):
+        if value:
+            try:
+                ids.append(str(uuid.UUID(value)))
+            except ValueError:
+                raise ValueError(f"Not a call id: {value[:60]!r}.") from None
+    return tuple(ids)
 
 
 def calls_select(*, assistant: AssistantConfig, selection: Selection) -> list[Call]:

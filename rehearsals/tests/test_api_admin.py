@@ -143,6 +143,11 @@ def test_the_admin_starts_a_replay_and_shows_it_turn_by_turn(
     client = _admin(alice)
     add = reverse("admin:rehearsals_replayrun_add")
     assert client.get(add).status_code == 200
+    bad = client.post(
+        add, {"tenant": str(tenant_a.id), "assistant": str(assistant_a.id), "concurrency": "2",
+              "budget_tokens": "100", "call_ids": "not-an-id"},
+    )  # fmt: skip
+    assert bad.status_code == 200 and "Not a call id" in bad.content.decode()
     posted = client.post(
         add,
         {

@@ -200,6 +200,8 @@ def test_the_command_starts_a_replay_and_refuses_a_bad_version(
 
     with pytest.raises(CommandError, match="No version '9'"):
         call_command("replay_calls", assistant=str(assistant_a.id), version="9")
+    with pytest.raises(CommandError, match="Not a call id: 'CA123'"):
+        call_command("replay_calls", assistant=str(assistant_a.id), call=["CA123"])
     with pytest.raises(CommandError, match="Not a date"):
         call_command("replay_calls", assistant=str(assistant_a.id), since="last week")
 

@@ -23,6 +23,13 @@ def _moment(value: str | None):
     return moment
 
 
+def _call_ids(values: list[str]) -> tuple[str, ...]:
+    try:
+        return replay.call_ids_parse(values)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 class Command(BaseCommand):
     help = (
         "Replay recorded calls of an assistant against a version or the draft on the Celery "
@@ -54,7 +61,7 @@ class Command(BaseCommand):
             until=_moment(options["until"]),
             outcome=options["outcome"],
             success=success,
-            call_ids=tuple(options["call"]),
+            call_ids=_call_ids(options["call"]),
             limit=options["limit"],
         )
         with scope(tenant=assistant.tenant_id):
