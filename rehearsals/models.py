@@ -82,6 +82,8 @@ class ReplayCall(models.Model):
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # When a lane last took it or replayed a turn of it (a lane lost with its worker goes quiet).
+    touched_at = models.DateTimeField(null=True, blank=True)
     # Per caller turn: the caller's words, the original and the candidate's answers, the word
     # diff, latency, tokens and cost of each, the tools used (rehearsals.replay.turn_result).
     turns = models.JSONField(default=list, blank=True)

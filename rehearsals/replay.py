@@ -15,7 +15,7 @@ import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, AssistantVersion
 from assistants.versions import Frozen, draft_freeze
@@ -178,7 +179,9 @@ def _claim(run: ReplayRun) -> ReplayCall | None:
         )
         if claimed is None:
             return None
-        ReplayCall.objects.filter(pk=claimed).update(status=ReplayCall.Status.RUNNING)
+        ReplayCall.objects.filter(pk=claimed).update(
+            status=ReplayCall.Status.RUNNING, touched_at=timezone.now()
+        )
     return ReplayCall.objects.select_related("call", "call__version").get(
         pk=claimed, tenant_id=run.tenant_id
     )
@@ -277,13 +280,28 @@ async def _replay_turns(
         item.turns.append(result)
         spent = result["candidate"]["tokens_in"] + result["candidate"]["tokens_out"]
         item.tokens += spent
-        await on_this_thread(_spend)(run, spent)
+        await on_this_thread(_spend)(run, item, spent)
         if reply.handoff is not None:  # the candidate ended the call here
             return
 
 
-def _spend(run: ReplayRun, tokens: int) -> None:
+def _spend(run: ReplayRun, item: ReplayCall, tokens: int) -> None:
     ReplayRun.objects.filter(pk=run.pk).update(tokens_spent=F("tokens_spent") + tokens)
+    ReplayCall.objects.filter(pk=item.pk).update(touched_at=timezone.now())
+
+
+def replays_revive(*, quiet_for: timedelta) -> list[ReplayRun]:
+    """Runs with a call no lane has touched for `quiet_for` (its worker died): that call waits
+    again, and the run is returned so that a lane can be queued for it. Every tenant's runs."""
+    cutoff = timezone.now() - quiet_for
+    with scopes_disabled():  # a housekeeping pass over every tenant
+        lost = ReplayCall.objects.filter(
+            status=ReplayCall.Status.RUNNING, touched_at__lt=cutoff, run__status__in=[
+                ReplayRun.Status.PENDING, ReplayRun.Status.RUNNING]
+        )  # fmt: skip
+        run_ids = set(lost.values_list("run_id", flat=True))
+        lost.update(status=ReplayCall.Status.PENDING)
+        return list(ReplayRun.objects.filter(id__in=run_ids))
 
 
 def word_diff(before: str, after: str) -> list[list[str]]:

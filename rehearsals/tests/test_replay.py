@@ -214,3 +214,22 @@ def test_the_command_starts_a_replay_and_refuses_a_bad_version(
         run = ReplayRun.objects.get()
     assert f"Replay {run.id}: 1 calls on v1" in out
     assert run.selection["since"].startswith("2020-01-01")
+
+
+def test_a_call_of_a_lost_lane_is_replayed_by_a_new_one(assistant_a, recorded_a, fake_groq):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with scopes_disabled():
+        run = replay.replay_start(assistant=assistant_a, version=None, selection=replay.Selection())
+        # A lane took the call, then its worker died.
+        ReplayCall.objects.filter(run=run).update(
+            status=ReplayCall.Status.RUNNING, touched_at=timezone.now() - timedelta(hours=1)
+        )
+        ReplayRun.objects.filter(pk=run.pk).update(status=ReplayRun.Status.RUNNING)
+        assert replay.replays_revive(quiet_for=timedelta(minutes=30)) == [run]
+        assert replay.replays_revive(quiet_for=timedelta(minutes=30)) == []
+        replay.replay_lane_run(run=run)
+        run.refresh_from_db()
+    assert run.status == "done" and run.report["turns"] == 3
