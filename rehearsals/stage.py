@@ -15,16 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from jsonschema.validators import Draft202012Validator
 
 from assistants.versions import Frozen
 from calls.engine import Conversation, Prepared, Reply, equipment_load
 from calls.models import Call, Turn
 from core.asyncdb import database_async
 from providers.llm import ToolCall
-from tools.models import BUILTIN_NAMES
+from tools.models import END_CALL, LOOKUP_KNOWLEDGE, TRANSFER_CALL
 from tools.toolbox import Outcome, Toolbox
 
 NOT_REPLAYED = "not_replayed"
+# Built-in tools that change nothing outside the conversation (a transfer or hang-up is only
+# noted by the rehearsal): they run as on a call. Any other tool is answered or not run.
+HARMLESS_TOOLS = frozenset({TRANSFER_CALL, END_CALL, LOOKUP_KNOWLEDGE})
 
 
 class TextSpeaker:
@@ -60,30 +64,31 @@ class StagedToolbox(Toolbox):
 
     `canned`: answers given instead of running a tool (a scenario's). `records`: the tool calls
     of a recorded call, answered again for tools in `same` (unchanged since the recording).
-    The built-in tools (transfer, hang up, knowledge) run as they do on a call: they change
-    nothing outside the conversation. Any other tool runs for real only with `live_tools`.
+    The harmless built-in tools (transfer, hang up, knowledge) run as they do on a call. Any
+    other tool (a tenant's, or a built-in that acts outside the call) is never run.
     """
 
     canned: dict[str, str] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
     same: set[str] = field(default_factory=set)
-    live_tools: bool = False
 
     @classmethod
     def of(cls, box: Toolbox, **options: object) -> StagedToolbox:
         return cls(**{name: getattr(box, name) for name in Toolbox.__dataclass_fields__}, **options)
 
     async def _run(self, call: ToolCall, *, facts, deadline, database) -> Outcome:
-        if call.name in BUILTIN_NAMES or self.schema_of(call.name) is None:
+        if call.name in HARMLESS_TOOLS or self.schema_of(call.name) is None:
             return await super()._run(call, facts=facts, deadline=deadline, database=database)
         arguments = _arguments(call)
+        schema = self.schema_of(call.name) or {}
+        if arguments is None or next(Draft202012Validator(schema).iter_errors(arguments), None):
+            # Refused as on a call, before any request is made.
+            return await super()._run(call, facts=facts, deadline=deadline, database=database)
         if call.name in self.canned:
             return Outcome(call, "ok", self.canned[call.name], arguments=arguments)
         if call.name in self.same and (record := self._take(call.name, arguments)) is not None:
             status = str(record.get("status") or "ok")
             return Outcome(call, status, str(record.get("result", "")), arguments=arguments)
-        if self.live_tools:
-            return await super()._run(call, facts=facts, deadline=deadline, database=database)
         message = "This tool is not run in a rehearsal and was not used on the recorded call."
         content = json.dumps({"error": message})
         return Outcome(call, NOT_REPLAYED, content, arguments=arguments)

@@ -215,3 +215,18 @@ def test_the_command_exits_non_zero_when_a_scenario_fails(assistant_a, tools_a, 
         Scenario.objects.filter(name="never").update(active=False)
     call_command("run_scenarios", assistant=str(assistant_a.id), version="published")
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_invalid_tool_arguments_are_refused_as_on_a_call(assistant_a, tools_a, fake_groq):
+    made = scenario(
+        assistant_a,
+        lines=["Can I book a cleaning?"],
+        checks=[{"kind": "tool_called", "name": "book_appointment"}],
+    )
+    fake_groq.queue_tool_calls([{"name": "book_appointment", "arguments": {"service": "x"}}])
+
+    result = run(made)
+
+    [call] = result.transcript[2]["tool_calls"]
+    assert call["status"] == "invalid"
+    assert "'day' is a required property" in call["result"]

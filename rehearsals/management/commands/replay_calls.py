@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_scopes import scope
 
@@ -17,10 +19,13 @@ from rehearsals.services import replay_begin
 def _moment(value: str | None):
     if not value:
         return None
-    moment = parse_datetime(value) or parse_datetime(value + "T00:00:00+00:00")
+    try:
+        moment = parse_datetime(value)
+    except ValueError:
+        moment = None
     if moment is None:
         raise CommandError(f"Not a date or time: {value!r} (e.g. 2026-11-27 or 2026-11-27T09:00Z)")
-    return moment
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.UTC)
 
 
 def _call_ids(values: list[str]) -> tuple[str, ...]:
