@@ -356,3 +356,19 @@ def test_the_api_pins_a_number_and_re_pointing_it_unpins_it(
     assert unknown.status_code == 400 and "no version 5" in str(unknown.json())
     assert repointed.status_code == 200, repointed.content
     assert repointed.json()["pinned_version"] is None
+
+
+def test_the_admin_says_why_a_publish_was_refused(alice, assistant_a, v1):
+    def refuse(assistant, frozen):
+        return ["scenario 'booking' failed: no answer containing 'ZZ9'"]
+
+    versions.register_publish_check(refuse)
+    try:
+        url = reverse("admin:assistants_assistantconfig_publish", args=[assistant_a.pk])
+        page = _admin(alice).post(url, {"note": "try"})
+    finally:
+        versions._checks.remove(refuse)
+    assert page.status_code == 200
+    assert html.escape("scenario 'booking' failed") in page.content.decode()
+    with scopes_disabled():
+        assert assistant_a.versions.count() == 1

@@ -233,3 +233,31 @@ def test_a_call_of_a_lost_lane_is_replayed_by_a_new_one(assistant_a, recorded_a,
         replay.replay_lane_run(run=run)
         run.refresh_from_db()
     assert run.status == "done" and run.report["turns"] == 3
+
+
+def test_the_dashboards_hear_nothing_of_a_replay(assistant_a, recorded_a, fake_groq, tenant_a):
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from calls.events import tenant_group
+
+    layer = get_channel_layer()
+
+    async def listen():
+        channel = await layer.new_channel()
+        await layer.group_add(tenant_group(tenant_a.id), channel)
+        return channel
+
+    async def heard(channel) -> list:
+        events = []
+        while True:
+            try:
+                events.append(await asyncio.wait_for(layer.receive(channel), 1))
+            except TimeoutError:
+                return events
+
+    channel = async_to_sync(listen)()
+    _run(assistant_a)
+    assert async_to_sync(heard)(channel) == []
