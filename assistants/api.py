@@ -11,15 +11,20 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from assistants import services
-from assistants.models import AssistantConfig, FAQEntry
+from assistants import services, versions
+from assistants.models import AssistantConfig, AssistantVersion, FAQEntry
 from assistants.serializers import (
     AssistantSerializer,
+    ChangeSerializer,
     FAQEntrySerializer,
     PhoneNumberSerializer,
+    PublishSerializer,
+    VersionDetailSerializer,
+    VersionSerializer,
 )
 from tenants import services as tenant_services
 from tenants.access import get_owned_or_404, is_platform_staff
@@ -91,6 +96,33 @@ class AssistantViewSet(
         serializer.instance = services.assistant_update(
             assistant=serializer.instance, **serializer.validated_data
         )
+
+    @extend_schema(
+        summary="Publish the draft as a new version",
+        description="Freezes the assistant's settings, FAQ, tools and knowledge references into "
+        "the next version and makes it the one callers get; calls under way finish on theirs. "
+        "Refused with 409 when the assistant requires its scenarios to pass and one fails.",
+        request=PublishSerializer,
+        responses={
+            201: VersionSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="A required scenario failed."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk: str | None = None) -> Response:
+        assistant = self.get_object()
+        data = PublishSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            version = versions.version_publish(
+                assistant=assistant, user=request.user, note=data.validated_data.get("note", "")
+            )
+        except versions.PublishRefused as exc:
+            return Response(
+                {"detail": "Not published: " + str(exc), "reasons": exc.reasons},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         try:
@@ -167,6 +199,82 @@ class FAQEntryViewSet(
 
     def perform_destroy(self, instance: FAQEntry) -> None:
         services.faq_entry_delete(entry=instance)
+
+
+class _ByVersion(TenantCursorPagination):
+    ordering = "-number"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List an assistant's versions (newest first)"),
+    retrieve=extend_schema(summary="Read a version with its frozen config"),
+)
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "assistant_pk", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The assistant."
+        )
+    ]
+)
+class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Published versions of an assistant: immutable; one of them is live."""
+
+    model = AssistantVersion
+    serializer_class = VersionSerializer
+    pagination_class = _ByVersion
+    lookup_field = "number"
+    lookup_value_regex = "[0-9]+"
+
+    def assistant(self) -> AssistantConfig:
+        if not hasattr(self, "_assistant"):
+            self._assistant = get_owned_or_404(
+                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
+            )
+        return self._assistant
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(assistant=self.assistant()).select_related("assistant", "created_by")
+
+    def get_serializer_class(self):
+        return VersionDetailSerializer if self.action == "retrieve" else VersionSerializer
+
+    @extend_schema(
+        summary="Roll back: make this version live again",
+        request=None,
+        responses={200: VersionSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, assistant_pk: str, number: str) -> Response:
+        version = versions.version_rollback(version=self.get_object())
+        version.assistant.refresh_from_db()
+        return Response(VersionSerializer(version).data)
+
+    @extend_schema(
+        summary="Compare this version with another one (or the draft), field by field",
+        parameters=[
+            OpenApiParameter(
+                "against",
+                str,
+                description='A version number, or "draft" (the default).',
+            )
+        ],
+        responses={200: ChangeSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request: Request, assistant_pk: str, number: str) -> Response:
+        version = self.get_object()
+        against = request.query_params.get("against", "draft")
+        if against == "draft":
+            other = versions.draft_freeze(assistant=self.assistant())
+        elif against.isdigit():
+            found = versions.version_by_number(assistant=self.assistant(), number=int(against))
+            if found is None:
+                raise exceptions.NotFound(f"No version {against}.")
+            other = versions.Frozen.of(found)
+        else:
+            raise exceptions.ValidationError({"against": 'Give a version number or "draft".'})
+        changes = versions.versions_diff(versions.Frozen.of(version), other)
+        return Response(ChangeSerializer(changes, many=True).data)
 
 
 class _ByNumber(TenantCursorPagination):

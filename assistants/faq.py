@@ -32,6 +32,19 @@ class FAQ:
             )
         )
 
+    @classmethod
+    def of_entries(cls, entries: list[dict]) -> FAQ:
+        """From a version's frozen entries ({"patterns", "answer"})."""
+        return cls(
+            tuple(
+                (
+                    tuple(p for p in (normalize(line) for line in e["patterns"].splitlines()) if p),
+                    e["answer"],
+                )
+                for e in entries
+            )
+        )
+
     def answer(self, utterance: str) -> str | None:
         """The canned answer whose pattern the caller said (whole words, anywhere; the
         longest pattern wins), if any."""

@@ -109,6 +109,13 @@ class CallConfig(TypedDict, total=False):
     recognition_keywords: str
     voice_provider: str
     stream_voice: str
+    # The published version the call runs (absent: the assistant's settings of the moment).
+    version: int
+    version_id: str
+
+
+# Keys of `CallConfig` that are not fields of the assistant.
+_NOT_FIELDS = ("id", "updated_at", "version", "version_id")
 
 
 class AssistantConfig(models.Model):
@@ -257,6 +264,19 @@ class AssistantConfig(models.Model):
         default="aura-2-thalia-en",
         help_text="Stream mode: the provider's voice (e.g. aura-2-thalia-en); empty for its default.",
     )
+    published_version = models.ForeignKey(
+        "AssistantVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="What callers get; the settings here are the draft until they are published.",
+    )
+    scenarios_required = models.BooleanField(
+        default=False,
+        help_text="Publishing is refused unless every active test scenario passes on the draft.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -287,11 +307,53 @@ class AssistantConfig(models.Model):
     def snapshot(self) -> CallConfig:
         """The settings a call runs with (the fields `CallConfig` names), stored on the Call so
         later edits don't rewrite history."""
-        fields = [name for name in CallConfig.__annotations__ if name not in ("id", "updated_at")]
+        fields = [name for name in CallConfig.__annotations__ if name not in _NOT_FIELDS]
         data: CallConfig = {name: getattr(self, name) for name in fields}  # type: ignore[misc]
         data["id"] = str(self.id)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
         return data
+
+
+class AssistantVersion(models.Model):
+    """A published, immutable copy of an assistant: its settings with its FAQ, tools and
+    knowledge references, as calls answered with it run them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    assistant = models.ForeignKey(
+        AssistantConfig, on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    note = models.CharField(max_length=500, blank=True, help_text="What changed, and why.")
+    # `CallConfig` of the draft when it was published (with `version` and `version_id`).
+    config = models.JSONField(default=dict, editable=False)
+    # The parts besides the settings: {"faq": [...], "tools": {...}, "knowledge": [...]}.
+    parts = models.JSONField(default=dict, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it last went live (a roll back puts it live again)."
+    )
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["assistant", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assistant", "number"], name="assistantversion_unique_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config.get('name', '')} v{self.number}"
 
 
 class FAQEntry(models.Model):

@@ -10,6 +10,7 @@ from django.db.models import ProtectedError
 
 from assistants.models import AssistantConfig, FAQEntry, SpeechAudio
 from assistants.speech import speech_prepare
+from assistants.versions import version_publish
 from tenants.models import PhoneNumber, Tenant
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ ASSISTANT_FIELDS = frozenset(
         "recognition_keywords",
         "voice_provider",
         "stream_voice",
+        "scenarios_required",
     }
 )
 
@@ -95,6 +97,9 @@ def assistant_create(*, tenant: Tenant, **fields: Any) -> AssistantConfig:
     assistant = AssistantConfig(tenant=tenant, **fields)
     assistant.full_clean()
     assistant.save()
+    # A new assistant answers at once: its first settings are version 1. Later edits are a
+    # draft until they are published.
+    version_publish(assistant=assistant, note="First version", check=False)
     assistant_prepare_greeting(assistant=assistant)
     return assistant
 

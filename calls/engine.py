@@ -37,7 +37,7 @@ from typing import Protocol
 from django.conf import settings
 
 from assistants.faq import FAQ, normalize
-from assistants.models import CallConfig
+from assistants.models import AssistantVersion, CallConfig
 from calls import events, languages, phrases, services
 from calls.models import Call, Turn
 from core import caching
@@ -46,6 +46,7 @@ from providers import llm
 from tenants import ratelimits
 from tenants.models import RateLimit
 from tools.toolbox import CallFacts, Outcome, Toolbox, run_all
+from tools.versions import toolbox_thaw
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,21 @@ def _cache_set(key: str, value: str) -> None:
         logger.warning("answer cache unavailable", exc_info=True)
 
 
+def equipment_load(
+    *, config: CallConfig, parts: dict | None, tenant_id: object
+) -> tuple[FAQ, Toolbox]:
+    """The FAQ and toolbox of a conversation: from a version's frozen `parts`, else (no
+    version) the assistant's current ones."""
+    language = config.get("language", "en-US")
+    if parts is None:
+        faq = FAQ.load(config["id"])
+        toolbox = Toolbox.load(assistant_id=config["id"], tenant_id=tenant_id, language=language)
+        return faq, toolbox
+    faq = FAQ.of_entries(parts.get("faq") or [])
+    toolbox = toolbox_thaw(parts.get("tools") or {}, tenant_id=tenant_id, language=language)
+    return faq, toolbox
+
+
 class Conversation:
     """A conversation bound to one Call (of the tenant whose scope is active).
 
@@ -254,17 +270,19 @@ class Conversation:
     def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
         """One trip to the database pool for all of it."""
         history, last = services.call_history_and_last(call=self.call)
-        return (
-            history,
-            last,
-            FAQ.load(self.config["id"]),
-            ratelimits.effective_limits(self.call.tenant),
-            Toolbox.load(
-                assistant_id=self.config["id"],
-                tenant_id=self.call.tenant_id,
-                language=self.config.get("language", "en-US"),
-            ),
+        faq, toolbox = equipment_load(
+            config=self.config, parts=self._version_parts(), tenant_id=self.call.tenant_id
         )
+        return history, last, faq, ratelimits.effective_limits(self.call.tenant), toolbox
+
+    def _version_parts(self) -> dict | None:
+        """The FAQ, tools and knowledge of the version the call runs on (None: no version)."""
+        if not self.call.version_id:
+            return None
+        parts = AssistantVersion.objects.filter(
+            id=self.call.version_id, tenant_id=self.call.tenant_id
+        ).values_list("parts", flat=True)
+        return parts.first()
 
     def _next_sequence(self) -> int:
         self.turns += 1
@@ -562,15 +580,17 @@ class Conversation:
             return False
         if action.get("transfer"):
             line = self.phrase(phrases.TRANSFERRING).format(destination=action["destination"])
-            await self.database(services.call_set_outcome)(
-                call=self.call, outcome=Call.Outcome.TRANSFERRED
-            )
+            await self._note_outcome(Call.Outcome.TRANSFERRED)
             reply.handoff = {"reason": TRANSFER_REASON, "trigger": "words", **action}
         else:
             line = self.phrase(phrases.GOODBYE)
             reply.handoff = {"reason": END_CALL_REASON, **action}
         await self.speaker.say(reply, (" " if reply.parts else "") + line, complete=True)
         return True
+
+    async def _note_outcome(self, outcome: str) -> None:
+        """Note how the call is ending (a rehearsal of the conversation keeps it to itself)."""
+        await self.database(services.call_set_outcome)(call=self.call, outcome=outcome)
 
     def _facts(self) -> CallFacts:
         call = self.call
@@ -601,9 +621,7 @@ class Conversation:
             return
         reply.parts.append(message)  # said by whoever ends the call
         await self._store(reply)
-        await self.database(services.call_set_outcome)(
-            call=self.call, outcome=Call.Outcome.REJECTED_RATE_LIMIT
-        )
+        await self._note_outcome(Call.Outcome.REJECTED_RATE_LIMIT)
         reply.handoff = {"reason": "rate-limit", "message": message}
 
     async def _store(self, reply: Reply, *, cache_key: str = "") -> None:
@@ -785,9 +803,7 @@ class Conversation:
         if self.ended:
             return
         await self._stop_answer(heard=None)
-        await self.database(services.call_set_outcome)(
-            call=self.call, outcome=Call.Outcome.TRANSFERRED
-        )
+        await self._note_outcome(Call.Outcome.TRANSFERRED)
         await self._end({"reason": TRANSFER_REASON, "transfer": True, "trigger": trigger})
 
     async def error(self, description: str) -> None:

@@ -66,6 +66,14 @@ class Call(models.Model):
         related_name="calls",
     )
     config_snapshot = models.JSONField(default=dict, blank=True)
+    # The published version the call ran on (empty: an assistant never published, or older calls).
+    version = models.ForeignKey(
+        "assistants.AssistantVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="calls",
+    )
     call_sid = models.CharField(max_length=64, unique=True)
     from_number = models.CharField(max_length=64, blank=True)
     to_number = models.CharField(max_length=64, blank=True)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
+from assistants.versions import version_for
 from calls import events, phrases, signals
 from calls.models import Call, Turn
 from core import load, metrics
@@ -96,7 +97,9 @@ def call_admit(
             )
     elif existing.status == Call.Status.REJECTED:
         return _refusal(phrases.NOT_AVAILABLE, number=number)
-    mode = call_mode_for(number.assistant)
+    mode = call_mode_for(
+        number.assistant, version=version_for(assistant=number.assistant, number=number)
+    )
     try:
         call, _ = call_start(
             phone_number=number,
@@ -145,12 +148,13 @@ def call_reject_overloaded(
     )
 
 
-def call_mode_for(assistant: AssistantConfig) -> str:
-    """The Call.Mode of a phone call answered by `assistant`."""
+def call_mode_for(assistant: AssistantConfig, *, version=None) -> str:
+    """The Call.Mode of a phone call answered by `assistant` (on `version`, when it has one)."""
+    mode = version.config.get("mode") if version is not None else assistant.mode
     return {
         AssistantConfig.Mode.RELAY: Call.Mode.RELAY,
         AssistantConfig.Mode.STREAM: Call.Mode.STREAM,
-    }.get(assistant.mode, Call.Mode.GATHER)
+    }.get(mode, Call.Mode.GATHER)
 
 
 def _refusal(message: str, *, number: PhoneNumber | None, reject: bool = False) -> Admission:
@@ -171,15 +175,18 @@ def call_start(
     direction: str = "inbound",
     mode: str = Call.Mode.GATHER,
 ) -> tuple[Call, bool]:
-    """Create the Call for an incoming call (or return the existing one on a webhook retry)."""
+    """Create the Call for an incoming call (or return the existing one on a webhook retry).
+    It runs on the number's pinned version of its assistant, else the published one."""
     assistant = phone_number.assistant
+    version = version_for(assistant=assistant, number=phone_number) if assistant else None
     try:
         with transaction.atomic():
             call = Call.objects.create(
                 tenant=phone_number.tenant,
                 phone_number=phone_number,
                 assistant=assistant,
-                config_snapshot=assistant.snapshot() if assistant else {},
+                version=version,
+                config_snapshot=call_config(assistant, version),
                 call_sid=call_sid,
                 from_number=from_number[:64],
                 to_number=to_number[:64],
@@ -202,6 +209,14 @@ def call_start(
         mode=call.mode,
     )
     return call, True
+
+
+def call_config(assistant: AssistantConfig | None, version) -> dict:
+    """The config a new call runs with: its version's, else (an assistant never published) the
+    assistant's settings of the moment."""
+    if version is not None:
+        return dict(version.config)
+    return assistant.snapshot() if assistant is not None else {}
 
 
 def call_start_web(
@@ -230,11 +245,13 @@ def call_start_web(
     if not verdict.allowed:
         return verdict
     now = timezone.now()
+    version = version_for(assistant=assistant)
     with transaction.atomic():
         call = Call.objects.create(
             tenant=tenant,
             assistant=assistant,
-            config_snapshot=assistant.snapshot(),
+            version=version,
+            config_snapshot=call_config(assistant, version),
             call_sid=call_sid,
             from_number=f"web:{user.get_username()}"[:64],
             to_number="",

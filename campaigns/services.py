@@ -18,6 +18,7 @@ from django.utils import timezone
 from twilio.twiml.voice_response import VoiceResponse
 
 from assistants.models import AssistantConfig
+from assistants.versions import version_for
 from calls import events, phrases
 from calls import services as call_services
 from calls.models import Call
@@ -144,7 +145,8 @@ def outbound_prepare(
     contact: Contact | None = None,
 ) -> OutboundCall:
     """Write the Call (ringing, placeholder sid) and its OutboundCall, before Twilio is asked."""
-    config = assistant.snapshot()
+    version = version_for(assistant=assistant, number=phone_number)
+    config = call_services.call_config(assistant, version)
     config["system_prompt"] = render(config["system_prompt"], variables)
     config["greeting"] = render(config["greeting"], variables)
     if recording_settings_for(assistant_id=assistant.id).announced:
@@ -153,13 +155,14 @@ def outbound_prepare(
         tenant=tenant,
         phone_number=phone_number,
         assistant=assistant,
+        version=version,
         config_snapshot=config,
         call_sid=PLACEHOLDER_SID_PREFIX + uuid.uuid4().hex,
         from_number=phone_number.number,
         to_number=to,
         direction="outbound",
         status=Call.Status.RINGING,
-        mode=call_services.call_mode_for(assistant),
+        mode=call_services.call_mode_for(assistant, version=version),
         started_at=timezone.now(),
     )
     return OutboundCall.objects.create(

@@ -9,7 +9,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from analytics.api import AnalyticsView
-from assistants.api import AssistantViewSet, FAQEntryViewSet, PhoneNumberViewSet
+from assistants.api import (
+    AssistantViewSet,
+    FAQEntryViewSet,
+    PhoneNumberViewSet,
+    VersionViewSet,
+)
 from calls.api import CallViewSet
 from campaigns.api import (
     CallbackViewSet,
@@ -22,6 +27,7 @@ from campaigns.api import (
 )
 from insights.api import AnalysisPlanView, CallReportViewSet
 from knowledge.api import DocumentViewSet
+from rehearsals.api import ReplayRunViewSet, ScenarioViewSet
 from tenants.api import ProviderKeysView, RateLimitView
 from tools.api import BuiltinToolsView, HttpToolViewSet, TransferDestinationViewSet
 from webhooks.api import DeliveryViewSet, EndpointViewSet, EventViewSet
@@ -30,6 +36,9 @@ router = SimpleRouter()
 router.register("assistants", AssistantViewSet, basename="assistant")
 router.register(
     r"assistants/(?P<assistant_pk>[^/.]+)/faq", FAQEntryViewSet, basename="assistant-faq"
+)
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/versions", VersionViewSet, basename="assistant-version"
 )
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
@@ -51,6 +60,10 @@ router.register(
     basename="assistant-transfer-destination",
 )
 router.register("knowledge/documents", DocumentViewSet, basename="knowledge-document")
+router.register("replays", ReplayRunViewSet, basename="replay")
+router.register(
+    r"assistants/(?P<assistant_pk>[^/.]+)/scenarios", ScenarioViewSet, basename="assistant-scenario"
+)
 
 v1 = [
     *router.urls,

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "tools",
     "calls",
     "insights",
+    "rehearsals",
     "webhooks",
     "campaigns",
     "analytics",
@@ -580,6 +581,20 @@ ANALYSIS_MODEL = env.str("ANALYSIS_MODEL", default="openai/gpt-oss-20b")
 ANALYSIS_TIMEOUT_SECONDS = env.float("ANALYSIS_TIMEOUT_SECONDS", default=30.0)
 # Longest transcript (characters) sent for analysis; a longer one keeps its beginning and end.
 ANALYSIS_MAX_TRANSCRIPT_CHARS = env.int("ANALYSIS_MAX_TRANSCRIPT_CHARS", default=24000)
+
+# --- Rehearsals: replays of recorded calls and test scenarios ---------------------------------
+REPLAY_MAX_CALLS = env.int("REPLAY_MAX_CALLS", default=5000)
+REPLAY_MAX_CONCURRENCY = env.int("REPLAY_MAX_CONCURRENCY", default=8)
+REPLAY_DEFAULT_BUDGET_TOKENS = env.int("REPLAY_DEFAULT_BUDGET_TOKENS", default=2_000_000)
+# A replayed call no lane has touched for this long was lost with its worker: it is replayed again.
+REPLAY_LOST_LANE_SECONDS = env.float("REPLAY_LOST_LANE_SECONDS", default=600.0)
+CELERY_BEAT_SCHEDULE["revive-replays"] = {
+    "task": "rehearsals.tasks.revive_replays",
+    "schedule": 120.0,
+    "options": {"expires": 120.0},
+}
+SCENARIO_MODEL = env.str("SCENARIO_MODEL", default="llama-3.3-70b-versatile")
+SCENARIO_MAX_PER_RUN = env.int("SCENARIO_MAX_PER_RUN", default=50)
 # Prices (README, "What a call costs"): LLM per million input/output tokens (Groq's list prices),
 # telephony per started minute by call mode (Twilio inbound voice; relay adds ConversationRelay),
 # speech per million characters by engine. PRICE_TABLE (JSON) overrides any part of it.

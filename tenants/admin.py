@@ -188,9 +188,12 @@ class PhoneNumberForm(forms.ModelForm):
 
     class Meta:
         model = PhoneNumber
-        fields = ["tenant", "number", "label", "assistant", "active"]
+        fields = ["tenant", "number", "label", "assistant", "pinned_version", "active"]
         # Built at import time, outside any scope; the admin narrows the choices per request.
-        field_classes = {"assistant": SafeModelChoiceField}
+        field_classes = {
+            "assistant": SafeModelChoiceField,
+            "pinned_version": SafeModelChoiceField,
+        }
 
     def clean_number(self) -> str:
         number = normalize_e164(self.cleaned_data["number"])

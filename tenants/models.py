@@ -131,6 +131,14 @@ class PhoneNumber(models.Model):
         null=True,
         blank=True,
     )
+    pinned_version = models.ForeignKey(
+        "assistants.AssistantVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        help_text="Answer with this version of the assistant instead of its published one.",
+    )
     active = models.BooleanField(default=True)
     label = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -151,6 +159,8 @@ class PhoneNumber(models.Model):
                 raise ValidationError({"number": exc.messages}) from exc
         if self.assistant_id and self.tenant_id and self.assistant.tenant_id != self.tenant_id:
             raise ValidationError({"assistant": "Choose an assistant of this number's tenant."})
+        if self.pinned_version_id and self.pinned_version.assistant_id != self.assistant_id:
+            raise ValidationError({"pinned_version": "Choose a version of the number's assistant."})
 
     def validate_unique(self, exclude=None) -> None:
         # A number is unique across all tenants, so the check must see every tenant's numbers

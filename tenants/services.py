@@ -93,6 +93,7 @@ def phone_number_create(
     assistant=None,
     label: str = "",
     active: bool = True,
+    pinned_version=None,
     assigned_by_staff: bool = False,
 ) -> PhoneNumber:
     """Add `number` to `tenant`. Unless platform staff assign it, the tenant's own Twilio
@@ -102,7 +103,12 @@ def phone_number_create(
     if not assigned_by_staff:
         phone_number_claim_check(tenant=tenant, number=number)
     phone_number = PhoneNumber(
-        tenant=tenant, number=number, assistant=assistant, label=label, active=active
+        tenant=tenant,
+        number=number,
+        assistant=assistant,
+        label=label,
+        active=active,
+        pinned_version=pinned_version,
     )
     phone_number.full_clean()
     phone_number.save()
@@ -114,11 +120,13 @@ def phone_number_update(
 ) -> PhoneNumber:
     """Change `number`, `assistant`, `label` or `active`; validated like a new number (a new
     `number` too: unless staff assign it, the tenant's own Twilio account must hold it)."""
-    allowed = {"number", "assistant", "label", "active"}
+    allowed = {"number", "assistant", "label", "active", "pinned_version"}
     if unknown := set(changes) - allowed:
         raise ValueError(f"cannot change {sorted(unknown)}")
     if "assistant" in changes:
         _check_assistant_tenant(tenant=phone_number.tenant, assistant=changes["assistant"])
+        if changes["assistant"] != phone_number.assistant:  # a pinned version is the old one's
+            changes.setdefault("pinned_version", None)
     if "number" in changes:
         changes["number"] = _normalized(changes["number"])
         if changes["number"] != phone_number.number and not assigned_by_staff:

@@ -196,3 +196,15 @@ def test_without_google_or_espeak_ng_it_says_what_to_install(
     assert "gTTS cannot reach Google" in errors
     assert "apt-get install espeak-ng" in errors
     assert "Twilio's voice" in errors
+
+
+def test_the_demo_assistant_is_published_once(seeded: str) -> None:
+    call_command("seed_demo", stdout=StringIO())
+    with scopes_disabled():
+        assistant = AssistantConfig.objects.get(tenant__slug="demo")
+        assert assistant.published_version.number == 1
+        assert assistant.versions.count() == 1
+        assert (
+            len(assistant.published_version.parts["faq"])
+            == FAQEntry.objects.filter(assistant=assistant).count()
+        )

@@ -14,6 +14,7 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig, FAQEntry
 from assistants.services import assistant_prepare_greeting
 from assistants.speech import speech_engine_problem
+from assistants.versions import version_publish
 from devtools.demo_tools import BOOKING_TOOL
 from knowledge.models import Document
 from knowledge.services import document_create
@@ -126,6 +127,8 @@ class Command(BaseCommand):
                 number.save(update_fields=["assistant", "active"])
             base_url = options["base_url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
             self._give_tools(assistant, base_url=base_url.rstrip("/"))
+            if assistant.published_version_id is None:  # callers get version 1 of the demo
+                version_publish(assistant=assistant, note="The demo's first version", check=False)
 
         admin, _ = User.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com"}
