@@ -45,6 +45,7 @@ ASSISTANT_FIELDS = frozenset(
         "mode",
         "model",
         "fallback_model",
+        "fast_model",
         "temperature",
         "max_tokens",
         "context_turns",

@@ -407,6 +407,8 @@ def turn_as_event(turn: Turn) -> dict:
         "source": turn.source,
         "cache_hit": turn.cache_hit,
         "model": turn.model_used,
+        "route": turn.route,
+        "route_reason": turn.route_reason,
         "fallbacks": turn.fallbacks,
         "tool_calls": turn.tool_calls,
         "passages": turn.passages,

@@ -407,6 +407,9 @@ LLM_FIRST_TOKEN_DEADLINE_SECONDS = env.float("LLM_FIRST_TOKEN_DEADLINE_SECONDS",
 # The fallback model is asked beside the main one when the main one has not begun its answer
 # this long after the question (or cannot retry before then); the first to answer is used.
 LLM_HEDGE_SECONDS = env.float("LLM_HEDGE_SECONDS", default=1.2)
+# Model routing: a turn of at most this many words (and no tool named) goes to the assistant's
+# fast model, when it has one (calls.routing).
+ROUTING_SHORT_WORDS = env.int("ROUTING_SHORT_WORDS", default=12)
 # Relay and talk: "one moment" is said when no token came this long after the caller spoke (0: off).
 LLM_FILLER_SECONDS = env.float("LLM_FILLER_SECONDS", default=1.5)
 # Answers to identical first questions are reused for this long (0 turns the cache off).
