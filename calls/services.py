@@ -484,6 +484,20 @@ def calls_close_stale(*, quiet_for: timedelta) -> int:
     return closed
 
 
+def turn_add_audio(*, turn: Turn, audio_urls: list[str], said_by_twilio: bool) -> None:
+    """The rest of an answer was played later (an early reply's continuation): its audio joins
+    the turn's, and Twilio's voice saying some of it is a fallback like any other."""
+    urls = list(turn.audio_urls) + [url for url in audio_urls if url not in turn.audio_urls]
+    fallbacks = list(turn.fallbacks)
+    if said_by_twilio and "tts:say" not in fallbacks:
+        fallbacks.append("tts:say")
+    if urls != turn.audio_urls or fallbacks != turn.fallbacks:
+        Turn.objects.filter(pk=turn.pk, tenant_id=turn.tenant_id).update(
+            audio_urls=urls, fallbacks=fallbacks
+        )
+        turn.audio_urls, turn.fallbacks = urls, fallbacks
+
+
 def turn_mark_interrupted(*, turn: Turn, heard_text: str) -> Turn:
     """The caller talked over an answer already sent: note what they actually heard."""
     Turn.objects.filter(pk=turn.pk, tenant_id=turn.tenant_id).update(

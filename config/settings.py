@@ -419,6 +419,9 @@ MAX_UTTERANCE_CHARS = env.int("MAX_UTTERANCE_CHARS", default=2000)
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=9.0)
 # How long a gather reply waits for speech audio after the answer is complete, before <Say>.
 TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
+# Gather: an answer of several sentences is played from its first sentence's audio on, the rest
+# fetched by Twilio from a continuation (calls.transports.gather); False waits for all of it.
+GATHER_EARLY_REPLY = env.bool("GATHER_EARLY_REPLY", default=True)
 # Relay mode (ConversationRelay): how long one streamed answer may take in all, how often the
 # dashboard gets the words streamed so far, and the largest WebSocket frame read.
 RELAY_ANSWER_SECONDS = env.float("RELAY_ANSWER_SECONDS", default=20.0)
