@@ -96,7 +96,7 @@ def main() -> None:
     from providers.speech import get_engine
 
     run = uuid.uuid4().hex[:8]
-    _, assistant, number = bench_tenant()
+    _, assistant, number = bench_tenant(generous_limits=True)
     config = {"system_prompt": assistant.system_prompt, "context_turns": 0}
     engine = get_engine("simulated")
     client = Client(SERVER_NAME="localhost")
@@ -108,7 +108,7 @@ def main() -> None:
         response = client.post(
             path, params, headers={"X-Twilio-Signature": signature}, SERVER_NAME="localhost"
         )
-        assert response.status_code == 200, response.content
+        assert response.status_code in (200, 204), response.content
         return response.content
 
     def sequential(question: str) -> float:
@@ -143,6 +143,7 @@ def main() -> None:
         counts["played"] += body.count(b"<Play>")
         counts["said"] += body.count(b"<Say")
         if b"<Redirect" not in body:
+            post("/twilio/status", {**base, "CallStatus": "completed", "SequenceNumber": "9"})
             return first, None
         counts["early"] += 1
         # Twilio plays the first sentences, then fetches the rest.
@@ -152,9 +153,11 @@ def main() -> None:
         path = "/" + redirect.decode().split("/", 3)[3].replace("&amp;", "&")
         started = now()
         rest = post(path, {**base, "CallStatus": "in-progress"})
+        pause = ms(now() - started)
         counts["rest played"] += rest.count(b"<Play>")
         counts["rest said"] += rest.count(b"<Say")
-        return first, ms(now() - started)
+        post("/twilio/status", {**base, "CallStatus": "completed", "SequenceNumber": "9"})
+        return first, pause
 
     rows: dict[str, list[float]] = {
         name: [] for name in (SEQUENTIAL, COLD_WHOLE, COLD_EARLY, WARM_WHOLE, WARM_EARLY)
