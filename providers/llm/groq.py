@@ -7,7 +7,6 @@ One async client per event loop, streaming, no SDK retries: the retry and fallba
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 
@@ -34,53 +33,24 @@ def _stream_error(data: object, response: httpx.Response) -> None:
         )
 
 
-async def server_sent_events(raw: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]]:
-    """(event name, data) of each server-sent event in a byte stream (LF or CRLF line ends).
-
-    The SDK's decoder handles every line in Python and re-assembles the stream in between; an
-    event of Groq's is one `data:` line, so this splits the bytes where events end and reads the
-    lines of each (a py-spy profile of the server under load had the SDK's decoder at ~11 % of
-    its CPU, most of reading a token)."""
-    buffer = b""
-    async for chunk in raw:
-        buffer += chunk
-        if b"\r" in buffer[:-1]:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        *events, buffer = buffer.split(b"\n\n")
-        for block in events:
-            event, data = None, []
-            for line in block.split(b"\n"):
-                name, _, value = line.partition(b":")
-                value = value[1:] if value.startswith(b" ") else value
-                if name == b"data":
-                    data.append(value)
-                elif name == b"event":
-                    event = value.decode()
-            if data:
-                yield event, b"\n".join(data)
-
-
 class _Chunks(groq.AsyncStream[dict]):
     """The streamed chunks as plain dicts.
 
     The SDK's own stream builds a model object per chunk, about a millisecond of CPU per token;
-    the answer needs two fields of it. HTTP and its errors stay the SDK's; the events are read
-    by `server_sent_events`.
+    the answer needs two fields of it. HTTP, SSE decoding and errors stay the SDK's.
     """
 
     async def __stream__(self) -> AsyncIterator[dict]:
-        raw = self.response.aiter_raw()
-        events = server_sent_events(raw)
-        async for event, data in events:
-            if data.startswith(b"[DONE]"):
+        events = self._iter_events()
+        async for sse in events:
+            if sse.data.startswith("[DONE]"):
                 break
-            chunk = json.loads(data)
-            if event in (None, "error"):
-                _stream_error(chunk, self.response)
-            if event is None:
-                yield chunk
-        await events.aclose()
-        async for _ in raw:  # read to the end, so that the connection goes back to the pool
+            data = sse.json()
+            if sse.event in (None, "error"):
+                _stream_error(data, self.response)
+            if sse.event is None:
+                yield data
+        async for _ in events:  # read to the end, so that the connection goes back to the pool
             pass
 
 
