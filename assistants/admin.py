@@ -42,6 +42,7 @@ class AssistantConfigAdmin(TenantScopedAdmin):
                 "fields": [
                     "model",
                     "fallback_model",
+                    "fast_model",
                     "temperature",
                     "max_tokens",
                     "context_turns",

@@ -87,6 +87,7 @@ class CallConfig(TypedDict, total=False):
     mode: str
     model: str
     fallback_model: str
+    fast_model: str
     temperature: float
     max_tokens: int
     context_turns: int
@@ -158,6 +159,13 @@ class AssistantConfig(models.Model):
         blank=True,
         validators=[validate_model],
         help_text="Used when the main model fails; empty for none.",
+    )
+    fast_model = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_model],
+        help_text="Answers short, simple turns (few words, near an FAQ question, no tool named); "
+        "the main model answers the rest. Empty: the main model answers every turn.",
     )
     temperature = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]

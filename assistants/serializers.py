@@ -25,6 +25,12 @@ class AssistantSerializer(serializers.ModelSerializer):
         allow_blank=True,
         help_text="Used when the main model fails; empty for none.",
     )
+    fast_model = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="Answers short, simple turns; empty: the main model answers every turn.",
+    )
     phone_numbers = serializers.SlugRelatedField(
         slug_field="number", many=True, read_only=True, help_text="Numbers it answers."
     )
@@ -52,6 +58,9 @@ class AssistantSerializer(serializers.ModelSerializer):
         return _known_model(value)
 
     def validate_fallback_model(self, value: str) -> str:
+        return _known_model(value) if value else value
+
+    def validate_fast_model(self, value: str) -> str:
         return _known_model(value) if value else value
 
 

@@ -46,6 +46,7 @@ ASSISTANT_FIELDS = frozenset(
         "mode",
         "model",
         "fallback_model",
+        "fast_model",
         "temperature",
         "max_tokens",
         "context_turns",

@@ -42,6 +42,15 @@ class Caller:
         )
         return ms(now() - started), status, body
 
+    def rest(self, call: dict, body: bytes) -> tuple[int, bytes]:
+        """Fetch the rest of an answer whose first sentences came early (its <Redirect>), as
+        Twilio does once they have played; (0, body) when the answer was whole."""
+        if b"<Redirect" not in body:
+            return 0, body
+        url = body.split(b"<Redirect", 1)[1].split(b">", 1)[1].split(b"<", 1)[0].decode()
+        path = "/" + url.replace("&amp;", "&").split("/", 3)[3]
+        return self.post(path, {**call, "CallStatus": "in-progress"})
+
     def end(self, call: dict) -> None:
         self.post("/twilio/status", {**call, "CallStatus": "completed", "SequenceNumber": "9"})
 
@@ -111,6 +120,8 @@ def concurrent_turns(
             call = caller.start()
             for _ in range(turns_each):
                 elapsed, status, body = caller.say(call, question)
+                if status == 200:
+                    status, body = caller.rest(call, body) if b"<Redirect" in body else (200, body)
                 with lock:
                     if status == 200 and b"<Gather" in body:
                         latencies.append(elapsed)

@@ -213,6 +213,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_command(port: int) -> list[str]:
+    """The ASGI server's command: daphne (the default), or uvicorn with uvloop and httptools
+    when BENCH_SERVER=uvicorn (the option README's "Deployment" describes)."""
+    if os.environ.get("BENCH_SERVER") == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "config.asgi:application",
+    ]
+
+
 @contextmanager
 def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
     """The platform's ASGI server (one process) on 127.0.0.1:`port`, ready when yielded."""
@@ -220,16 +255,7 @@ def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
 
     log = open(Path(env["MEDIA_ROOT"]) / f"daphne-{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
+        server_command(port),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,

@@ -38,7 +38,7 @@ from django.conf import settings
 
 from assistants.faq import FAQ, normalize
 from assistants.models import AssistantVersion, CallConfig
-from calls import events, languages, phrases, services
+from calls import events, languages, phrases, routing, services
 from calls.models import Call, Turn
 from core import caching
 from core.asyncdb import database_async
@@ -101,6 +101,7 @@ class Reply:
     language: str = ""  # the conversation's language while this answer was given
     tool_calls: list[dict] = field(default_factory=list)  # the tools run, as the turn keeps them
     passages: list[dict] = field(default_factory=list)  # knowledge put into the prompt
+    route: routing.Route | None = None  # the model the LLM was asked with, and why
     storing: bool = False
     turn: Turn | None = None
     prepare: asyncio.Future | None = None
@@ -251,6 +252,7 @@ class Conversation:
         self.limits: dict[str, RateLimit] = {}
         self.toolbox = Toolbox()
         self.tools: list[dict] = []  # the toolbox's definitions, as the model is offered them
+        self.tool_names: frozenset[str] = frozenset()  # their telling words (model routing)
         self.turns = 0  # turns of the call stored so far (the next one is number turns + 1)
         self.ended = False
         self._reply: Reply | None = None
@@ -266,6 +268,7 @@ class Conversation:
         loaded = await self.database(self._load)()
         self.history, self.turns, self.faq, self.limits, self.toolbox = loaded
         self.tools = self.toolbox.definitions()
+        self.tool_names = routing.tool_words(self.tools)
 
     def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
         """One trip to the database pool for all of it."""
@@ -414,6 +417,12 @@ class Conversation:
         self.history.append((Turn.Role.CALLER, reply.utterance))
         stream, first = None, None
         if messages:
+            reply.route = routing.route(
+                config=self.config,
+                utterance=reply.utterance,
+                faq=self.faq,
+                tool_names=self.tool_names,
+            )
             stream = self._ask_llm(reply, messages)
             first = asyncio.ensure_future(anext(stream, None))
         try:
@@ -480,9 +489,12 @@ class Conversation:
         self, reply: Reply, messages: list[dict], result: llm.LLMResult | None = None
     ) -> AsyncIterator[str]:
         config = self.config
+        chosen = reply.route or routing.route(
+            config=config, utterance=reply.utterance, faq=self.faq, tool_names=self.tool_names
+        )
         return llm.stream_reply(
-            model=config["model"],
-            fallback_model=config.get("fallback_model", ""),
+            model=chosen.model,
+            fallback_model=chosen.fallback_model,
             messages=messages,
             temperature=float(config["temperature"]),
             max_tokens=int(config["max_tokens"]),
@@ -730,6 +742,8 @@ class Conversation:
             source=reply.source,
             cache_hit=reply.cache_hit,
             model_used=result.model_used if is_llm else "",
+            route=reply.route.route if is_llm and reply.route else "",
+            route_reason=reply.route.reason if is_llm and reply.route else "",
             tokens_in=result.tokens_in,
             tokens_out=result.tokens_out,
             transcript_final_ms=reply.ms(reply.recognized_at),

@@ -168,7 +168,18 @@ class Turn(models.Model):
     response_sent_ms = models.PositiveIntegerField(null=True, blank=True)
     last_token_sent_ms = models.PositiveIntegerField(null=True, blank=True)
 
+    class Route(models.TextChoices):
+        """Which of the assistant's models the turn was sent to (calls.routing)."""
+
+        NONE = "", "—"
+        MAIN = "main", "Main model"
+        FAST = "fast", "Fast model"
+
     model_used = models.CharField(max_length=100, blank=True)
+    route = models.CharField(max_length=8, choices=Route.choices, blank=True, default="")
+    route_reason = models.CharField(
+        max_length=64, blank=True, help_text="Why the turn went to that model."
+    )
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     cache_hit = models.BooleanField(default=False)

@@ -36,6 +36,8 @@ class TurnSerializer(serializers.ModelSerializer):
             "response_sent_ms",
             "last_token_sent_ms",
             "model_used",
+            "route",
+            "route_reason",
             "tokens_in",
             "tokens_out",
             "cache_hit",

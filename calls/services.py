@@ -477,6 +477,8 @@ def turn_as_event(turn: Turn) -> dict:
         "source": turn.source,
         "cache_hit": turn.cache_hit,
         "model": turn.model_used,
+        "route": turn.route,
+        "route_reason": turn.route_reason,
         "fallbacks": turn.fallbacks,
         "tool_calls": turn.tool_calls,
         "passages": turn.passages,
@@ -581,6 +583,20 @@ def calls_close_orphaned() -> int:
     if closed:
         logger.warning("closed the calls of stopped server processes", extra={"calls": closed})
     return closed
+
+
+def turn_add_audio(*, turn: Turn, audio_urls: list[str], said_by_twilio: bool) -> None:
+    """The rest of an answer was played later (an early reply's continuation): its audio joins
+    the turn's, and Twilio's voice saying some of it is a fallback like any other."""
+    urls = list(turn.audio_urls) + [url for url in audio_urls if url not in turn.audio_urls]
+    fallbacks = list(turn.fallbacks)
+    if said_by_twilio and "tts:say" not in fallbacks:
+        fallbacks.append("tts:say")
+    if urls != turn.audio_urls or fallbacks != turn.fallbacks:
+        Turn.objects.filter(pk=turn.pk, tenant_id=turn.tenant_id).update(
+            audio_urls=urls, fallbacks=fallbacks
+        )
+        turn.audio_urls, turn.fallbacks = urls, fallbacks
 
 
 def turn_mark_interrupted(*, turn: Turn, heard_text: str) -> Turn:

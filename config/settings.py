@@ -433,6 +433,9 @@ LLM_FIRST_TOKEN_DEADLINE_SECONDS = env.float("LLM_FIRST_TOKEN_DEADLINE_SECONDS",
 # The fallback model is asked beside the main one when the main one has not begun its answer
 # this long after the question (or cannot retry before then); the first to answer is used.
 LLM_HEDGE_SECONDS = env.float("LLM_HEDGE_SECONDS", default=1.2)
+# Model routing: a turn of at most this many words (and no tool named) goes to the assistant's
+# fast model, when it has one (calls.routing).
+ROUTING_SHORT_WORDS = env.int("ROUTING_SHORT_WORDS", default=12)
 # Relay and talk: "one moment" is said when no token came this long after the caller spoke (0: off).
 LLM_FILLER_SECONDS = env.float("LLM_FILLER_SECONDS", default=1.5)
 # Answers to identical first questions are reused for this long (0 turns the cache off).
@@ -442,6 +445,9 @@ MAX_UTTERANCE_CHARS = env.int("MAX_UTTERANCE_CHARS", default=2000)
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=9.0)
 # How long a gather reply waits for speech audio after the answer is complete, before <Say>.
 TTS_WAIT_SECONDS = env.float("TTS_WAIT_SECONDS", default=2.0)
+# Gather: an answer of several sentences is played from its first sentence's audio on, the rest
+# fetched by Twilio from a continuation (calls.transports.gather); False waits for all of it.
+GATHER_EARLY_REPLY = env.bool("GATHER_EARLY_REPLY", default=True)
 # Relay mode (ConversationRelay): how long one streamed answer may take in all, how often the
 # dashboard gets the words streamed so far, and the largest WebSocket frame read.
 RELAY_ANSWER_SECONDS = env.float("RELAY_ANSWER_SECONDS", default=20.0)

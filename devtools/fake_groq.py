@@ -146,6 +146,9 @@ class FakeGroqConfig:
     tokens_per_second: float = 280.0  # 0 or less: no delay between tokens
     answer_tokens: int = 60
     answer: AnswerSource = None  # fixed text, or a function of the messages
+    # Every sentence of a stock answer carries the question's own case number, so no sentence
+    # repeats across questions (an audio cache stays cold); False: the stock sentences as they are.
+    distinct: bool = False
     models: list[str] | None = None  # None: accept any model
     api_key: str | None = None  # None: accept any non-empty key
     fail_rate: float = 0.0
@@ -258,8 +261,17 @@ def answer_language(messages: list[dict]) -> str | None:
     return match.group(1) if match and match.group(1) in _IN_LANGUAGE else None
 
 
-def make_answer(messages: list[dict], answer_tokens: int = 60) -> str:
-    """A deterministic spoken-style reply to the last user message, about `answer_tokens` long."""
+def _marked(sentence: str, code: int) -> str:
+    """The sentence with the question's case number before its final punctuation."""
+    body, end = sentence[:-1], sentence[-1]
+    return f"{body}, case {code}{end}"
+
+
+def make_answer(messages: list[dict], answer_tokens: int = 60, *, distinct: bool = False) -> str:
+    """A deterministic spoken-style reply to the last user message, about `answer_tokens` long.
+
+    `distinct`: each sentence carries a number drawn from the question, so different questions
+    get answers without a sentence in common."""
     question = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
     if language := answer_language(messages):
         return " ".join(_IN_LANGUAGE[language])
@@ -271,6 +283,10 @@ def make_answer(messages: list[dict], answer_tokens: int = 60) -> str:
     closing = rng.choice(_CLOSINGS)
     middles = list(_MIDDLES)
     rng.shuffle(middles)
+    if distinct:
+        code = seed % 1_000_000
+        opening, closing = _marked(opening, code), _marked(closing, code)
+        middles = [_marked(sentence, code) for sentence in middles]
     sentences = [opening]
     budget = max(answer_tokens, 1) - len(tokenize(closing))
     count = len(tokenize(opening))
@@ -842,7 +858,9 @@ class FakeGroqServer:
             else:
                 answer = structured_answer(body.get("response_format"), messages)
                 answer = answer or answer_from_tool_results(messages)
-                answer = answer or make_answer(messages, config.answer_tokens)
+                answer = answer or make_answer(
+                    messages, config.answer_tokens, distinct=config.distinct
+                )
         tokens = tokenize(answer)
         finish = "stop"
         if max_tokens is not None and len(tokens) > max_tokens:

@@ -80,6 +80,7 @@ def test_full_clean_rejects_an_unknown_llm_model(tenant_a: Tenant) -> None:
 
 def test_full_clean_rejects_an_unknown_fallback_model_and_accepts_none(tenant_a: Tenant) -> None:
     assert "fallback_model" in errors_of(make_assistant(tenant_a, fallback_model="nope"))
+    assert "fast_model" in errors_of(make_assistant(tenant_a, fast_model="nope"))
     with scope(tenant=tenant_a):
         make_assistant(tenant_a, fallback_model="").full_clean()
 
@@ -157,6 +158,7 @@ def test_snapshot_holds_the_settings_a_call_runs_with(assistant_a: AssistantConf
         "mode": "gather",
         "model": "llama-3.3-70b-versatile",
         "fallback_model": "llama-3.1-8b-instant",
+        "fast_model": "",
         "temperature": 1.0,
         "max_tokens": 1024,
         "context_turns": 10,

@@ -78,6 +78,16 @@ def speak_and_listen(
     return response
 
 
+def play_then_redirect(
+    utterances: list[Utterance], *, config: CallConfig, url: str
+) -> VoiceResponse:
+    """Say the utterances, then fetch the next TwiML from `url` (the rest of an answer)."""
+    response = VoiceResponse()
+    speak(response, utterances, config=config)
+    response.redirect(url, method="POST")
+    return response
+
+
 def _relay_voice(config: CallConfig) -> dict:
     """ConversationRelay's TTS provider and voice for the assistant's configured voice.
 

@@ -24,7 +24,14 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
-from devtools.fake_groq import DEFAULT_MODELS, FakeGroqControl, FakeGroqServer, Fault, make_answer
+from devtools.fake_groq import (
+    DEFAULT_MODELS,
+    FakeGroqControl,
+    FakeGroqServer,
+    Fault,
+    make_answer,
+    tokenize,
+)
 
 MODEL = "llama-3.3-70b-versatile"
 SMALL = "llama-3.1-8b-instant"
@@ -976,3 +983,31 @@ def test_it_answers_in_the_language_the_system_prompt_asks_for():
     assert make_answer(asked).startswith("かしこまりました。")
     in_english = [{"role": "system", "content": "Always answer in English (en-US)."}, asked[1]]
     assert make_answer(in_english) == make_answer([asked[1]])
+
+
+def _sentences(text: str) -> set[str]:
+    return {s for s in re.split(r"(?<=[.!?])\s+", text) if s}
+
+
+def test_distinct_answers_share_no_sentence_across_questions():
+    questions = [
+        [{"role": "user", "content": f"Can you fix my boiler, visit {n}?"}] for n in range(6)
+    ]
+    stock = [_sentences(make_answer(q)) for q in questions]
+    distinct = [_sentences(make_answer(q, distinct=True)) for q in questions]
+    # The stock answers repeat their middle sentences; the distinct ones never do.
+    assert any(a & b for i, a in enumerate(stock) for b in stock[i + 1 :])
+    assert not any(a & b for i, a in enumerate(distinct) for b in distinct[i + 1 :])
+    # The same question still gets the same answer, of about the same length.
+    assert make_answer(questions[0], distinct=True) == make_answer(questions[0], distinct=True)
+    lengths = [len(tokenize(make_answer(q, distinct=d))) for q in questions[:1] for d in (0, 1)]
+    assert abs(lengths[0] - lengths[1]) <= 10
+
+
+def test_the_server_answers_distinctly_when_told_to():
+    with FakeGroqServer(ttft_ms=0, tokens_per_second=0, distinct=True) as fake:
+        client = groq.Groq(api_key="test", base_url=fake.base_url)
+        asked = [{"role": "user", "content": "Do you clear drains?"}]
+        answer = client.chat.completions.create(model=DEFAULT_MODELS[0], messages=asked)
+    assert answer.choices[0].message.content == make_answer(asked, distinct=True)
+    assert ", case " in answer.choices[0].message.content

@@ -44,6 +44,11 @@ class Command(BaseCommand):
             "--retry-after", type=float, default=1.0, help="retry-after seconds sent with 429"
         )
         parser.add_argument("--seed", type=int, default=0, help="seed for --fail-rate draws")
+        parser.add_argument(
+            "--distinct",
+            action="store_true",
+            help="stock answers whose sentences never repeat across questions (a cold audio cache)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0.0 <= options["fail_rate"] <= 1.0:
@@ -67,6 +72,7 @@ class Command(BaseCommand):
             fail_kinds=fail_kinds,
             retry_after=options["retry_after"],
             seed=options["seed"],
+            distinct=options["distinct"],
         )
 
         def ready(base_url: str) -> None:
