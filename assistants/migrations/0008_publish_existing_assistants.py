@@ -6,7 +6,7 @@ from django.utils import timezone
 
 # The call settings (`CallConfig`) as they are at this migration.
 CONFIG_FIELDS = [
-    "name", "mode", "model", "fallback_model", "temperature", "max_tokens", "context_turns",
+    "name", "mode", "model", "fallback_model", "fast_model", "temperature", "max_tokens", "context_turns",
     "system_prompt", "greeting", "language", "other_languages", "transcription_provider",
     "tts_engine", "tts_voice", "voices", "phrases", "speech_timeout", "interruptible",
     "transfer_number", "transfer_digit", "recognition_provider", "recognition_model",
@@ -77,6 +77,7 @@ def publish_existing(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("assistants", "0007_versions"),
+        ("assistants", "0007_assistant_fast_model"),
         ("tools", "0001_initial"),
         ("knowledge", "0001_initial"),
     ]
