@@ -1,5 +1,6 @@
 """How the period's answers were split between the assistants' models (model routing): the share
-of language-model turns each model answered, and its latency."""
+of language-model turns each model answered, and its latency. Read from the turns themselves (no
+rollup), as part of the dashboard's cached report."""
 
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ from analytics.aggregates import Percentile
 from analytics.definitions import ASSISTANT, HISTOGRAM_FIELDS
 from analytics.models import HourlyStats, PlatformHourlyStats
 from analytics.periods import Period
+from analytics.routing import model_split
 from analytics.services import floor_hour
 from analytics.tallies import (
     Split,
@@ -359,6 +360,7 @@ def report(*, tenant_ids: list | None, period: Period, budget_tenant: Tenant | N
             },
             **_figures_and_breakdown(tenant_ids, period, split, budget_tenant),
             "charts": charts(tenant_ids=tenant_ids, period=period, split=split),
+            "routing": model_split(tenant_ids=tenant_ids, period=period),
         }
 
 

@@ -214,8 +214,9 @@ def free_port() -> int:
 
 
 def server_command(port: int) -> list[str]:
-    """The ASGI server's command: daphne (the default), or uvicorn with uvloop and httptools
-    when BENCH_SERVER=uvicorn (the option README's "Deployment" describes)."""
+    """The ASGI server's command: daphne, or uvicorn with uvloop and httptools when
+    BENCH_SERVER=uvicorn, to compare the two (docs/benchmarks.md; uvicorn is not a requirement:
+    `pip install "uvicorn[standard]==0.54.0"` first)."""
     if os.environ.get("BENCH_SERVER") == "uvicorn":
         return [
             sys.executable,

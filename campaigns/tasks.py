@@ -80,7 +80,8 @@ def fetch_recording(tenant_id: str, recording_id: str) -> str:
 
 @shared_task(soft_time_limit=600, time_limit=660)
 def expire_recordings() -> int:
-    """Beat, hourly: delete recordings past their assistant's retention period."""
+    """Beat, hourly: delete recordings past their retention period (the assistant's, else the
+    tenant's)."""
     return recordings_expire()
 
 

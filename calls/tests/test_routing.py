@@ -183,6 +183,8 @@ def test_the_api_and_the_dashboard_show_the_routing(
     assert split["models"][0]["first_token_p50"] is not None
     assert {(r["reason"], r["turns"]) for r in split["reasons"]} == {("short", 2), ("long", 1)}
     assert FAST in page.content.decode()
+    figures = _logged_in(alice).get("/dashboard/figures/?period=today").json()
+    assert figures["routing"]["turns"] == 3
 
     outsider = _logged_in(charlie).get("/dashboard/?period=today")
     assert outsider.context["routing"] == {"turns": 0, "models": [], "reasons": []}
