@@ -517,3 +517,10 @@ def test_an_faq_answer_said_again_reuses_its_audio(
     assert len(again.audio) > 8000 and abs(len(again.audio) - len(first.audio)) < 1600
     faq = "We are open from eight to six, Monday to Friday."
     assert fake_deepgram.spoken.count(faq) == 1  # made once, played twice
+
+    # The kept audio comes back whole, yet goes out paced: the answer counts as sent when its
+    # first message went, a second and more before its last.
+    _, turns = stored_once_closed(call.call_sid)
+    reused = turns[3]
+    assert reused.text == faq
+    assert reused.last_token_sent_ms - reused.response_sent_ms > 1000

@@ -241,14 +241,14 @@ class MediaSpeaker:
                 reply.first_audio_at = time.monotonic()
             rest += chunk
             whole = len(rest) - len(rest) % audio.FRAME_BYTES
-            if not whole:
-                continue
-            await self._send_audio(rest[:whole])
+            size = self._message_bytes
+            for start in range(0, whole, size):
+                await self._send_audio(rest[start : min(start + size, whole)])
+                if not started:
+                    started = True
+                    reply.parts.append(("" if not reply.parts else " ") + sentence)
+                    reply.first_sent_at = reply.first_sent_at or time.monotonic()
             rest = rest[whole:]
-            if not started:
-                started = True
-                reply.parts.append(("" if not reply.parts else " ") + sentence)
-                reply.first_sent_at = reply.first_sent_at or time.monotonic()
         if rest:
             await self._send_audio(rest.ljust(audio.FRAME_BYTES, audio.SILENCE))
         reply.last_sent_at = time.monotonic()
@@ -313,18 +313,16 @@ class MediaSpeaker:
             self.options, voice=""
         )  # the provider's voice name means nothing here
 
-    async def _send_audio(self, sound: bytes) -> None:
-        """Send whole frames of audio in `media` messages of up to STREAM_MEDIA_MESSAGE_MS
-        (Twilio buffers what it gets; a message per 20 ms frame costs the server far more than
-        the frame), each no more than the lead ahead of what is being played."""
-        size = self._message_bytes
-        for start in range(0, len(sound), size):
-            piece = sound[start : start + size]
+    async def _send_audio(self, piece: bytes) -> None:
+        """Send whole frames of audio (at most STREAM_MEDIA_MESSAGE_MS) in one `media` message,
+        once what was sent before is no more than the lead ahead of what is being played.
+        Twilio buffers what it gets; a message per 20 ms frame costs the server far more than
+        the frame."""
+        now = time.monotonic()
+        ahead = self._played_until - now - self._lead
+        if ahead > 0:
+            await asyncio.sleep(ahead)
             now = time.monotonic()
-            ahead = self._played_until - now - self._lead
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-                now = time.monotonic()
-            self._played_until = max(self._played_until, now) + len(piece) / audio.SAMPLE_RATE
-            payload = base64.b64encode(piece).decode("ascii")
-            await self.output.send_event({"event": "media", "media": {"payload": payload}})
+        self._played_until = max(self._played_until, now) + len(piece) / audio.SAMPLE_RATE
+        payload = base64.b64encode(piece).decode("ascii")
+        await self.output.send_event({"event": "media", "media": {"payload": payload}})
