@@ -37,6 +37,7 @@ class AssistantSerializer(serializers.ModelSerializer):
     published_version = serializers.SlugRelatedField(
         slug_field="number",
         read_only=True,
+        allow_null=True,
         help_text="The version callers get (the settings here are the draft); null: none yet.",
     )
 

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from assistants.models import AssistantConfig
+from calls.api import UTCDateTimeFilter
 from insights.models import AnalysisPlan, CallReport, Sentiment
 from insights.serializers import (
     AnalysisPlanSerializer,
@@ -31,12 +32,8 @@ class CallReportFilter(django_filters.FilterSet):
     sentiment = django_filters.ChoiceFilter(choices=Sentiment.choices)
     analysis_status = django_filters.ChoiceFilter(choices=CallReport.Analysis.choices)
     assistant = django_filters.UUIDFilter(field_name="call__assistant_id")
-    started_after = django_filters.IsoDateTimeFilter(
-        field_name="call__started_at", lookup_expr="gte"
-    )
-    started_before = django_filters.IsoDateTimeFilter(
-        field_name="call__started_at", lookup_expr="lt"
-    )
+    started_after = UTCDateTimeFilter(field_name="call__started_at", lookup_expr="gte")
+    started_before = UTCDateTimeFilter(field_name="call__started_at", lookup_expr="lt")
     data = django_filters.CharFilter(
         method="filter_data",
         help_text="An extracted field's value, `name:value` (e.g. `reason:repair`).",

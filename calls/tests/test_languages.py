@@ -3,7 +3,11 @@ every supported language, per-assistant overrides, and the missing-translation c
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
@@ -108,13 +112,21 @@ def test_the_llm_is_told_which_language_to_answer_in():
 # --- the platform's lines ------------------------------------------------------------------------
 
 
+def _phrase_modules():
+    """The `phrases` module of every installed app that has one (calls and the apps above it)."""
+    for app in django_apps.get_app_configs():
+        if importlib.util.find_spec(f"{app.name}.phrases") is not None:
+            yield importlib.import_module(f"{app.name}.phrases")
+
+
 def test_every_platform_line_is_registered_by_name():
     names = core_phrases.registered()
     assert names["goodbye"] == phrases.GOODBYE
     assert names["limit_concurrent_calls"] == DEFAULT_MESSAGES["concurrent_calls"]
     lines = {
         name.lower()
-        for name, value in vars(phrases).items()
+        for module in _phrase_modules()
+        for name, value in vars(module).items()
         if name.isupper() and isinstance(value, core_phrases.Phrase)
     }
     assert set(names) == lines | {f"limit_{kind}" for kind in DEFAULT_MESSAGES}
