@@ -180,6 +180,15 @@ def test_unknown_and_malformed_ids_get_404(api, alice, bad_id):
     assert api(alice).get(f"{URL}{bad_id}/faq/").status_code == 404
 
 
+@pytest.mark.parametrize("bad_id", ["a.b", "line%0Abreak", "dot.%0A"])
+def test_ids_no_route_takes_get_a_json_404(api, alice, bad_id):
+    """Ids no route matches (a dot, an encoded new line) still get the API's JSON 404."""
+    response = api(alice).get(f"{URL}{bad_id}/transfer-destinations/x/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
 # --- FAQ entries ----------------------------------------------------------------------------
 
 

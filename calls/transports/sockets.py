@@ -161,9 +161,20 @@ class SessionConsumer(AsyncWebsocketConsumer):
         try:
             await super().websocket_disconnect(message)
         finally:
-            if self.held:
-                self.held = False
-                load.process_load.session_closed()
+            self._let_go()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Closed by us (the call ended, a refusal): the session is over for the process's
+        count at once, not only when the client's side of the close arrives."""
+        try:
+            await super().close(code, reason)
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if self.held:
+            self.held = False
+            load.process_load.session_closed()
 
     async def disconnect(self, code: int) -> None:
         if self.conversation is None:
