@@ -14,12 +14,12 @@ CONFIG_FIELDS = [
 ]  # fmt: skip
 
 
-def _tools(apps, assistant):
-    builtin = apps.get_model("tools", "BuiltinTools").objects.filter(assistant=assistant).first()
-    destinations = apps.get_model("tools", "TransferDestination").objects.filter(
+def _tools(apps, assistant, db):
+    builtin = apps.get_model("tools", "BuiltinTools").objects.using(db).filter(assistant=assistant).first()
+    destinations = apps.get_model("tools", "TransferDestination").objects.using(db).filter(
         assistant=assistant
     )
-    http = apps.get_model("tools", "HttpTool").objects.filter(assistant=assistant, active=True)
+    http = apps.get_model("tools", "HttpTool").objects.using(db).filter(assistant=assistant, active=True)
     return {
         "builtin": {
             name: bool(builtin and getattr(builtin, name))
@@ -42,12 +42,13 @@ def _tools(apps, assistant):
 
 
 def publish_existing(apps, schema_editor):
+    db = schema_editor.connection.alias  # the database being migrated, not always "default"
     Assistant = apps.get_model("assistants", "AssistantConfig")
     Version = apps.get_model("assistants", "AssistantVersion")
     FAQEntry = apps.get_model("assistants", "FAQEntry")
     Document = apps.get_model("knowledge", "Document")
     now = timezone.now()
-    for assistant in Assistant.objects.filter(published_version__isnull=True):
+    for assistant in Assistant.objects.using(db).filter(published_version__isnull=True):
         version = Version(tenant_id=assistant.tenant_id, assistant=assistant, number=1)
         config = {name: getattr(assistant, name) for name in CONFIG_FIELDS}
         updated = assistant.updated_at.isoformat() if assistant.updated_at else None
@@ -57,12 +58,12 @@ def publish_existing(apps, schema_editor):
             version=1,
             version_id=str(version.id),
         )
-        faq = FAQEntry.objects.filter(assistant=assistant, active=True).order_by("created_at")
-        documents = Document.objects.filter(tenant_id=assistant.tenant_id).order_by("title", "id")
+        faq = FAQEntry.objects.using(db).filter(assistant=assistant, active=True).order_by("created_at")
+        documents = Document.objects.using(db).filter(tenant_id=assistant.tenant_id).order_by("title", "id")
         version.config = config
         version.parts = {
             "faq": [{"patterns": e.patterns, "answer": e.answer} for e in faq],
-            "tools": _tools(apps, assistant),
+            "tools": _tools(apps, assistant, db),
             "knowledge": [
                 {"id": str(d.id), "title": d.title, "updated_at": d.updated_at.isoformat()}
                 for d in documents
@@ -70,8 +71,8 @@ def publish_existing(apps, schema_editor):
         }
         version.note = "The settings before versions"
         version.published_at = now
-        version.save()
-        Assistant.objects.filter(pk=assistant.pk).update(published_version=version)
+        version.save(using=db)
+        Assistant.objects.using(db).filter(pk=assistant.pk).update(published_version=version)
 
 
 class Migration(migrations.Migration):

@@ -11,8 +11,9 @@ def copy_recording_settings(apps, schema_editor):
     retention stays its own where it differs from the tenant's default (30 days)."""
     OutboundSettings = apps.get_model("campaigns", "OutboundSettings")
     RecordingSettings = apps.get_model("campaigns", "RecordingSettings")
-    for old in OutboundSettings.objects.all():
-        RecordingSettings.objects.create(
+    db = schema_editor.connection.alias  # the database being migrated, not always "default"
+    for old in OutboundSettings.objects.using(db).all():
+        RecordingSettings.objects.using(db).create(
             tenant_id=old.tenant_id,
             assistant_id=old.assistant_id,
             record_calls=old.record_calls,
