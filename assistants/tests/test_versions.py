@@ -9,6 +9,7 @@ import importlib
 import pytest
 from django.apps import apps as django_apps
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django_scopes import scopes_disabled
@@ -176,7 +177,8 @@ def test_a_new_assistant_is_published_as_version_1(tenant_a, unscoped):
 
 def test_existing_assistants_get_a_published_version_1(assistant_a, assistant_b, unscoped):
     migration = importlib.import_module("assistants.migrations.0008_publish_existing_assistants")
-    migration.publish_existing(django_apps, None)
+    with connection.schema_editor() as editor:
+        migration.publish_existing(django_apps, editor)
 
     assistant_a.refresh_from_db()
     version = assistant_a.published_version
