@@ -3,8 +3,9 @@
 Publishing never makes a call wait, nor fails it: `publish()` and `apublish()` put the event on a
 bounded queue of the process and return. One thread per process, with its own event loop and a
 channel layer connection pool of its own (`EVENTS_REDIS_CONNECTIONS`), sends what has queued up
-in batches: the events of a batch go to each group as one message (`call.events`), so a thousand
-events a second cost a few Redis round trips, not two each. (Sending every event from the thread
+in batches: a batch gathers for `EVENTS_BATCH_MS` after its first event, and its events go to each
+group as one message (`call.events`), so a thousand events a second cost a few Redis round trips,
+not two each. (Sending every event from the thread
 that made it opened a Redis connection per event loop, and past a few hundred calls the pool ran
 out: events were lost.) An event that cannot be delivered (the queue full, Redis down after a
 retry, the process stopping with events still queued) is counted in `/metrics`
@@ -19,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER
@@ -119,9 +121,10 @@ class Publisher:
             config, layer = _layer_config(), _own_layer()
             while True:
                 batch = [events.get()]
-                while len(batch) < settings.EVENTS_BATCH_SIZE:
+                gather_until = time.monotonic() + settings.EVENTS_BATCH_MS / 1000
+                while len(batch) < settings.EVENTS_BATCH_SIZE and batch[-1] is not self._STOP:
                     try:
-                        batch.append(events.get_nowait())
+                        batch.append(events.get(timeout=max(0.0, gather_until - time.monotonic())))
                     except queue.Empty:
                         break
                 stop = self._STOP in batch

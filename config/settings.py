@@ -301,9 +301,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # Call events for the live dashboard: queued per process (at most EVENTS_QUEUE_SIZE; more are
 # counted lost) and sent in batches of up to EVENTS_BATCH_SIZE by one thread over a Redis pool of
-# EVENTS_REDIS_CONNECTIONS connections (calls/events.py).
+# EVENTS_REDIS_CONNECTIONS connections (calls/events.py). A batch gathers for at most
+# EVENTS_BATCH_MS after its first event (0: send at once).
 EVENTS_QUEUE_SIZE = env.int("EVENTS_QUEUE_SIZE", default=20000)
 EVENTS_BATCH_SIZE = env.int("EVENTS_BATCH_SIZE", default=200)
+EVENTS_BATCH_MS = env.int("EVENTS_BATCH_MS", default=50)
 EVENTS_REDIS_CONNECTIONS = env.int("EVENTS_REDIS_CONNECTIONS", default=4)
 
 # Admission control: past any of these a server process refuses new calls politely (core/load.py;
