@@ -147,6 +147,31 @@ def version_for(*, assistant: AssistantConfig, number: PhoneNumber | None = None
     return None
 
 
+# A version never changes once published: its parts are read from the database once per process.
+_PARTS_CACHE_SIZE = 1024
+_parts_cache: dict[tuple[str, str], dict] = {}
+
+
+def version_parts(*, tenant_id: object, version_id: object) -> dict | None:
+    """The frozen FAQ, tools and knowledge of a version of `tenant_id`'s (None: no such
+    version). Read once per process and kept (a version is immutable; the oldest entries go
+    past the cache's size)."""
+    key = (str(tenant_id), str(version_id))
+    parts = _parts_cache.get(key)
+    if parts is None:
+        parts = (
+            AssistantVersion.objects.filter(id=version_id, tenant_id=tenant_id)
+            .values_list("parts", flat=True)
+            .first()
+        )
+        if parts is None:
+            return None
+        if len(_parts_cache) >= _PARTS_CACHE_SIZE:
+            _parts_cache.pop(next(iter(_parts_cache)), None)
+        _parts_cache[key] = parts
+    return parts
+
+
 def version_by_number(*, assistant: AssistantConfig, number: int) -> AssistantVersion | None:
     return AssistantVersion.objects.filter(
         tenant_id=assistant.tenant_id, assistant=assistant, number=number

@@ -179,6 +179,7 @@ def bench_tenant(
     from django_scopes import scopes_disabled
 
     from assistants.models import AssistantConfig
+    from assistants.versions import version_publish
     from tenants.models import PhoneNumber, RateLimit, Tenant
 
     run = uuid.uuid4().hex[:8]
@@ -191,6 +192,8 @@ def bench_tenant(
             tts_engine=tts_engine,
             system_prompt="You are a plumber's receptionist.",
         )
+        # As every new assistant is: its first settings are version 1, which calls run on.
+        version_publish(assistant=assistant, note="First version", check=False)
         number = PhoneNumber.objects.create(
             tenant=tenant, assistant=assistant, number=f"+1415{int(run, 16) % 10**7:07d}"
         )

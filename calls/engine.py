@@ -37,7 +37,8 @@ from typing import Protocol
 from django.conf import settings
 
 from assistants.faq import FAQ, normalize
-from assistants.models import AssistantVersion, CallConfig
+from assistants.models import CallConfig
+from assistants.versions import version_parts
 from calls import events, languages, phrases, routing, services
 from calls.models import Call, Turn
 from core import caching
@@ -260,32 +261,33 @@ class Conversation:
         self._last_turn: Turn | None = None
         self._background: set[asyncio.Task] = set()
 
-    async def start(self) -> None:
+    async def start(self, *, held_by: str = "") -> None:
         """Read what the conversation needs before the first turn: the call's turns so far,
         the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
-        they hold for the whole call; edits apply to the next call)."""
+        they hold for the whole call; edits apply to the next call). `held_by`: the server
+        process whose socket holds the call, noted on it in the same trip to the database."""
         languages.warm_up_soon(self.config)
-        loaded = await self.database(self._load)()
+        loaded = await self.database(self._load)(held_by)
         self.history, self.turns, self.faq, self.limits, self.toolbox = loaded
         self.tools = self.toolbox.definitions()
         self.tool_names = routing.tool_words(self.tools)
 
-    def _load(self) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
+    def _load(
+        self, held_by: str = ""
+    ) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
         """One trip to the database pool for all of it."""
+        if held_by:
+            services.call_hold(call=self.call, server=held_by)
         history, last = services.call_history_and_last(call=self.call)
+        parts = (
+            version_parts(tenant_id=self.call.tenant_id, version_id=self.call.version_id)
+            if self.call.version_id
+            else None
+        )
         faq, toolbox = equipment_load(
-            config=self.config, parts=self._version_parts(), tenant_id=self.call.tenant_id
+            config=self.config, parts=parts, tenant_id=self.call.tenant_id
         )
         return history, last, faq, ratelimits.effective_limits(self.call.tenant), toolbox
-
-    def _version_parts(self) -> dict | None:
-        """The FAQ, tools and knowledge of the version the call runs on (None: no version)."""
-        if not self.call.version_id:
-            return None
-        parts = AssistantVersion.objects.filter(
-            id=self.call.version_id, tenant_id=self.call.tenant_id
-        ).values_list("parts", flat=True)
-        return parts.first()
 
     def _next_sequence(self) -> int:
         self.turns += 1

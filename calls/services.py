@@ -20,6 +20,7 @@ from assistants.versions import version_for
 from calls import events, phrases, signals
 from calls.models import Call, Turn
 from core import load, metrics
+from core.rows import RowInserter
 from tenants import ratelimits
 from tenants.models import PhoneNumber, RateLimit, Tenant
 
@@ -78,7 +79,8 @@ def call_admit(
         existing = None
     if existing is None:
         if busy := load.overloaded():
-            mode = call_mode_for(number.assistant)
+            version = version_for(assistant=number.assistant, number=number)
+            mode = call_mode_for(number.assistant, version=version)
             call_reject_overloaded(
                 tenant=tenant, phone_number=number, mode=mode, busy=busy, **refusal
             )
@@ -447,8 +449,12 @@ def turn_add(
     return turn
 
 
+# Two turns per question (the caller's and the answer's): their insert is built once (core.rows).
+_turn_rows = RowInserter(Turn)
+
+
 def _insert_turn(call: Call, sequence: int, role: str, text: str, fields: dict) -> Turn:
-    return Turn.objects.create(
+    return _turn_rows.insert(
         tenant_id=call.tenant_id,
         call=call,
         sequence=sequence,

@@ -24,7 +24,11 @@ def unscoped_phone_number_by_dialled(number: str) -> PhoneNumber | None:
         return None
     with scopes_disabled():
         try:
-            return PhoneNumber.objects.select_related("tenant", "assistant").get(number=normalized)
+            # With the versions a call to it runs on (assistants.versions.version_for).
+            numbers = PhoneNumber.objects.select_related(
+                "tenant", "assistant", "assistant__published_version", "pinned_version"
+            )
+            return numbers.get(number=normalized)
         except PhoneNumber.DoesNotExist:
             return None
 

@@ -162,6 +162,21 @@ def test_a_tool_edited_in_the_draft_keeps_its_published_definition(
     assert offered["function"]["description"] == "What is in stock."
 
 
+def test_a_versions_parts_are_read_once_per_process_and_only_by_its_tenant(
+    assistant_a, v1, tenant_b, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        parts = versions.version_parts(tenant_id=assistant_a.tenant_id, version_id=v1.id)
+    assert [entry["answer"] for entry in parts["faq"]] == [
+        "We are open from eight to six, Monday to Friday."
+    ]
+    with django_assert_num_queries(0):
+        again = versions.version_parts(tenant_id=assistant_a.tenant_id, version_id=v1.id)
+    assert again == parts
+    # Another tenant naming the version gets nothing, cached or not.
+    assert versions.version_parts(tenant_id=tenant_b.id, version_id=v1.id) is None
+
+
 def test_an_assistant_never_published_answers_with_its_settings(twilio, number_a, fake_groq):
     call_sid, _ = twilio.voice(number_a.number)
     twilio.gather(call_sid, number_a.number, "Can someone fix my boiler?")

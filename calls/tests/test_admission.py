@@ -15,6 +15,7 @@ from django_scopes import scopes_disabled
 from prometheus_client import REGISTRY
 
 from assistants.models import AssistantConfig
+from assistants.versions import version_publish
 from calls.models import Call
 from config.asgi import application
 from core import load
@@ -77,6 +78,21 @@ def test_a_process_at_capacity_says_the_lines_are_busy_and_hangs_up(
     assert call.error == "overloaded (sessions)"
     assert call.tenant_id == number_a.tenant_id
     assert _refused(call_mode) == refused_before + 1
+
+
+@pytest.mark.django_db
+def test_a_refused_call_is_recorded_in_the_mode_of_the_version_callers_get(
+    twilio, number_a, assistant_a, one_session_per_process
+):
+    _set_mode(assistant_a, AssistantConfig.Mode.RELAY)
+    with scopes_disabled():
+        version_publish(assistant=assistant_a, check=False)
+    _set_mode(assistant_a, AssistantConfig.Mode.GATHER)  # a draft edit, not published
+    with load.process_load.session_held():
+        call_sid, response = twilio.voice(number_a.number)
+    assert BUSY in response.said
+    call = _call(call_sid)
+    assert (call.outcome, call.mode) == (Call.Outcome.REJECTED_OVERLOADED, Call.Mode.RELAY)
 
 
 @pytest.mark.django_db

@@ -29,12 +29,7 @@ from calls import events, languages, phrases
 from calls.engine import clean_text
 from calls.models import Call
 from calls.transports.media_speaker import LOCAL_VOICE, MediaSpeaker
-from calls.transports.relay import (
-    CLOSE_WRONG_CALL,
-    call_for_handshake,
-    live_socket_claim,
-    live_socket_release,
-)
+from calls.transports.relay import CLOSE_WRONG_CALL, live_socket_release, socket_call_claim
 from calls.transports.sockets import SessionConsumer
 from core import caching
 from core.asyncdb import database_async
@@ -119,9 +114,11 @@ class MediaStreamConsumer(SessionConsumer):
     speaker: MediaSpeaker | None = None
 
     async def connect(self) -> None:
-        call = await database_async(call_for_handshake)(self.scope, mode=Call.Mode.STREAM)
         self.holder = uuid.uuid4().hex
-        if call is None or not await database_async(live_socket_claim)(call, self.holder):
+        call = await database_async(socket_call_claim)(
+            self.scope, mode=Call.Mode.STREAM, holder=self.holder
+        )
+        if call is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         self.handshake_call = call

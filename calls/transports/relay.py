@@ -32,11 +32,6 @@ logger = logging.getLogger(__name__)
 CLOSE_WRONG_CALL = 4404
 
 
-def relay_call_for_handshake(ws_scope: dict) -> Call | None:
-    """The relay Call the handshake's URL names, if the request is Twilio's; else None."""
-    return call_for_handshake(ws_scope, mode=Call.Mode.RELAY)
-
-
 def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
     """The live Call of `mode` that the handshake's URL names, if Twilio signed the request
     with that call's tenant's token; else None."""
@@ -52,6 +47,16 @@ def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
         return None
     if call is None or tenant is None or call.mode != mode or not call.is_active:
         logger.warning(f"{mode}: refused a handshake for an unknown or finished call")
+        return None
+    return call
+
+
+def socket_call_claim(ws_scope: dict, *, mode: str, holder: str) -> Call | None:
+    """The live Call of `mode` that a signed handshake names, with its one live socket taken
+    for `holder` (one trip to the database pool); None when the handshake is refused."""
+    call = call_for_handshake(ws_scope, mode=mode)
+    if call is not None and not live_socket_claim(call, holder):
+        logger.warning(f"{mode}: refused a second socket for a live call")
         return None
     return call
 
@@ -116,11 +121,11 @@ class ConversationRelayConsumer(SessionConsumer):
     handshake_call: Call | None = None
 
     async def connect(self) -> None:
-        call = await database_async(relay_call_for_handshake)(self.scope)
         self.holder = uuid.uuid4().hex
-        if call is None or not await database_async(live_socket_claim)(call, self.holder):
-            if call is not None:
-                logger.warning("relay: refused a second socket for a live call")
+        call = await database_async(socket_call_claim)(
+            self.scope, mode=Call.Mode.RELAY, holder=self.holder
+        )
+        if call is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         self.handshake_call = call

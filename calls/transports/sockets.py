@@ -20,11 +20,9 @@ from django.conf import settings
 from django_scopes import scope
 
 from assistants.models import CallConfig
-from calls import services
 from calls.engine import Conversation, Reply, Speaker
 from calls.models import Call
 from core import load
-from core.asyncdb import database_async
 from core.logging import log_context
 
 logger = logging.getLogger(__name__)
@@ -210,8 +208,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         conversation = Conversation(call=call, speaker=speaker)
         with self.call_context():
             try:
-                await database_async(services.call_hold)(call=call, server=load.server_id())
-                await conversation.start()
+                await conversation.start(held_by=load.server_id())
             except Exception:
                 logger.exception(f"{self.LOG_NAME}: the conversation could not start")
                 await conversation.abandon(error="the conversation could not start")
