@@ -29,7 +29,7 @@ from assistants.serializers import (
 from tenants import services as tenant_services
 from tenants.access import get_owned_or_404, is_platform_staff
 from tenants.api_base import ErrorSerializer, TenantCursorPagination, TenantViewSet
-from tenants.models import PhoneNumber
+from tenants.models import PhoneNumber, Tenant
 
 ASSISTANT_EXAMPLE = OpenApiExample(
     "Front desk",
@@ -132,6 +132,24 @@ class AssistantViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class OfAssistant:
+    """Views of one assistant's rows (`assistant_pk` in the URL): another tenant's assistant,
+    or none, answers 404. Its rows are the view's queryset before the tenant filter."""
+
+    kwargs: dict
+    tenant: Tenant
+
+    def assistant(self) -> AssistantConfig:
+        if not hasattr(self, "_assistant"):
+            self._assistant = get_owned_or_404(
+                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
+            )
+        return self._assistant
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(assistant=self.assistant())
+
+
 @extend_schema_view(
     list=extend_schema(summary="List an assistant's FAQ entries"),
     create=extend_schema(
@@ -163,6 +181,7 @@ class AssistantViewSet(
     ]
 )
 class FAQEntryViewSet(
+    OfAssistant,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -176,16 +195,6 @@ class FAQEntryViewSet(
     model = FAQEntry
     serializer_class = FAQEntrySerializer
     pagination_class = _ByCreation
-
-    def assistant(self) -> AssistantConfig:
-        if not hasattr(self, "_assistant"):
-            self._assistant = get_owned_or_404(
-                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
-            )
-        return self._assistant
-
-    def scope_queryset(self, queryset):
-        return queryset.filter(assistant=self.assistant())
 
     def perform_create(self, serializer: FAQEntrySerializer) -> None:
         serializer.instance = services.faq_entry_create(
@@ -216,7 +225,7 @@ class _ByVersion(TenantCursorPagination):
         )
     ]
 )
-class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class VersionViewSet(OfAssistant, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Published versions of an assistant: immutable; one of them is live."""
 
     model = AssistantVersion
@@ -225,15 +234,8 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     lookup_field = "number"
     lookup_value_regex = "[0-9]+"
 
-    def assistant(self) -> AssistantConfig:
-        if not hasattr(self, "_assistant"):
-            self._assistant = get_owned_or_404(
-                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
-            )
-        return self._assistant
-
     def scope_queryset(self, queryset):
-        return queryset.filter(assistant=self.assistant()).select_related("assistant", "created_by")
+        return super().scope_queryset(queryset).select_related("assistant", "created_by")
 
     def get_serializer_class(self):
         return VersionDetailSerializer if self.action == "retrieve" else VersionSerializer

@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistants.api import OfAssistant
 from assistants.models import AssistantConfig
 from rehearsals import replay, scenarios
 from rehearsals.models import ReplayRun, Scenario
@@ -112,6 +113,7 @@ class ReplayRunViewSet(
     ]
 )
 class ScenarioViewSet(
+    OfAssistant,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -124,16 +126,6 @@ class ScenarioViewSet(
     model = Scenario
     serializer_class = ScenarioSerializer
     pagination_class = _ByName
-
-    def assistant(self) -> AssistantConfig:
-        if not hasattr(self, "_assistant"):
-            self._assistant = get_owned_or_404(
-                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
-            )
-        return self._assistant
-
-    def scope_queryset(self, queryset):
-        return queryset.filter(assistant=self.assistant())
 
     def _save(self, scenario: Scenario, fields: dict) -> Scenario:
         for name, value in fields.items():

@@ -8,8 +8,7 @@ from rest_framework import mixins
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from assistants.models import AssistantConfig
-from tenants.access import get_owned_or_404
+from assistants.api import OfAssistant
 from tenants.api_base import TenantAPIView, TenantCursorPagination, TenantViewSet
 from tools import services
 from tools.models import BuiltinTools, HttpTool, TransferDestination
@@ -26,23 +25,6 @@ ASSISTANT_PARAMETER = OpenApiParameter(
 
 class _ByName(TenantCursorPagination):
     ordering = "name"
-
-
-class _OfAssistant:
-    """Views of one assistant's rows: another tenant's assistant answers 404."""
-
-    kwargs: dict
-    tenant: object
-
-    def assistant(self) -> AssistantConfig:
-        if not hasattr(self, "_assistant"):
-            self._assistant = get_owned_or_404(
-                AssistantConfig, tenant=self.tenant, pk=self.kwargs["assistant_pk"]
-            )
-        return self._assistant
-
-    def scope_queryset(self, queryset):
-        return queryset.filter(assistant=self.assistant())
 
 
 _CRUD = (
@@ -63,7 +45,7 @@ _CRUD = (
     destroy=extend_schema(summary="Delete an HTTP tool"),
 )
 @extend_schema(parameters=[ASSISTANT_PARAMETER])
-class HttpToolViewSet(_OfAssistant, *_CRUD, TenantViewSet):
+class HttpToolViewSet(OfAssistant, *_CRUD, TenantViewSet):
     """Tools the tenant's own server answers: the model's arguments are posted to the tool's
     URL, signed with its `signing_secret` (Standard Webhooks); the answer is what it reads."""
 
@@ -94,7 +76,7 @@ class HttpToolViewSet(_OfAssistant, *_CRUD, TenantViewSet):
     destroy=extend_schema(summary="Delete a transfer destination"),
 )
 @extend_schema(parameters=[ASSISTANT_PARAMETER])
-class TransferDestinationViewSet(_OfAssistant, *_CRUD, TenantViewSet):
+class TransferDestinationViewSet(OfAssistant, *_CRUD, TenantViewSet):
     """People the assistant may transfer callers to when they ask (`transfer_call`)."""
 
     model = TransferDestination
@@ -113,7 +95,7 @@ class TransferDestinationViewSet(_OfAssistant, *_CRUD, TenantViewSet):
 
 
 @extend_schema(parameters=[ASSISTANT_PARAMETER])
-class BuiltinToolsView(_OfAssistant, TenantAPIView):
+class BuiltinToolsView(OfAssistant, TenantAPIView):
     """The platform's own tools an assistant uses: transfer_call, end_call, lookup_knowledge
     (and knowledge put into the prompt)."""
 
