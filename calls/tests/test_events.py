@@ -98,6 +98,7 @@ def test_events_that_cannot_be_delivered_are_counted_in_metrics(settings, client
         }
     }
     settings.EVENTS_QUEUE_SIZE = 5
+    settings.EVENTS_BATCH_MS = 0  # each batch sent as soon as its first event is taken
     publisher = events.Publisher()
     before = {r: _lost(r) for r in ("queue_full", "send_failed")}
     call = _call(None)

@@ -9,7 +9,9 @@ aiohttp's C parser reads them for half the CPU of httpx's pure-Python stack.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -114,52 +116,56 @@ class ToolCallPieces:
         ]
 
 
+def _let_go(client: groq.AsyncGroq, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a client's aiohttp session: on its loop while that runs, else (the loop stopped: a
+    test's, a command's) its sockets at once, without the loop."""
+    transport = getattr(getattr(client, "_client", None), "_transport", None)
+    session = getattr(transport, "client", None)
+    if not isinstance(session, aiohttp.ClientSession) or session.closed:
+        return
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(session.close(), loop)
+    else:
+        session.connector._close()  # noqa: SLF001 (the synchronous part of close())
+        session.detach()
+
+
 class GroqProvider(ChatProvider):
     name = "groq"
 
     def __init__(self) -> None:
-        self._client: groq.AsyncGroq | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # One async client per event loop (its connections belong to that loop): daphne's one
+        # loop, and the loops of the Celery worker's threads (replay lanes), side by side.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, groq.AsyncGroq] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._clients_lock = threading.Lock()
         self._sync_client: groq.Groq | None = None
 
     def is_configured(self) -> bool:
         return bool(settings.GROQ_API_KEY or settings.GROQ_BASE_URL)
 
     def client(self) -> groq.AsyncGroq:
-        """The process' client for the running event loop.
-
-        Its connections belong to one event loop, so a new loop (another test, a management
-        command) gets a client of its own.
-        """
+        """The process' client for the running event loop (a new loop, another test's or
+        thread's, gets a client of its own; those of stopped loops are let go)."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._forget_async_client()
-            timeout = httpx.Timeout(settings.LLM_TIMEOUT_SECONDS, connect=2.0)
-            self._client = groq.AsyncGroq(
-                # A local Groq-compatible server needs no key, but the SDK insists on one.
-                api_key=settings.GROQ_API_KEY or "unused-local-key",
-                base_url=settings.GROQ_BASE_URL or None,
-                max_retries=0,  # retries are the policy's, bounded by the caller's deadline
-                timeout=timeout,
-                http_client=groq.DefaultAioHttpClient(timeout=timeout),
-            )
-            self._client_loop = loop
-        return self._client
-
-    def _forget_async_client(self) -> None:
-        """Let go of the previous loop's client: its aiohttp session is closed on that loop if
-        it still runs; a session of a closed loop has nothing left to close."""
-        client, loop = self._client, self._client_loop
-        self._client = self._client_loop = None
-        session = getattr(getattr(client, "_client", None), "_transport", None)
-        session = getattr(session, "client", None)
-        if not isinstance(session, aiohttp.ClientSession) or session.closed:
-            return
-        if loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(session.close(), loop)
-        else:  # the loop stopped (a test's, a command's): close its sockets without it
-            session.connector._close()  # noqa: SLF001 (the synchronous part of close())
-            session.detach()
+        client = self._clients.get(loop)
+        if client is not None:
+            return client
+        timeout = httpx.Timeout(settings.LLM_TIMEOUT_SECONDS, connect=2.0)
+        client = groq.AsyncGroq(
+            # A local Groq-compatible server needs no key, but the SDK insists on one.
+            api_key=settings.GROQ_API_KEY or "unused-local-key",
+            base_url=settings.GROQ_BASE_URL or None,
+            max_retries=0,  # retries are the policy's, bounded by the caller's deadline
+            timeout=timeout,
+            http_client=groq.DefaultAioHttpClient(timeout=timeout),
+        )
+        with self._clients_lock:
+            for old_loop in [old for old in self._clients if old.is_closed()]:
+                _let_go(self._clients.pop(old_loop), old_loop)
+            self._clients[loop] = client
+        return client
 
     def sync_client(self) -> groq.Groq:
         """The process' blocking client (thread-safe), for work outside an event loop."""
@@ -173,7 +179,11 @@ class GroqProvider(ChatProvider):
         return self._sync_client
 
     def reset(self) -> None:
-        self._forget_async_client()
+        """Forget every client (the settings changed)."""
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.items()), weakref.WeakKeyDictionary()
+        for loop, client in clients:
+            _let_go(client, loop)
         self._sync_client = None
 
     def complete(
