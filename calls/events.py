@@ -5,9 +5,8 @@ bounded queue of the process and return. One thread per process, with its own ev
 channel layer connection pool of its own (`EVENTS_REDIS_CONNECTIONS`), sends what has queued up
 in batches: a batch gathers for `EVENTS_BATCH_MS` after its first event, and its events go to each
 group as one message (`call.events`), so a thousand events a second cost a few Redis round trips,
-not two each. (Sending every event from the thread
-that made it opened a Redis connection per event loop, and past a few hundred calls the pool ran
-out: events were lost.) An event that cannot be delivered (the queue full, Redis down after a
+not two each. (Sending every event from the thread that made it opened a Redis connection per
+event loop, and past a few hundred calls the pool ran out: events were lost.) An event that cannot be delivered (the queue full, Redis down after a
 retry, the process stopping with events still queued) is counted in `/metrics`
 (`voice_events_lost_total{reason}`), not only logged.
 """

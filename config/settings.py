@@ -134,13 +134,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantScopeMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
-    # Last, as django-axes requires: it answers a locked-out login with 429 (its middleware,
-    # kept synchronous like the others: tenants.middleware.SyncAxesMiddleware).
-    "tenants.middleware.SyncAxesMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
-# django-axes looks for its middleware by name; ours is its subclass (above).
-SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 
 # Content-Security-Policy (django-csp): scripts, styles and everything else from this site
 # only, no inline script or style, no framing. CSP_MEDIA_SOURCES adds where speech audio is

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from axes.middleware import AxesMiddleware
 from django.http import HttpRequest, HttpResponse
 from django_scopes import scope, scopes_disabled
 
@@ -29,14 +28,3 @@ class TenantScopeMiddleware:
         tenant_ids = member_tenant_ids(user) if user is not None else []
         with scope(tenant=tenant_ids):
             return self.get_response(request)
-
-
-class SyncAxesMiddleware(AxesMiddleware):
-    """django-axes' middleware, in the synchronous chain of the middlewares before it.
-
-    Under ASGI, an async-capable middleware below synchronous ones makes every request leave
-    their thread for the event loop and come back for the view (two more thread hand-offs per
-    webhook); synchronous like the rest, the chain and the view run in one hand-off.
-    """
-
-    async_capable = False
