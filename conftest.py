@@ -118,3 +118,11 @@ def superuser(db):
     return get_user_model().objects.create_superuser(
         username="root", password=PASSWORD, email="root@example.com"
     )
+
+
+@pytest.fixture
+def twilio(client):
+    """Twilio's side of a call (signed webhooks) against the test client."""
+    from calls.tests.conftest import FakeTwilio
+
+    return FakeTwilio(client)

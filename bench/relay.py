@@ -29,8 +29,12 @@ class RelayStats:
 
 
 async def _open(base: str, token: str, number: str, http):
-    import websockets
+    """A relay session: the voice webhook, then the socket."""
+    return await open_socket(*await voice_webhook(base, token, number, http), token=token)
 
+
+async def voice_webhook(base: str, token: str, number: str, http) -> tuple[str, str, dict]:
+    """Twilio's signed `/twilio/voice` for a new call: (CallSid, socket URL, its parameters)."""
     from calls.transports.signatures import sign
     from devtools.simulator import parse_connect
 
@@ -45,6 +49,15 @@ async def _open(base: str, token: str, number: str, http):
     socket_url, _, parameters = parse_connect(response.content)
     if not socket_url:
         raise RuntimeError(f"no ConversationRelay in the voice answer ({response.status_code})")
+    return call_sid, socket_url, parameters
+
+
+async def open_socket(call_sid: str, socket_url: str, parameters: dict, *, token: str):
+    """The call's ConversationRelay socket: the signed handshake, then `setup`."""
+    import websockets
+
+    from calls.transports.signatures import sign
+
     headers = {"X-Twilio-Signature": sign(url=socket_url, params={}, auth_token=token)}
     socket = await websockets.connect(
         socket_url, additional_headers=headers, open_timeout=60, ping_interval=None

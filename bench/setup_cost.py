@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
-import uuid
 
 from harness import (
     bench_tenant,
@@ -34,10 +32,7 @@ from harness import (
 
 async def _rounds(*, base: str, pid: int, number: str, token: str, args) -> list[tuple]:
     import httpx
-    import websockets
-
-    from calls.transports.signatures import sign
-    from devtools.simulator import parse_connect
+    from relay import open_socket, voice_webhook
 
     gate = asyncio.Semaphore(args.in_flight)
     limits = httpx.Limits(max_connections=100)
@@ -45,27 +40,11 @@ async def _rounds(*, base: str, pid: int, number: str, token: str, args) -> list
 
         async def webhook() -> tuple[str, str, dict]:
             async with gate:
-                call_sid = "CA" + uuid.uuid4().hex
-                params = {"CallSid": call_sid, "From": "+15550100000", "To": number}
-                url = base + "/twilio/voice"
-                signature = sign(url=url, params=params, auth_token=token)
-                answer = await http.post(
-                    url, data=params, headers={"X-Twilio-Signature": signature}
-                )
-                socket_url, _, parameters = parse_connect(answer.content)
-                if not socket_url:
-                    raise RuntimeError(f"no ConversationRelay in the answer ({answer.status_code})")
-                return call_sid, socket_url, parameters
+                return await voice_webhook(base, token, number, http)
 
-        async def socket(call_sid: str, url: str, parameters: dict):
+        async def socket(call: tuple[str, str, dict]):
             async with gate:
-                signature = sign(url=url, params={}, auth_token=token)
-                opened = await websockets.connect(
-                    url, additional_headers={"X-Twilio-Signature": signature}, ping_interval=None
-                )
-                setup = {"type": "setup", "callSid": call_sid, "customParameters": parameters}
-                await opened.send(json.dumps(setup))
-                return opened
+                return await open_socket(*call, token=token)
 
         await asyncio.gather(*(webhook() for _ in range(25)))  # warm-up
         results = []
@@ -74,7 +53,7 @@ async def _rounds(*, base: str, pid: int, number: str, token: str, args) -> list
             before = process_cpu_seconds(pid)
             calls = await asyncio.gather(*(webhook() for _ in range(args.calls)))
             after_webhooks = process_cpu_seconds(pid)
-            sockets = await asyncio.gather(*(socket(*call) for call in calls))
+            sockets = await asyncio.gather(*(socket(call) for call in calls))
             await asyncio.sleep(2)
             after_sockets = process_cpu_seconds(pid)
             results.append(

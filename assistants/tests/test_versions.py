@@ -18,7 +18,6 @@ from assistants import versions
 from assistants.models import AssistantConfig, AssistantVersion, FAQEntry
 from assistants.services import assistant_create, assistant_update, faq_entry_update
 from calls.models import Call
-from calls.tests.conftest import FakeTwilio
 from tools.models import HttpTool
 from tools.services import http_tool_create
 
@@ -34,11 +33,6 @@ def _fresh_answer_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def twilio(client) -> FakeTwilio:
-    return FakeTwilio(client)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-import pytest
 from django.conf import settings
 from django.test import Client
 
@@ -98,11 +97,6 @@ class FakeTwilio:
             CallbackSource="call-progress-events",
         )
         return self.post("/twilio/status", params, **kw)
-
-
-@pytest.fixture
-def twilio(client) -> FakeTwilio:
-    return FakeTwilio(client)
 
 
 from calls.tests.tool_fixtures import tools_a, tools_b  # noqa: E402, F401  (fixtures)

@@ -19,7 +19,6 @@ from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig
 from calls.models import Call, Turn
-from calls.tests.conftest import FakeTwilio
 from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
 from campaigns import callbacks, phrases, twilio_calls
 from campaigns.models import DoNotCall, ScheduledCallback
@@ -62,11 +61,6 @@ def callback_assistant(tenant_a, assistant_a):
         tenant_a.save()
         builtin_tools_set(assistant=assistant_a, registered=[callbacks.TOOL_NAME])
     return assistant_a
-
-
-@pytest.fixture
-def twilio(client) -> FakeTwilio:
-    return FakeTwilio(client)
 
 
 def _ask_for_callback(twilio, number, fake_groq, arguments: dict, words="Call me back later."):

@@ -25,11 +25,6 @@ def _fresh_answer_cache():
     cache.clear()
 
 
-@pytest.fixture
-def twilio(client) -> FakeTwilio:
-    return FakeTwilio(client)
-
-
 def record_call(twilio: FakeTwilio, number, *lines: str) -> Call:
     """A call of `number` in which the caller says `lines`, ended normally."""
     call_sid, _ = twilio.voice(number.number)
