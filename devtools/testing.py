@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -258,15 +259,23 @@ def celery_worker_process(
     It is started once per test session (on first use) and shares `media_root` with the test.
     Its settings come from the environment, not from the test's `settings` overrides.
     """
+    with tasks_queued_to(_celery_worker_session.queue):
+        yield _celery_worker_session
+
+
+@contextmanager
+def tasks_queued_to(queue: str) -> Iterator[str]:
+    """Inside, the tasks the platform queues go to `queue` (a test worker's, or one nobody
+    reads)."""
     from config.celery import app
 
     # Read from Django settings, the option is found under its namespaced name: setting
     # `app.conf.task_default_queue` would be ignored.
     option = f"{app.namespace}_TASK_DEFAULT_QUEUE" if app.namespace else "task_default_queue"
     previous = app.conf.task_default_queue
-    app.conf.update({option: _celery_worker_session.queue})
+    app.conf.update({option: queue})
     try:
-        yield _celery_worker_session
+        yield queue
     finally:
         app.conf.update({option: previous})
 

@@ -20,6 +20,7 @@ from assistants.services import assistant_prepare_greeting
 from calls.events import STAFF_GROUP, tenant_group, unbatch
 from calls.models import Call, Turn
 from config.celery import app
+from devtools.testing import tasks_queued_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT_SECONDS = 30
@@ -204,12 +205,8 @@ def test_a_failing_speech_engine_falls_back_to_twilios_voice(
 @pytest.fixture
 def nobody_consumes():
     """Send this test's tasks to a queue no worker reads (a worker that is down or busy)."""
-    option = f"{app.namespace}_TASK_DEFAULT_QUEUE" if app.namespace else "task_default_queue"
-    previous = app.conf.task_default_queue
-    queue = f"unconsumed-{uuid.uuid4().hex[:12]}"
-    app.conf.update({option: queue})
-    yield queue
-    app.conf.update({option: previous})
+    with tasks_queued_to(f"unconsumed-{uuid.uuid4().hex[:12]}") as queue:
+        yield queue
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(queue)
 

@@ -99,8 +99,7 @@ def twilio_worker(twilio_cloud, live_server, media_root, tmp_path):
     """A real worker that reaches the Twilio stand-in; tasks the platform queues go to it."""
     from django.conf import settings
 
-    from config.celery import app
-    from devtools.testing import start_test_worker, stop_celery_worker
+    from devtools.testing import start_test_worker, stop_celery_worker, tasks_queued_to
 
     worker = start_test_worker(
         log_path=tmp_path / "worker.log",
@@ -111,11 +110,8 @@ def twilio_worker(twilio_cloud, live_server, media_root, tmp_path):
             "TWILIO_ACCOUNT_SID": settings.TWILIO_ACCOUNT_SID,
         },
     )
-    option = f"{app.namespace}_TASK_DEFAULT_QUEUE"
-    previous = app.conf.task_default_queue
-    app.conf.update({option: worker.queue})
-    yield worker
-    app.conf.update({option: previous})
+    with tasks_queued_to(worker.queue):
+        yield worker
     stop_celery_worker(worker)
 
 

@@ -23,7 +23,7 @@ from campaigns import tasks
 from campaigns.models import Recording, RecordingSettings
 from campaigns.tests.conftest import PLATFORM_SID
 from devtools.fake_twilio import RECORDING_AUDIO
-from devtools.testing import start_test_worker, stop_celery_worker
+from devtools.testing import start_test_worker, stop_celery_worker, tasks_queued_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,14 +59,9 @@ def worker(twilio_cloud, live_server, media_root, tmp_path):
             "PUBLIC_BASE_URL": live_server.url,
         },
     )
-    from config.celery import app
-
     # Tasks the platform queues (the fetch) go to this worker's queue.
-    option = f"{app.namespace}_TASK_DEFAULT_QUEUE"
-    previous = app.conf.task_default_queue
-    app.conf.update({option: started.queue})
-    yield started
-    app.conf.update({option: previous})
+    with tasks_queued_to(started.queue):
+        yield started
     stop_celery_worker(started)
 
 

@@ -12,7 +12,7 @@ from django_scopes import scopes_disabled
 
 from assistants.services import assistant_update
 from calls.models import Call
-from devtools.testing import fake_groq_env, start_test_worker, stop_celery_worker
+from devtools.testing import fake_groq_env, start_test_worker, stop_celery_worker, tasks_queued_to
 from rehearsals import replay
 from rehearsals.models import ReplayCall, ReplayRun
 from rehearsals.services import replay_begin
@@ -155,16 +155,11 @@ def test_a_tenant_replays_only_its_own_calls(
 
 @pytest.fixture
 def worker(transactional_db, fake_groq, media_root: Path, tmp_path: Path) -> Iterator:
-    from config.celery import app
-
-    option = f"{app.namespace}_TASK_DEFAULT_QUEUE"
-    previous = app.conf.task_default_queue
     started = start_test_worker(
         log_path=tmp_path / "worker.log", media_root=media_root, extra_env=fake_groq_env(fake_groq)
     )
-    app.conf.update({option: started.queue})
-    yield started
-    app.conf.update({option: previous})
+    with tasks_queued_to(started.queue):
+        yield started
     stop_celery_worker(started)
 
 
