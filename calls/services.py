@@ -73,10 +73,12 @@ def call_admit(
             tenant=tenant, phone_number=number, outcome=Call.Outcome.REJECTED_INACTIVE, **refusal
         )
         return _refusal(phrases.NOT_AVAILABLE, number=number)
-    try:
-        existing = Call.objects.get(tenant=tenant, call_sid=call_sid)
-    except Call.DoesNotExist:
-        existing = None
+    # A webhook retry names a call already started (or refused): its status, or None.
+    existing = (
+        Call.objects.filter(tenant=tenant, call_sid=call_sid)
+        .values_list("status", flat=True)
+        .first()
+    )
     if existing is None:
         if busy := load.overloaded():
             version = version_for(assistant=number.assistant, number=number)
@@ -97,7 +99,7 @@ def call_admit(
             return _refusal(
                 verdict.message, number=number, reject=verdict.action == RateLimit.Action.REJECT
             )
-    elif existing.status == Call.Status.REJECTED:
+    elif existing == Call.Status.REJECTED:
         return _refusal(phrases.NOT_AVAILABLE, number=number)
     mode = call_mode_for(
         number.assistant, version=version_for(assistant=number.assistant, number=number)

@@ -10,6 +10,7 @@ class CampaignsConfig(AppConfig):
 
         from calls.signals import call_started, caller_spoke
         from campaigns import callbacks, phrases
+        from campaigns.models import RecordingSettings
         from campaigns.receivers import (
             note_number_account,
             note_stop_request,
@@ -19,6 +20,7 @@ class CampaignsConfig(AppConfig):
             wire_numbers_of_switched_tenant,
         )
         from core.phrases import register
+        from tenants.generations import invalidate_on_change
         from tenants.models import PhoneNumber, Tenant
         from tools import builtins
 
@@ -34,6 +36,7 @@ class CampaignsConfig(AppConfig):
             unwire_removed_number, sender=PhoneNumber, dispatch_uid="campaigns.unwire_number"
         )
         pre_save.connect(note_tenant_active, sender=Tenant, dispatch_uid="campaigns.was_active")
+        invalidate_on_change(RecordingSettings)  # a new call's settings are kept per process
         post_save.connect(
             wire_numbers_of_switched_tenant, sender=Tenant, dispatch_uid="campaigns.tenant_switch"
         )

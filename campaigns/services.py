@@ -31,6 +31,7 @@ from campaigns.models import (
     OutboundSettings,
     RecordingSettings,
 )
+from tenants import generations
 from tenants.models import PhoneNumber, Tenant
 from tenants.phone import normalize_e164
 
@@ -176,10 +177,20 @@ def outbound_settings_for(*, assistant_id: object) -> OutboundSettings:
     return found or OutboundSettings()
 
 
-def recording_settings_for(*, assistant_id: object) -> RecordingSettings:
-    """The assistant's recording settings (not recorded when it has none)."""
-    found = RecordingSettings.objects.filter(assistant_id=assistant_id).first()
-    return found or RecordingSettings()
+def recording_settings_for(
+    *, assistant_id: object, tenant: Tenant | None = None
+) -> RecordingSettings:
+    """The assistant's recording settings (not recorded when it has none). With its `tenant`
+    row just read, from this process' copy while they are unchanged (tenants.generations);
+    the one returned then is shared: not to be modified."""
+
+    def read() -> RecordingSettings:
+        found = RecordingSettings.objects.filter(assistant_id=assistant_id).first()
+        return found or RecordingSettings()
+
+    if tenant is None:
+        return read()
+    return generations.cached(tenant, f"recording:{assistant_id}", read)
 
 
 def recording_settings_set(*, assistant: AssistantConfig, **fields: object) -> RecordingSettings:

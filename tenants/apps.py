@@ -7,3 +7,7 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from tenants import signals  # noqa: F401  (receivers: access changes reach open sockets)
+        from tenants.generations import invalidate_on_change
+        from tenants.models import RateLimit
+
+        invalidate_on_change(RateLimit)  # a call's limits are kept per process (effective_limits)

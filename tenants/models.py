@@ -42,6 +42,10 @@ class Tenant(models.Model):
     # Stream mode's other recognition provider (AssemblyAI); encrypted and write-only too.
     assemblyai_api_key_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Counts changes to the tenant's call settings (rate limits, webhook endpoints, recording
+    # settings): a process keeps its own copy of them while this is unchanged
+    # (tenants.generations). Only tenants.generations writes it.
+    settings_generation = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -49,6 +53,16 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # A tenant read before its settings changed must not write its old generation back.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "settings_generation"
+            ]
+        super().save(*args, **kwargs)
 
     def set_twilio_auth_token(self, token: str) -> None:
         self.twilio_auth_token_encrypted = crypto.encrypt(token) if token else ""

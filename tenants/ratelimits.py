@@ -2,8 +2,9 @@
 
 Counters live in Redis (Lua scripts, so several server instances share them exactly). Without
 Redis (embedded mode), or while Redis is unreachable, a process-local fallback applies the same
-limits per process. Limits are read from the database for every gather turn and when a relay
-session starts, so edits made in the admin apply to the next call at the latest.
+limits per process. Limits are asked for on every gather turn and when a relay session starts;
+each process keeps the rows it read until the tenant's limits change (tenants.generations), so
+edits made in the admin apply to the next call at the latest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.db.models import Q
 
 from core import caching, metrics
 from core.phrases import _
+from tenants import generations
 from tenants.models import RateLimit, Tenant
 
 logger = logging.getLogger(__name__)
@@ -108,7 +110,12 @@ def _refused(tenant: Tenant, limit: RateLimit) -> Verdict:
 
 
 def effective_limits(tenant: Tenant) -> dict[str, RateLimit]:
-    """The tenant's limits: its own rows, else the platform defaults (rows without a tenant)."""
+    """The tenant's limits: its own rows, else the platform defaults (rows without a tenant).
+    Read once per change of them in each process (tenants.generations); not to be modified."""
+    return generations.cached(tenant, "rate_limits", lambda: _limits_read(tenant))
+
+
+def _limits_read(tenant: Tenant) -> dict[str, RateLimit]:
     limits: dict[str, RateLimit] = {}
     # Unordered: the model's default order (by tenant name) would join the tenants table.
     rows = RateLimit.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant)).order_by()

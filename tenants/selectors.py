@@ -24,10 +24,11 @@ def unscoped_phone_number_by_dialled(number: str) -> PhoneNumber | None:
         return None
     with scopes_disabled():
         try:
-            # With the versions a call to it runs on (assistants.versions.version_for).
+            # With the versions a call to it runs on (assistants.versions.version_for), but not
+            # their frozen FAQ, tools and knowledge (read once per process: version_parts).
             numbers = PhoneNumber.objects.select_related(
                 "tenant", "assistant", "assistant__published_version", "pinned_version"
-            )
+            ).defer("assistant__published_version__parts", "pinned_version__parts")
             return numbers.get(number=normalized)
         except PhoneNumber.DoesNotExist:
             return None

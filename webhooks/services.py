@@ -28,7 +28,7 @@ from django.utils import timezone
 from calls.models import Call
 from core import outbound
 from core.signing import new_message_id, new_secret, signed_headers
-from tenants import crypto
+from tenants import crypto, generations
 from tenants.models import WRITE_ROLES, Membership, Tenant
 from webhooks import payloads
 from webhooks.models import Attempt, Delivery, Endpoint, Event
@@ -92,15 +92,21 @@ def endpoint_rotate_secret(*, endpoint: Endpoint, overlap_hours: float | None = 
 
 
 def event_emit(
-    *, tenant_id: object, event_type: str, call: Call | None, data: Callable[[], dict]
+    *,
+    tenant_id: object,
+    event_type: str,
+    call: Call | None,
+    data: Callable[[], dict],
+    tenant: Tenant | None = None,
 ) -> Event | None:
     """Record an event for every enabled endpoint of the tenant that subscribes to it, inside
     the caller's transaction; the deliveries are queued when it commits. `data` builds the
-    payload (only when someone subscribes). None when nobody does."""
+    payload (only when someone subscribes). None when nobody does. With the `tenant` row just
+    read, its endpoints come from this process' copy while they are unchanged."""
     endpoints = [
-        endpoint
-        for endpoint in Endpoint.objects.filter(tenant_id=tenant_id, enabled=True)
-        if endpoint.subscribes_to(event_type)
+        endpoint_id
+        for endpoint_id, events in _enabled_endpoints(tenant_id, tenant)
+        if event_type in events
     ]
     if not endpoints:
         return None
@@ -113,15 +119,25 @@ def event_emit(
             Delivery(
                 tenant_id=tenant_id,
                 event=event,
-                endpoint=endpoint,
+                endpoint_id=endpoint_id,
                 message_id=new_message_id(),
                 next_attempt_at=now,
                 created_at=now,
             )
-            for endpoint in endpoints
+            for endpoint_id in endpoints
         )
     _queue_on_commit(deliveries)
     return event
+
+
+def _enabled_endpoints(tenant_id: object, tenant: Tenant | None) -> list[tuple[object, list]]:
+    """(id, subscribed event types) of the tenant's enabled endpoints."""
+
+    def read() -> list[tuple[object, list]]:
+        rows = Endpoint.objects.filter(tenant_id=tenant_id, enabled=True)
+        return [(row.id, list(row.events or [])) for row in rows.only("id", "events")]
+
+    return generations.cached(tenant, "webhook_endpoints", read) if tenant else read()
 
 
 def event_body(event: Event) -> bytes:
