@@ -3,12 +3,15 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() does
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
+from core.asgi import SyncRequestHandler  # noqa: E402
+
+django_asgi_app = SyncRequestHandler()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls import languages  # noqa: E402
@@ -19,7 +22,7 @@ application = LoadSampled(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+            "websocket": URLRouter(websocket_urlpatterns),
         }
     )
 )

@@ -1,7 +1,12 @@
-"""Websocket routes. Consumers validate their own callers in connect()."""
+"""Websocket routes. Consumers validate their own callers in connect().
+
+Twilio's sockets carry no cookie and are checked by their signature: they skip the session and
+user look-ups (a thread hand-off each) that the browser's sockets need.
+"""
 
 from __future__ import annotations
 
+from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
@@ -16,12 +21,12 @@ websocket_urlpatterns: list = [
     # Browser pages with session auth: only pages of our own hosts may open them.
     path(
         "ws/assistants/<uuid:assistant_id>/talk/",
-        AllowedHostsOriginValidator(TalkConsumer.as_asgi()),
+        AllowedHostsOriginValidator(AuthMiddlewareStack(TalkConsumer.as_asgi())),
         name="assistant-talk-socket",
     ),
     path(
         "ws/dashboard/",
-        AllowedHostsOriginValidator(DashboardConsumer.as_asgi()),
+        AllowedHostsOriginValidator(AuthMiddlewareStack(DashboardConsumer.as_asgi())),
         name="dashboard-socket",
     ),
 ]
