@@ -26,13 +26,16 @@ def on_call_started(sender: type, *, call: Call, **kwargs: object) -> None:
     )
 
 
+def _call_ended_payload(call: Call) -> dict:
+    return payloads.call_ended(call, call_report_prepare(call=call))  # the cost goes with it
+
+
 def on_call_ended(sender: type, *, call: Call, **kwargs: object) -> None:
-    report = call_report_prepare(call=call)  # the cost goes with the event
     event_emit(
         tenant_id=call.tenant_id,
         event_type=EventType.CALL_ENDED,
         call=call,
-        data=partial(payloads.call_ended, call, report),
+        data=partial(_call_ended_payload, call),
     )
 
 

@@ -444,6 +444,8 @@ def _forget_continuation(call: Call, turn: Turn) -> None:
 def _rest_never_played(sender: object, call: Call, **kwargs: object) -> None:
     """The caller hung up after an early reply's first sentences, before Twilio fetched the
     rest: the turn keeps what the caller heard."""
+    if call.mode != Call.Mode.GATHER:  # only gather answers are continued
+        return
     try:
         cache = caching.shared_cache()
         noted = cache.get(continuation_key(call))
