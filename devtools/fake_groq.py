@@ -45,7 +45,7 @@ DEFAULT_MODELS = (
     "openai/gpt-oss-20b",
     "openai/gpt-oss-120b",
 )
-BEHAVIOUR_FAULTS = frozenset({"hang", "cut", "slow", "error"})
+BEHAVIOUR_FAULTS = frozenset({"hang", "cut", "slow", "error", "garbled"})
 SLOW_DEFAULT_TTFT_MS = 5000.0
 HANG_LIMIT_SECONDS = 3600.0
 SYSTEM_FINGERPRINT = "fp_fakegroq01"
@@ -78,7 +78,8 @@ class Fault:
       without a finish_reason or [DONE]; `clean=True` ends the HTTP body properly instead;
     - "slow": answer normally after `ttft_ms` (and `tokens_per_second`, if set);
     - "error": stream `after_tokens` tokens (default half) then an error event
-      (`data: {"error": {...}}`) and end the body, as an overloaded server does mid-answer.
+      (`data: {"error": {...}}`) and end the body, as an overloaded server does mid-answer;
+    - "garbled": stream `after_tokens` tokens (default half) then an event that is not JSON.
     `retry_after` (seconds, may be fractional) is sent as a `retry-after` header; 429 always has one.
     """
 
@@ -1039,7 +1040,7 @@ class FakeGroqServer:
             return b"".join(prefix + json.dumps(p).encode() + suffix for p in pieces)
 
         stop_after = len(tokens)
-        if fault is not None and fault.kind in ("cut", "hang", "error"):
+        if fault is not None and fault.kind in ("cut", "hang", "error", "garbled"):
             default = max(1, len(tokens) // 2)
             after = fault.after_tokens if fault.after_tokens is not None else default
             stop_after = max(0, min(after, len(tokens)))
@@ -1087,6 +1088,10 @@ class FakeGroqServer:
         if fault is not None and fault.kind == "error":
             error = {"message": "Service unavailable mid-stream", "type": "internal_server_error"}
             await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+            await response.write_eof()
+            return response
+        if fault is not None and fault.kind == "garbled":  # an event that is not JSON
+            await response.write(b'data: {"choices": [{"delta": {"content": "and th\n\n')
             await response.write_eof()
             return response
         if fault is not None and fault.kind == "hang":

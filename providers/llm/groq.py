@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import groq
 import httpx
+import orjson
 from django.conf import settings
 
 from providers.llm.base import ChatProvider, LLMError, LLMResult, ToolCall
@@ -42,7 +43,8 @@ class _Chunks(groq.AsyncStream[dict]):
     """The streamed chunks as plain dicts.
 
     The SDK's own stream builds a model object per chunk, about a millisecond of CPU per token;
-    the answer needs two fields of it. HTTP, SSE decoding and errors stay the SDK's.
+    the answer needs two fields of it. HTTP, SSE decoding and errors stay the SDK's; each
+    event's JSON is parsed by orjson (the SDK's `sse.json()` is the standard library's).
     """
 
     async def __stream__(self) -> AsyncIterator[dict]:
@@ -50,7 +52,7 @@ class _Chunks(groq.AsyncStream[dict]):
         async for sse in events:
             if sse.data.startswith("[DONE]"):
                 break
-            data = sse.json()
+            data = orjson.loads(sse.data)
             if sse.event in (None, "error"):
                 _stream_error(data, self.response)
             if sse.event is None:

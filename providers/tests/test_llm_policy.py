@@ -67,6 +67,7 @@ FAULTS = {
     "main model hangs": lambda fake: fake.queue_fault("hang", model=MAIN, count=100),
     "500 on every request": lambda fake: fake.configure(fail_rate=1.0, fail_kinds=["500"]),
     "stream cut mid-answer": lambda fake: fake.configure(fail_rate=1.0, fail_kinds=["cut"]),
+    "an event that is not JSON": lambda fake: fake.configure(fail_rate=1.0, fail_kinds=["garbled"]),
 }
 
 
