@@ -216,7 +216,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(port: int) -> list[str]:
+def server_command(port: int, app: str = "config.asgi:application") -> list[str]:
     """The ASGI server's command: daphne, or uvicorn with uvloop and httptools when
     BENCH_SERVER=uvicorn, to compare the two (docs/benchmarks.md; uvicorn is not a requirement:
     `pip install "uvicorn[standard]==0.54.0"` first)."""
@@ -225,7 +225,7 @@ def server_command(port: int) -> list[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "config.asgi:application",
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -248,18 +248,21 @@ def server_command(port: int) -> list[str]:
         "127.0.0.1",
         "-p",
         str(port),
-        "config.asgi:application",
+        app,
     ]
 
 
 @contextmanager
-def daphne_server(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
-    """The platform's ASGI server (one process) on 127.0.0.1:`port`, ready when yielded."""
+def daphne_server(
+    env: dict[str, str], port: int, app: str = "config.asgi:application"
+) -> Iterator[subprocess.Popen]:
+    """The platform's ASGI server (one process) on 127.0.0.1:`port`, ready when yielded;
+    `app` is the ASGI application it serves (module:attribute, importable from the project)."""
     import httpx
 
     log = open(Path(env["MEDIA_ROOT"]) / f"daphne-{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        server_command(port),
+        server_command(port, app),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,
