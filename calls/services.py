@@ -352,7 +352,7 @@ def call_status_update(
                 call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
             if not call.outcome:
                 call.outcome = _OUTCOME_FOR_STATUS.get(status, Call.Outcome.COMPLETED)
-        call.save()
+        call.save(update_fields=_CLOSING_FIELDS)
         if final:
             signals.call_ended.send(sender=Call, call=call)
     if final:
@@ -511,6 +511,18 @@ def call_history_and_last(*, call: Call) -> tuple[list[tuple[str, str]], int]:
     return history, last
 
 
+# What a status callback or a call's end changes (the rest of the row, such as its snapshot,
+# is not written again).
+_CLOSING_FIELDS = [
+    "status",
+    "status_sequence",
+    "ended_at",
+    "duration_seconds",
+    "outcome",
+    "error",
+]
+
+
 def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str = "") -> bool:
     """Close a call we know has ended (a relay session over, or a failure on our side) before
     Twilio's status callback, and free its line.
@@ -529,7 +541,7 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str
         call.outcome = call.outcome or outcome
         if error:
             call.error = error[:2000]
-        call.save()
+        call.save(update_fields=_CLOSING_FIELDS)
         signals.call_ended.send(sender=Call, call=call)
     ratelimits.call_release(tenant_id=call.tenant_id, call_sid=call.call_sid)
     events.publish(

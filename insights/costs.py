@@ -33,7 +33,9 @@ def call_report_prepare(*, call: Call) -> CallReport:
     )
     report.telephony_cost = pricing.telephony_cost(call.mode, report.billed_minutes)
     turn_costs = []
-    turns = Turn.objects.filter(call=call, tenant_id=call.tenant_id, role=Turn.Role.ASSISTANT)
+    turns = Turn.objects.filter(
+        call=call, tenant_id=call.tenant_id, role=Turn.Role.ASSISTANT
+    ).only("id", "text", "heard_text", "interrupted", "model_used", "tokens_in", "tokens_out")
     for turn in turns:
         characters = len(turn.heard_text if turn.interrupted else turn.text) if engine else 0
         cost = TurnCost(
@@ -50,7 +52,9 @@ def call_report_prepare(*, call: Call) -> CallReport:
         report.llm_cost += cost.llm_cost
         report.speech_cost += cost.speech_cost
     report.total_cost = report.llm_cost + report.telephony_cost + report.speech_cost
-    with transaction.atomic():
+    # Inside the call's closing transaction no savepoint is needed: a failure here fails the
+    # close as a whole, which is rolled back.
+    with transaction.atomic(savepoint=False):
         report.save()
         for cost in turn_costs:
             cost.report = report
