@@ -22,15 +22,10 @@ import statistics
 import time
 
 from harness import (
-    bench_tenant,
-    configure_environment,
-    create_database,
-    daphne_server,
-    fake_groq_process,
-    free_port,
     machine,
     process_cpu_seconds,
     python_speed_ns,
+    relay_server,
 )
 
 
@@ -90,14 +85,15 @@ async def _rounds(*, base: str, pid: int, number: str, token: str, args) -> dict
             await measure(
                 "floor webhook", asyncio.gather(*(floor_webhook() for _ in range(args.calls)))
             )
-            sockets = await measure(
-                "socket", asyncio.gather(*(socket(call) for call in calls))
-            )
+            sockets = await measure("socket", asyncio.gather(*(socket(call) for call in calls)))
             floor_url = base.replace("http", "ws", 1) + "/floor/socket"
             floors = await measure(
                 "floor socket",
                 asyncio.gather(
-                    *(socket((call_sid, floor_url, parameters)) for call_sid, _, parameters in calls)
+                    *(
+                        socket((call_sid, floor_url, parameters))
+                        for call_sid, _, parameters in calls
+                    )
                 ),
             )
             await asyncio.gather(*(opened.close() for opened in sockets + floors))
@@ -112,38 +108,16 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=25)
     args = parser.parse_args()
     speed = python_speed_ns()
-    with fake_groq_process() as (groq_url, _):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = configure_environment(
-            GROQ_BASE_URL=groq_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base
-        )
-        import django
-
-        django.setup()
-        create_database()
-        from django.conf import settings
-
-        _, _, number = bench_tenant(mode="relay", tts_engine="say", generous_limits=True)
-        with daphne_server(env, port, app="bench.floor_app:application") as server:
-            figures = asyncio.run(
-                _rounds(
-                    base=base,
-                    pid=server.pid,
-                    number=number.number,
-                    token=settings.TWILIO_AUTH_TOKEN,
-                    args=args,
-                )
-            )
+    with relay_server("bench.floor_app:application") as (base, pid, number, token):
+        figures = asyncio.run(_rounds(base=base, pid=pid, number=number, token=token, args=args))
     mean = {name: statistics.fmean(values) for name, values in figures.items()}
     print(f"{machine()}; Python speed check {speed:.0f} ns per iteration")
     print(f"Server CPU ms per call, {args.calls} calls a round, {args.in_flight} in flight:")
     print("| | voice webhook | socket (handshake, setup) | set-up |")
     print("|---|---|---|---|")
     for label, key in (("the platform", ""), ("the floor (empty view, empty consumer)", "floor ")):
-        rounds = " / ".join(
-            f"{w:.1f}+{s:.1f}" for w, s in zip(figures[key + "webhook"], figures[key + "socket"])
-        )
+        pairs = zip(figures[key + "webhook"], figures[key + "socket"], strict=True)
+        rounds = " / ".join(f"{webhook:.1f}+{socket:.1f}" for webhook, socket in pairs)
         print(
             f"| {label} ({rounds}) | {mean[key + 'webhook']:.1f} | {mean[key + 'socket']:.1f} | "
             f"{mean[key + 'webhook'] + mean[key + 'socket']:.1f} |"

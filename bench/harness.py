@@ -290,6 +290,28 @@ def daphne_server(
 
 
 @contextmanager
+def relay_server(app: str = "config.asgi:application") -> Iterator[tuple[str, int, str, str]]:
+    """One server process (`app`) on loopback with a relay assistant on a number, the fake Groq
+    in a process of its own, and this process set up to sign Twilio's requests; yields (base
+    URL, server pid, the number, the Twilio auth token)."""
+    with fake_groq_process() as (groq_url, _):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = configure_environment(
+            GROQ_BASE_URL=groq_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base
+        )
+        import django
+
+        django.setup()
+        create_database()
+        from django.conf import settings
+
+        _, _, number = bench_tenant(mode="relay", tts_engine="say", generous_limits=True)
+        with daphne_server(env, port, app=app) as server:
+            yield base, server.pid, number.number, settings.TWILIO_AUTH_TOKEN
+
+
+@contextmanager
 def fake_groq_process(*, ttft_ms: float = 150.0, tps: float = 280.0, answer_tokens: int = 60):
     """The fake Groq server in a process of its own (in this one it would compete with the
     measuring client for the interpreter lock); yields (base URL, FakeGroqControl)."""

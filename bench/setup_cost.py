@@ -18,15 +18,10 @@ import asyncio
 import time
 
 from harness import (
-    bench_tenant,
-    configure_environment,
-    create_database,
-    daphne_server,
-    fake_groq_process,
-    free_port,
     machine,
     process_cpu_seconds,
     python_speed_ns,
+    relay_server,
 )
 
 
@@ -74,29 +69,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=25)
     args = parser.parse_args()
     speed = python_speed_ns()
-    with fake_groq_process() as (groq_url, _):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = configure_environment(
-            GROQ_BASE_URL=groq_url, GROQ_API_KEY="bench", PUBLIC_BASE_URL=base
-        )
-        import django
-
-        django.setup()
-        create_database()
-        from django.conf import settings
-
-        _, _, number = bench_tenant(mode="relay", tts_engine="say", generous_limits=True)
-        with daphne_server(env, port) as server:
-            results = asyncio.run(
-                _rounds(
-                    base=base,
-                    pid=server.pid,
-                    number=number.number,
-                    token=settings.TWILIO_AUTH_TOKEN,
-                    args=args,
-                )
-            )
+    with relay_server() as (base, pid, number, token):
+        results = asyncio.run(_rounds(base=base, pid=pid, number=number, token=token, args=args))
     print(f"{machine()}; Python speed check {speed:.0f} ns per iteration")
     print("| round | server CPU ms per voice webhook | per socket (handshake, setup) | per call |")
     print("|---|---|---|---|")

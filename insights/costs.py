@@ -33,9 +33,9 @@ def call_report_prepare(*, call: Call) -> CallReport:
     )
     report.telephony_cost = pricing.telephony_cost(call.mode, report.billed_minutes)
     turn_costs = []
-    turns = Turn.objects.filter(
-        call=call, tenant_id=call.tenant_id, role=Turn.Role.ASSISTANT
-    ).only("id", "text", "heard_text", "interrupted", "model_used", "tokens_in", "tokens_out")
+    turns = Turn.objects.filter(call=call, tenant_id=call.tenant_id, role=Turn.Role.ASSISTANT).only(
+        "id", "text", "heard_text", "interrupted", "model_used", "tokens_in", "tokens_out"
+    )
     for turn in turns:
         characters = len(turn.heard_text if turn.interrupted else turn.text) if engine else 0
         cost = TurnCost(

@@ -1,22 +1,17 @@
-"""The platform's ASGI handler answers as Django's own does, crossing into a thread once, in
-request threads it keeps for the next requests."""
+"""The platform's ASGI handler answers as Django's own does, crossing into a thread once."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from urllib.parse import urlencode
 
 import pytest
 from asgiref import sync
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
-from django.core.signals import request_started
-from django.http import HttpResponse
 
 from calls.transports.signatures import sign
 from config.asgi import application
-from core.asgi import SyncRequestHandler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,60 +88,3 @@ def test_a_refused_request_is_answered_and_logged_as_django_does(settings, caplo
     status, content, _ = asyncio.run(_request(application, scope, body))
     assert status == 403
     assert any(record.name == "django.request" for record in caplog.records)
-
-
-def test_requests_one_after_another_run_in_the_same_kept_thread(settings, number_a):
-    settings.ALLOWED_HOSTS = [HOST]
-    token = settings.TWILIO_AUTH_TOKEN
-    handler = SyncRequestHandler()
-    threads: list[str] = []
-
-    def note_thread(**kwargs) -> None:
-        threads.append(threading.current_thread().name)
-
-    request_started.connect(note_thread)
-    try:
-        answers = [
-            asyncio.run(_request(handler, *_voice(number_a.number, token, f"CA{i:032d}")))
-            for i in range(3)
-        ]
-    finally:
-        request_started.disconnect(note_thread)
-
-    assert [status for status, _, _ in answers] == [200, 200, 200]
-    assert len(threads) == 3 and len(set(threads)) == 1
-    assert threads[0].startswith("request") and threads[0] != threading.current_thread().name
-    assert len(handler.lanes.idle) == 1
-
-
-async def _abandon(handler: SyncRequestHandler, scope: dict, body: bytes) -> None:
-    """Send a request, then go away while its view runs."""
-    communicator = ApplicationCommunicator(handler, scope)
-    await communicator.send_input({"type": "http.request", "body": body})
-    await asyncio.sleep(0.3)
-    await communicator.send_input({"type": "http.disconnect"})
-    await communicator.wait(10)
-
-
-def test_a_thread_that_ran_an_abandoned_request_is_not_kept(settings):
-    settings.ALLOWED_HOSTS = [HOST]
-    handler = SyncRequestHandler()
-    release, threads = threading.Event(), []
-
-    def slow_view(request) -> HttpResponse:  # stands for Django's chain: a view that hangs
-        threads.append(threading.current_thread())
-        release.wait(10)
-        return HttpResponse("late")
-
-    handler.get_response = slow_view
-    scope, body = _voice("+14155550100", "token", "CA" + "4" * 32)
-    threading.Timer(1.0, release.set).start()  # the view ends a while after the client left
-    asyncio.run(_abandon(handler, scope, body))
-    assert handler.lanes.idle == []  # the lane was let go, not kept
-
-    handler.get_response = lambda request: HttpResponse("ok")
-    status, content, _ = asyncio.run(_request(handler, scope, body))
-    assert (status, content) == (200, b"ok")
-    assert len(handler.lanes.idle) == 1 and handler.lanes.idle[0] is not None
-    threads[0].join(10)
-    assert not threads[0].is_alive()  # the abandoned lane's thread ended
