@@ -123,6 +123,12 @@ class Call(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    def tenant_if_read(self):
+        """The call's tenant when it was read with the call (the dialled number's lookup a
+        moment ago), else None: never a query. Its settings may then come from this process'
+        copy (tenants.generations)."""
+        return self.tenant if Call.tenant.is_cached(self) else None
+
 
 class Turn(models.Model):
     """One utterance: the caller's words or the assistant's answer, with its timings."""

@@ -41,9 +41,9 @@ def recording_start_inbound(*, call: Call) -> bool:
     inside the call's creation (the `call_started` signal); returns whether it is recorded."""
     if call.direction == "outbound" or call.phone_number_id is None or call.assistant_id is None:
         return False
-    # The call's tenant was read with the dialled number a moment ago (tenants.generations).
-    tenant = call.tenant if Call.tenant.is_cached(call) else None
-    settings = services.recording_settings_for(assistant_id=call.assistant_id, tenant=tenant)
+    settings = services.recording_settings_for(
+        assistant_id=call.assistant_id, tenant=call.tenant_if_read()
+    )
     if not settings.record_calls:
         return False
     config = call.config_snapshot

@@ -17,9 +17,8 @@ from webhooks.services import event_emit
 def on_call_started(sender: type, *, call: Call, **kwargs: object) -> None:
     event_emit(
         tenant_id=call.tenant_id,
-        # Read with the dialled number a moment ago: its endpoints may come from this process'
-        # copy (tenants.generations). Later events of a call read them afresh.
-        tenant=call.tenant if Call.tenant.is_cached(call) else None,
+        # Later events of a call read its endpoints afresh.
+        tenant=call.tenant_if_read(),
         event_type=EventType.CALL_STARTED,
         call=call,
         data=partial(payloads.call_started, call),
