@@ -10,11 +10,19 @@ from django.contrib.auth import get_user_model
 from django_scopes import scopes_disabled
 
 from assistants.models import AssistantConfig, FAQEntry
+from tenants import directory
 from tenants.models import Membership, PhoneNumber, Role, Tenant
 
 pytest_plugins = ["devtools.testing", "tenants.tests.api_fixtures"]
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _numbers_read_afresh():
+    """A test's rows are rolled back without a signal: the dialled numbers kept by any process
+    (tenants.directory) are read afresh for each test."""
+    directory.changed()
 
 
 @pytest.fixture

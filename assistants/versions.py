@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from assistants.models import AssistantConfig, AssistantVersion, CallConfig, FAQEntry
+from tenants import directory
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -135,6 +136,7 @@ def _make_live(assistant: AssistantConfig, version: AssistantVersion) -> None:
     AssistantConfig.objects.filter(pk=assistant.pk, tenant_id=assistant.tenant_id).update(
         published_version=version
     )
+    directory.changed()  # a dialled number is kept with its assistant's version
 
 
 def version_for(*, assistant: AssistantConfig, number: PhoneNumber | None = None):

@@ -86,6 +86,8 @@ SESSION_COOKIE_HTTPONLY = True
 REDIS_URL = env.str("REDIS_URL", default="")
 # After Redis fails, rate limits use per-process counters for this long before trying it again.
 REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
+# How long a process keeps a dialled number's rows at most (tenants.directory; 0: not kept).
+NUMBER_CACHE_SECONDS = env.float("NUMBER_CACHE_SECONDS", default=30.0)
 EMBEDDED = not REDIS_URL
 
 INSTALLED_APPS = [

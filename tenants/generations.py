@@ -22,6 +22,7 @@ from django.db import models
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
+from tenants import directory
 from tenants.models import Tenant
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ def settings_changed(tenant_id: object | None) -> None:
     """A tenant's call settings changed (every tenant's, for None: a platform default)."""
     tenants = Tenant.objects.all() if tenant_id is None else Tenant.objects.filter(pk=tenant_id)
     tenants.update(settings_generation=F("settings_generation") + 1)
+    directory.changed()  # the dialled numbers are kept with their tenant's generation
 
 
 def _changed(sender: type, instance: models.Model, raw: bool = False, **kwargs: object) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django_scopes import scopes_disabled
 
-from tenants import apikeys
+from tenants import apikeys, directory
 from tenants.models import ApiKey, PhoneNumber, RateLimit, Tenant
 from tenants.phone import normalize_e164
 from tenants.ratelimits import DEFAULT_MESSAGES
 
 
 def unscoped_phone_number_by_dialled(number: str) -> PhoneNumber | None:
-    """The PhoneNumber a caller dialled (Twilio's `To`), across all tenants, or None.
+    """The PhoneNumber a caller dialled (Twilio's `To`), across all tenants, or None; with its
+    tenant, assistant and versions, kept per process while unchanged (tenants.directory).
 
     A named bypass of tenant scoping: the dialled number is what tells us the tenant.
     """
@@ -22,6 +23,10 @@ def unscoped_phone_number_by_dialled(number: str) -> PhoneNumber | None:
         normalized = normalize_e164(number)
     except ValidationError:
         return None
+    return directory.number(normalized, lambda: _phone_number_read(normalized))
+
+
+def _phone_number_read(normalized: str) -> PhoneNumber | None:
     with scopes_disabled():
         try:
             # With the versions a call to it runs on (assistants.versions.version_for), but not
