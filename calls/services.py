@@ -574,10 +574,19 @@ def calls_close_stale(*, quiet_for: timedelta) -> int:
     return closed
 
 
+class CallNotLive(Exception):
+    """The call ended before its socket's conversation could start (the caller hung up)."""
+
+
 def call_hold(*, call: Call, server: str) -> None:
     """`server` (a server process, `core.load.server_id()`) holds the call's socket: if it stops,
-    the sweeper closes the call (`calls_close_orphaned`)."""
-    Call.objects.filter(pk=call.pk, tenant_id=call.tenant_id).update(server=server[:128])
+    the sweeper closes the call (`calls_close_orphaned`). Raises CallNotLive when the call is
+    over by now."""
+    held = Call.objects.filter(
+        pk=call.pk, tenant_id=call.tenant_id, status__in=Call.ACTIVE_STATUSES
+    ).update(server=server[:128])
+    if not held:
+        raise CallNotLive(call.call_sid)
     call.server = server[:128]
 
 

@@ -20,6 +20,7 @@ from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
 from calls.phrases import CUT_SHORT
 from calls.tests.relay_helpers import RelayClient, relay_socket, text_of
+from calls.transports import answered
 from devtools.fake_groq import tokenize
 from tenants.models import RateLimit
 
@@ -936,3 +937,51 @@ def test_the_signed_socket_url_is_rebuilt_behind_a_tls_proxy(settings):
     assert websocket_public_url(ws_scope) == "wss://voice.example.com/twilio/relay?call=abc"
     settings.PUBLIC_BASE_URL = "https://calls.example.org"
     assert websocket_public_url(ws_scope) == "wss://calls.example.org/twilio/relay?call=abc"
+
+
+async def _ask_once(socket_url: str, call: Call, question: str) -> tuple[bool, list[dict]]:
+    """Open the call's socket, ask one question; whether the handshake took the kept call."""
+    client = RelayClient(socket_url)
+    assert (await client.connect())[0]
+    taken = call.id not in answered._kept
+    await client.setup(call.call_sid)
+    await client.prompt(question)
+    frames = await client.answer()
+    await client.close()
+    return taken, frames
+
+
+def test_sockets_of_calls_answered_here_take_the_call_their_webhook_kept(
+    twilio, relay_a, number_a, fake_groq
+):
+    for question in ("My sink is leaking.", "My boiler is cold."):  # one call after another
+        fake_groq.queue_answer("A plumber can come tomorrow.")
+        call_sid, socket_url, _ = start_call(twilio, number_a)
+        call = call_of(call_sid)
+        assert call.id in answered._kept  # kept by the webhook for its socket
+
+        taken, frames = run(_ask_once, socket_url, call, question)
+        assert taken and text_of(frames) == "A plumber can come tomorrow."
+        assert [t.text for t in turns_of(call_sid)] == [question, "A plumber can come tomorrow."]
+        assert call_of(call_sid).server  # the socket's process holds it
+
+
+def test_a_call_ended_elsewhere_before_its_socket_opened_is_closed_without_a_conversation(
+    twilio, relay_a, number_a
+):
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+    # Another process took Twilio's status callback: this one still keeps the call as answered.
+    with scopes_disabled():
+        Call.objects.filter(call_sid=call_sid).update(status=Call.Status.COMPLETED)
+
+    async def attempt():
+        client = RelayClient(socket_url)
+        connected = (await client.connect())[0]
+        await client.setup(call_sid)
+        return connected, await client.communicator.receive_output(timeout=5)
+
+    connected, closed = run(attempt)
+    assert connected and closed["type"] == "websocket.close"
+    call = call_of(call_sid)
+    assert call.status == Call.Status.COMPLETED and call.error == "" and not call.server
+    assert turns_of(call_sid) == []

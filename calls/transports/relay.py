@@ -19,6 +19,7 @@ from assistants.models import CallConfig
 from calls.engine import clean_text
 from calls.models import Call
 from calls.selectors import unscoped_call_by_id
+from calls.transports import answered
 from calls.transports.signatures import websocket_is_signed
 from calls.transports.sockets import SessionConsumer, TextSpeaker
 from calls.transports.twiml import relay_hears_every_language
@@ -40,7 +41,7 @@ def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
         call_id = uuid.UUID(query.get("call", [""])[0])
     except ValueError:
         call_id = None
-    call = unscoped_call_by_id(call_id) if call_id else None
+    call = (answered.take(call_id) or unscoped_call_by_id(call_id)) if call_id else None
     tenant = call.tenant if call else None
     if not websocket_is_signed(ws_scope, tenant=tenant):
         logger.warning(f"{mode}: refused a handshake with a missing or wrong Twilio signature")

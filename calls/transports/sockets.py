@@ -20,6 +20,7 @@ from django.conf import settings
 from django_scopes import scope
 
 from assistants.models import CallConfig
+from calls import services
 from calls.engine import Conversation, Reply, Speaker
 from calls.models import Call
 from core import load
@@ -209,6 +210,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         with self.call_context():
             try:
                 await conversation.start(held_by=load.server_id())
+            except services.CallNotLive:
+                logger.warning(f"{self.LOG_NAME}: the call ended before its socket; closing")
+                return False
             except Exception:
                 logger.exception(f"{self.LOG_NAME}: the conversation could not start")
                 await conversation.abandon(error="the conversation could not start")

@@ -22,7 +22,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from assistants.speech import speech_url
 from calls import languages, services
 from calls.models import Call
-from calls.transports import twiml
+from calls.transports import answered, twiml
 from calls.transports.gather import gather_url, prepare_speech
 from calls.transports.media import handoff_read
 from calls.transports.signatures import (
@@ -97,8 +97,10 @@ def _answer(request: HttpRequest, call: Call) -> VoiceResponse:
     config = call.config_snapshot
     languages.warm_up_soon(config)  # ready by the caller's first words
     if call.mode == Call.Mode.RELAY:
+        answered.keep(call)  # for its socket's handshake in this process
         return _relay_answer(request, call)
     if call.mode == Call.Mode.STREAM:
+        answered.keep(call)  # for its socket's handshake in this process
         return _stream_answer(request, call)
     greeting = twiml.Utterance(text=config["greeting"])
     spoken = prepare_speech(call=call, config=config, text=config["greeting"])
