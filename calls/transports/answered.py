@@ -24,7 +24,7 @@ from calls import signals
 from calls.models import Call
 
 HANDOFF_SECONDS = 30.0
-MAX_KEPT = 5_000  # calls waiting for their socket in one process; past it, the oldest go
+MAX_KEPT = 2_000  # calls waiting for their socket in one process; past it, the oldest go
 
 _lock = threading.Lock()
 _kept: dict[uuid.UUID, tuple[float, bytes]] = {}  # insertion order: oldest first
@@ -37,10 +37,17 @@ def keep(call: Call) -> None:
     handed._state = copy.copy(call._state)
     handed._state.fields_cache = {"tenant": call.tenant}
     kept = pickle.dumps(handed, protocol=pickle.HIGHEST_PROTOCOL)
+    now = time.monotonic()
     with _lock:
-        while len(_kept) >= MAX_KEPT:
-            del _kept[next(iter(_kept))]
-        _kept[call.id] = (time.monotonic(), kept)
+        # The oldest first: those past their time (their socket went to another process) or
+        # past the limit go.
+        while _kept:
+            oldest = next(iter(_kept))
+            if len(_kept) < MAX_KEPT and now - _kept[oldest][0] <= HANDOFF_SECONDS:
+                break
+            del _kept[oldest]
+        _kept.pop(call.id, None)  # a webhook retry: kept again, as the newest
+        _kept[call.id] = (now, kept)
 
 
 def take(call_id: uuid.UUID) -> Call | None:
