@@ -26,7 +26,7 @@ from django.http import Http404
 from analytics.access import dashboard_view
 from analytics.selectors import mask_number
 from calls.events import STAFF_GROUP, tenant_group
-from core.asyncdb import database_async
+from core.asyncdb import PooledDatabaseConsumer, database_async
 from tenants.access import access_group
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def present(message: dict) -> dict | None:
     }
 
 
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(PooledDatabaseConsumer, AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
     tenant_id: str | None = None
 

@@ -9,7 +9,7 @@ class CallsConfig(AppConfig):
         # The platform's spoken lines, by name: for per-assistant overrides and the check that
         # every line is translated. The rate-limit messages are the tenants app's.
         from calls import phrases
-        from calls.transports import gather  # noqa: F401  (its receiver of calls.signals)
+        from calls.transports import gather, relay  # noqa: F401  (receivers of calls.signals)
         from core.phrases import register
         from tenants.ratelimits import DEFAULT_MESSAGES
 

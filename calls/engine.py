@@ -261,24 +261,25 @@ class Conversation:
         self._last_turn: Turn | None = None
         self._background: set[asyncio.Task] = set()
 
-    async def start(self, *, held_by: str = "") -> None:
+    async def start(self, *, held_by: str = "", first_socket: bool = False) -> None:
         """Read what the conversation needs before the first turn: the call's turns so far,
         the assistant's FAQ and the tenant's rate limits (like the call's config snapshot,
         they hold for the whole call; edits apply to the next call). `held_by`: the server
-        process whose socket holds the call, noted on it in the same trip to the database."""
+        process whose socket holds the call, noted on it in the same trip to the database.
+        `first_socket`: the call's voice webhook just answered it, so it has no turns yet."""
         languages.warm_up_soon(self.config)
-        loaded = await self.database(self._load)(held_by)
+        loaded = await self.database(self._load)(held_by, first_socket)
         self.history, self.turns, self.faq, self.limits, self.toolbox = loaded
         self.tools = self.toolbox.definitions()
         self.tool_names = routing.tool_words(self.tools)
 
     def _load(
-        self, held_by: str = ""
+        self, held_by: str = "", first_socket: bool = False
     ) -> tuple[list[tuple[str, str]], int, FAQ, dict[str, RateLimit], Toolbox]:
         """One trip to the database pool for all of it."""
         if held_by:
             services.call_hold(call=self.call, server=held_by)
-        history, last = services.call_history_and_last(call=self.call)
+        history, last = ([], 0) if first_socket else services.call_history_and_last(call=self.call)
         parts = (
             version_parts(tenant_id=self.call.tenant_id, version_id=self.call.version_id)
             if self.call.version_id

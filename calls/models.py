@@ -41,6 +41,8 @@ class Call(models.Model):
         ERROR = "error", "Error"
 
     ACTIVE_STATUSES = (Status.RINGING, Status.IN_PROGRESS)
+    # Phone calls whose conversation runs on a socket of ours (Twilio's).
+    SOCKET_MODES = (Mode.RELAY, Mode.STREAM)
     FINAL_STATUSES = (
         Status.COMPLETED,
         Status.BUSY,

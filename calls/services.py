@@ -112,6 +112,8 @@ def call_admit(
             to_number=to_number,
             direction=direction,
             mode=mode,
+            # Most often this process takes the call's socket too (`call_hold`).
+            server=load.server_id() if mode in Call.SOCKET_MODES else "",
         )
     except Exception:
         if existing is None:  # the line taken above is given back
@@ -178,9 +180,11 @@ def call_start(
     to_number: str,
     direction: str = "inbound",
     mode: str = Call.Mode.GATHER,
+    server: str = "",
 ) -> tuple[Call, bool]:
     """Create the Call for an incoming call (or return the existing one on a webhook retry).
-    It runs on the number's pinned version of its assistant, else the published one."""
+    It runs on the number's pinned version of its assistant, else the published one. `server`:
+    the server process expected to hold its socket (see `call_hold`)."""
     assistant = phone_number.assistant
     version = version_for(assistant=assistant, number=phone_number) if assistant else None
     try:
@@ -197,6 +201,7 @@ def call_start(
                 direction=direction[:32],
                 status=Call.Status.IN_PROGRESS,
                 mode=mode,
+                server=server[:128],
                 started_at=timezone.now(),
                 answered_at=timezone.now(),
             )
@@ -581,7 +586,10 @@ class CallNotLive(Exception):
 def call_hold(*, call: Call, server: str) -> None:
     """`server` (a server process, `core.load.server_id()`) holds the call's socket: if it stops,
     the sweeper closes the call (`calls_close_orphaned`). Raises CallNotLive when the call is
-    over by now."""
+    over by now. Nothing to write when the call already names `server` (its voice webhook was
+    answered there, and the socket's handshake found it live)."""
+    if call.server == server[:128]:
+        return
     held = Call.objects.filter(
         pk=call.pk, tenant_id=call.tenant_id, status__in=Call.ACTIVE_STATUSES
     ).update(server=server[:128])

@@ -140,7 +140,7 @@ class Rehearsal(Conversation):
         self.toolbox_options = toolbox_options
         self.outcome = ""
 
-    def _load(self, held_by: str = ""):
+    def _load(self, held_by: str = "", first_socket: bool = False):
         # No call of its own to read (nor any server holding it): the candidate's parts only.
         faq, toolbox = equipment_load(
             config=self.config, parts=self.candidate.parts, tenant_id=self.call.tenant_id

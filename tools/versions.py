@@ -60,6 +60,8 @@ def toolbox_thaw(frozen: dict, *, tenant_id: object, language: str) -> Toolbox:
         destinations=dict(frozen.get("destinations") or {}) if builtin.get("transfer_call") else {},
     )
     specs = frozen.get("http") or []
+    if not specs:
+        return box
     rows = HttpTool.objects.filter(tenant_id=tenant_id, id__in=[spec["id"] for spec in specs])
     secrets = {str(row.id): row for row in rows}
     for spec in specs:

@@ -11,7 +11,7 @@ import json
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django_scopes import scopes_disabled
 
@@ -966,22 +966,51 @@ def test_sockets_of_calls_answered_here_take_the_call_their_webhook_kept(
         assert call_of(call_sid).server  # the socket's process holds it
 
 
-def test_a_call_ended_elsewhere_before_its_socket_opened_is_closed_without_a_conversation(
+def test_a_call_ended_elsewhere_before_its_socket_opened_is_refused_its_socket(
     twilio, relay_a, number_a
 ):
     call_sid, socket_url, _ = start_call(twilio, number_a)
+    kept_here = dict(answered._kept)
     # Another process took Twilio's status callback: this one still keeps the call as answered.
-    with scopes_disabled():
-        Call.objects.filter(call_sid=call_sid).update(status=Call.Status.COMPLETED)
+    response = twilio.status(call_sid, number_a.number, "completed", sequence=1, duration=3)
+    assert response.status == 204
+    answered._kept.update(kept_here)
+
+    async def attempt() -> bool:
+        client = RelayClient(socket_url)
+        return (await client.connect())[0]
+
+    assert run(attempt) is False  # the handshake is refused, although the call was kept
+    call = call_of(call_sid)
+    assert call.status == Call.Status.COMPLETED and call.error == ""
+    assert turns_of(call_sid) == []
+
+
+def test_a_call_that_ends_between_its_handshake_and_setup_is_closed_without_a_conversation(
+    twilio, relay_a, number_a
+):
+    """Read from the database at its handshake (the socket reached another process than its
+    webhook), the call is found over when the conversation starts."""
+    call_sid, socket_url, _ = start_call(twilio, number_a)
+    answered._kept.clear()
+    with scopes_disabled():  # as if another process had answered its webhook
+        Call.objects.filter(call_sid=call_sid).update(server="another-host:1:0")
+
+    @sync_to_async
+    def ended_in_the_webhooks_process() -> None:
+        with scopes_disabled():
+            Call.objects.filter(call_sid=call_sid).update(status=Call.Status.COMPLETED)
 
     async def attempt():
         client = RelayClient(socket_url)
         connected = (await client.connect())[0]
+        await ended_in_the_webhooks_process()
         await client.setup(call_sid)
         return connected, await client.communicator.receive_output(timeout=5)
 
     connected, closed = run(attempt)
     assert connected and closed["type"] == "websocket.close"
     call = call_of(call_sid)
-    assert call.status == Call.Status.COMPLETED and call.error == "" and not call.server
+    assert call.status == Call.Status.COMPLETED and call.error == ""
+    assert call.server == "another-host:1:0"  # not taken over by this process
     assert turns_of(call_sid) == []

@@ -26,9 +26,7 @@ from django_scopes import scopes_disabled
 from assistants.models import AssistantConfig
 from calls.events import tenant_group, unbatch
 from calls.models import Call, Turn
-from calls.transports.relay import LEGACY_LIVE_SOCKET_PREFIX
 from calls.transports.signatures import sign
-from core import caching
 from devtools.media_simulator import (
     StreamTurn,
     TwilioMediaStream,
@@ -310,9 +308,8 @@ def test_a_handshake_without_the_right_signature_is_refused(daphne_server, strea
     assert asyncio.run(handshake(socket_url, right)) == 101
 
 
-def test_one_live_socket_per_call_also_across_a_deploy(daphne_server, stream_a, number_a):
-    """A replayed handshake is refused while the first socket holds the call, as is one for a
-    call that a socket served under the key's former name still holds."""
+def test_one_live_socket_per_call(daphne_server, stream_a, number_a):
+    """A replayed handshake is refused while the first socket holds the call."""
     _, socket_url, _ = answered_stream(daphne_server, number_a)
     right = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
 
@@ -321,18 +318,6 @@ def test_one_live_socket_per_call_also_across_a_deploy(daphne_server, stream_a, 
             return 101, await handshake(socket_url, right)
 
     assert asyncio.run(twice()) == (101, 403)
-
-    call_sid, socket_url, _ = answered_stream(daphne_server, number_a)
-    with scopes_disabled():
-        call = Call.objects.get(call_sid=call_sid)
-    legacy = LEGACY_LIVE_SOCKET_PREFIX + str(call.id)
-    caching.shared_cache().set(legacy, "a socket of the former release", timeout=60)
-    right = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
-    try:
-        assert asyncio.run(handshake(socket_url, right)) == 403
-    finally:
-        caching.shared_cache().delete(legacy)
-    assert asyncio.run(handshake(socket_url, right)) == 101
 
 
 def test_another_tenants_call_is_refused(daphne_server, stream_a, number_a, tenant_b):

@@ -115,13 +115,13 @@ class MediaStreamConsumer(SessionConsumer):
 
     async def connect(self) -> None:
         self.holder = uuid.uuid4().hex
-        call = await database_async(socket_call_claim)(
+        handshake = await database_async(socket_call_claim)(
             self.scope, mode=Call.Mode.STREAM, holder=self.holder
         )
-        if call is None:
+        if handshake is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
-        self.handshake_call = call
+        self.handshake_call, self.first_socket = handshake
         self.sequence = 0
         self.detector = SpeechDetector(start_ms=settings.STREAM_BARGE_IN_MS)
         self.listening: asyncio.Task | None = None

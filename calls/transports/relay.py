@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import transaction
+from django.dispatch import receiver
 
 from assistants.models import CallConfig
+from calls import signals
 from calls.engine import clean_text
 from calls.models import Call
 from calls.selectors import unscoped_call_by_id
@@ -33,7 +37,14 @@ logger = logging.getLogger(__name__)
 CLOSE_WRONG_CALL = 4404
 
 
-def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
+class Handshake(NamedTuple):
+    call: Call
+    # The call was kept by its voice webhook in this process: this is its first socket, and it
+    # has no turns yet.
+    first_socket: bool = False
+
+
+def call_for_handshake(ws_scope: dict, *, mode: str) -> Handshake | None:
     """The live Call of `mode` that the handshake's URL names, if Twilio signed the request
     with that call's tenant's token; else None."""
     query = parse_qs(ws_scope.get("query_string", b"").decode("latin-1"))
@@ -41,7 +52,8 @@ def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
         call_id = uuid.UUID(query.get("call", [""])[0])
     except ValueError:
         call_id = None
-    call = (answered.take(call_id) or unscoped_call_by_id(call_id)) if call_id else None
+    kept = answered.take(call_id) if call_id else None
+    call = kept or (unscoped_call_by_id(call_id) if call_id else None)
     tenant = call.tenant if call else None
     if not websocket_is_signed(ws_scope, tenant=tenant):
         logger.warning(f"{mode}: refused a handshake with a missing or wrong Twilio signature")
@@ -49,30 +61,49 @@ def call_for_handshake(ws_scope: dict, *, mode: str) -> Call | None:
     if call is None or tenant is None or call.mode != mode or not call.is_active:
         logger.warning(f"{mode}: refused a handshake for an unknown or finished call")
         return None
-    return call
+    return Handshake(call, first_socket=kept is not None)
 
 
-def socket_call_claim(ws_scope: dict, *, mode: str, holder: str) -> Call | None:
+def socket_call_claim(ws_scope: dict, *, mode: str, holder: str) -> Handshake | None:
     """The live Call of `mode` that a signed handshake names, with its one live socket taken
     for `holder` (one trip to the database pool); None when the handshake is refused."""
-    call = call_for_handshake(ws_scope, mode=mode)
-    if call is not None and not live_socket_claim(call, holder):
-        logger.warning(f"{mode}: refused a second socket for a live call")
+    handshake = call_for_handshake(ws_scope, mode=mode)
+    if handshake is not None and not live_socket_claim(handshake.call, holder):
+        logger.warning(f"{mode}: refused a socket for a call another socket has, or that ended")
         return None
-    return call
+    return handshake
 
 
 def live_socket_claim(call: Call, holder: str) -> bool:
     """Take the call's one live socket (relay or stream) for `holder`; False when another
-    socket has it (a replayed handshake). Kept until released, or for as long as a line is held."""
+    socket has it (a replayed handshake) or the call has ended, in any process (a call kept by
+    its webhook here is not read again). Kept until released, or for as long as a line is held."""
     try:
-        cache = caching.shared_cache()
-        if cache.get(LEGACY_LIVE_SOCKET_PREFIX + str(call.id)) is not None:
-            return False  # a socket served before a deploy still has the call
-        return cache.add(live_socket_key(call), holder, timeout=STALE_CALL_SECONDS)
+        return caching.shared_cache().add(live_socket_key(call), holder, timeout=STALE_CALL_SECONDS)
     except Exception:  # the cache is down: let Twilio's socket in
         logger.warning("live socket check unavailable", exc_info=True)
         return True
+
+
+@receiver(signals.call_ended, dispatch_uid="live-socket-call-ended")
+def _no_socket_after_the_end(sender: object, call: Call, **kwargs: object) -> None:
+    """A call that ended (in whatever process) takes no socket any more."""
+    if call.mode not in Call.SOCKET_MODES:
+        return
+
+    def mark() -> None:
+        try:
+            caching.shared_cache().set(live_socket_key(call), ENDED, timeout=ENDED_MARK_SECONDS)
+        except Exception:
+            logger.warning("could not mark the call's socket as ended", exc_info=True)
+
+    transaction.on_commit(mark)
+
+
+ENDED = "ended"
+# Long enough for the webhook's process to let go of the call it kept (a socket arriving
+# later reads the call, and finds it over).
+ENDED_MARK_SECONDS = 2 * answered.HANDOFF_SECONDS
 
 
 def live_socket_release(call: Call, holder: str) -> None:
@@ -82,10 +113,6 @@ def live_socket_release(call: Call, holder: str) -> None:
             cache.delete(live_socket_key(call))
     except Exception:
         logger.warning("could not release the live socket", exc_info=True)
-
-
-# The key's name before stream mode shared it; still honoured for calls in flight at a deploy.
-LEGACY_LIVE_SOCKET_PREFIX = "relay:live:"
 
 
 def live_socket_key(call: Call) -> str:
@@ -123,13 +150,13 @@ class ConversationRelayConsumer(SessionConsumer):
 
     async def connect(self) -> None:
         self.holder = uuid.uuid4().hex
-        call = await database_async(socket_call_claim)(
+        handshake = await database_async(socket_call_claim)(
             self.scope, mode=Call.Mode.RELAY, holder=self.holder
         )
-        if call is None:
+        if handshake is None:
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
-        self.handshake_call = call
+        self.handshake_call, self.first_socket = handshake
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

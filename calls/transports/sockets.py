@@ -24,6 +24,7 @@ from calls import services
 from calls.engine import Conversation, Reply, Speaker
 from calls.models import Call
 from core import load
+from core.asyncdb import PooledDatabaseConsumer
 from core.logging import log_context
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class TextSpeaker:
             self._timer = None
 
 
-class SessionConsumer(AsyncWebsocketConsumer):
+class SessionConsumer(PooledDatabaseConsumer, AsyncWebsocketConsumer):
     """A WebSocket that carries one conversation bound to one Call.
 
     Subclasses resolve `self.call` in `connect()` and handle messages in `on_<type>` methods
@@ -155,6 +156,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # Whether this socket's conversation counts among the sessions the process holds
     # (core.load): from the moment it is bound to its call until the socket closes.
     held = False
+    # Whether the call was just answered in this process, so that it has no turns to read.
+    first_socket = False
 
     async def websocket_disconnect(self, message: dict) -> None:
         try:
@@ -209,7 +212,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         conversation = Conversation(call=call, speaker=speaker)
         with self.call_context():
             try:
-                await conversation.start(held_by=load.server_id())
+                await conversation.start(held_by=load.server_id(), first_socket=self.first_socket)
             except services.CallNotLive:
                 logger.warning(f"{self.LOG_NAME}: the call ended before its socket; closing")
                 return False
