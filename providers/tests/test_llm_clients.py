@@ -56,3 +56,50 @@ def test_a_stopped_loops_client_is_let_go(fake_groq):
     assert asyncio.run(_answer())[0]
     assert asyncio.run(_answer())[0]
     assert len(provider._clients) <= 1  # the first loop's client is gone
+
+
+async def _events_of(*chunks: bytes) -> list[tuple[str | None, bytes]]:
+    from providers.llm.groq import sse_events
+
+    async def arriving():
+        for chunk in chunks:
+            yield chunk
+
+    return [event async for event in sse_events(arriving())]
+
+
+def test_server_sent_events_are_read_across_reads_and_line_endings():
+    stream = (
+        b": keep-alive\n\n"
+        b'data: {"a": 1}\n\n'
+        b"event: error\r\n"
+        b'data: {"error":\r\n'
+        b'data:  {"message": "x"}}\r\n\r\n'
+        b'data: {"b": 2}\r\r'
+        b"id: 7\n\n"
+        b"data: [DONE]"  # the last event, without its blank line
+    )
+    expected = [
+        (None, b'{"a": 1}'),
+        ("error", b'{"error":\n {"message": "x"}}'),
+        (None, b'{"b": 2}'),
+        (None, b"[DONE]"),
+    ]
+    assert asyncio.run(_events_of(stream)) == expected
+    # Read one byte at a time, CRLF and CR split between reads included.
+    assert asyncio.run(_events_of(*(stream[i : i + 1] for i in range(len(stream))))) == expected
+
+
+def test_cookies_set_by_the_llm_api_are_still_kept():
+    import httpx
+
+    from providers.llm.groq import _Cookies
+
+    request = httpx.Request("POST", "https://api.groq.com/openai/v1/chat/completions")
+    jar = _Cookies()
+    jar.extract_cookies(httpx.Response(200, request=request))
+    assert not jar
+    jar.extract_cookies(
+        httpx.Response(200, request=request, headers={"Set-Cookie": "__cf_bm=abc; Path=/"})
+    )
+    assert jar.get("__cf_bm") == "abc"
