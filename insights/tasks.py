@@ -15,7 +15,11 @@ from providers.llm import LLMError
 RETRIES = 3
 
 
-@shared_task(bind=True, max_retries=RETRIES, soft_time_limit=120, time_limit=150)
+# Sent as every call ends; its outcome is the report's analysis status, so no result is kept
+# (nor waited for: sending it costs no subscription to a result channel).
+@shared_task(
+    bind=True, max_retries=RETRIES, soft_time_limit=120, time_limit=150, ignore_result=True
+)
 def analyze_call(self, report_id: str, tenant_id: str) -> str:
     """Analyse one ended call; provider trouble is retried with a growing delay, then the
     analysis is stored as failed."""

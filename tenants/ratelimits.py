@@ -72,6 +72,34 @@ if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return n
 """
 
+# A new call in one trip: count it in its caller's window (KEYS[1], limit ARGV[1], ttl ARGV[2]);
+# unless that passes its limit (-1), admit it among the tenant's live calls (KEYS[2]) as
+# _ADMIT_SCRIPT does with ARGV[3..7] (0: the concurrent-calls limit is reached).
+_CALL_SCRIPT = """
+local n = redis.call('INCRBY', KEYS[1], 1)
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return -1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return 1 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return 1
+"""
+# A caller's turn in one trip: count it in the call's turns window (KEYS[1], limit ARGV[1], ttl
+# ARGV[2]); unless that passes its limit (-2), take ARGV[3] tokens from the token budget
+# (KEYS[2], limit ARGV[4], ttl ARGV[5]) as _RESERVE_SCRIPT does (-1: used up).
+_TURN_SCRIPT = """
+local turns = redis.call('INCRBY', KEYS[1], 1)
+if turns == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if turns > tonumber(ARGV[1]) then return -2 end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used >= tonumber(ARGV[4]) then return -1 end
+local n = redis.call('INCRBY', KEYS[2], ARGV[3])
+if n == tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
+return n
+"""
+
 
 @dataclass(frozen=True)
 class TokenReservation:
@@ -222,11 +250,15 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
     if not spend.allowed:
         return spend
     now = time.time()
-    if per_caller := limits.get(RateLimit.Kind.CALLS_PER_CALLER):
+    per_caller = limits.get(RateLimit.Kind.CALLS_PER_CALLER)
+    concurrent = limits.get(RateLimit.Kind.CONCURRENT_CALLS)
+    if per_caller and concurrent:
+        return _caller_and_concurrent(tenant, call_sid, caller, per_caller, concurrent, now)
+    if per_caller:
         key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
         if _over(per_caller, key, 1, now):
             return _refused(tenant, per_caller)
-    if concurrent := limits.get(RateLimit.Kind.CONCURRENT_CALLS):
+    if concurrent:
         key = f"rl:active:{tenant.id}"
         admitted = _with_fallback(
             lambda r: bool(
@@ -245,6 +277,49 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
         )
         if not admitted:
             return _refused(tenant, concurrent)
+    return ALLOWED
+
+
+def _caller_and_concurrent(
+    tenant: Tenant,
+    call_sid: str,
+    caller: str,
+    per_caller: RateLimit,
+    concurrent: RateLimit,
+    now: float,
+) -> Verdict:
+    """`call_admit` with both a per-caller and a concurrent-calls limit: one trip to Redis."""
+    caller_key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
+    caller_ttl = per_caller.window_seconds + 5
+    live_key = f"rl:active:{tenant.id}"
+
+    def locally() -> int:
+        if _local.incr(caller_key, 1, caller_ttl, now) > per_caller.limit:
+            return -1
+        return int(_local.admit(live_key, call_sid, concurrent.limit, now))
+
+    admitted = _with_fallback(
+        lambda r: int(
+            r.eval(
+                _CALL_SCRIPT,
+                2,
+                caller_key,
+                live_key,
+                per_caller.limit,
+                caller_ttl,
+                now,
+                now - STALE_CALL_SECONDS,
+                concurrent.limit,
+                call_sid,
+                STALE_CALL_SECONDS,
+            )
+        ),
+        locally,
+    )
+    if admitted == -1:
+        return _refused(tenant, per_caller)
+    if admitted == 0:
+        return _refused(tenant, concurrent)
     return ALLOWED
 
 
@@ -319,6 +394,10 @@ def turn_verdict(
     tenant's token budget, from which `reserve_tokens` are taken (the limits are read once
     for both)."""
     limits = effective_limits(tenant) if limits is None else limits
+    turns = limits.get(RateLimit.Kind.TURNS_PER_CALL)
+    tokens = limits.get(RateLimit.Kind.LLM_TOKENS_PER_DAY)
+    if turns and tokens and RateLimit.Kind.SPEND_PER_DAY not in limits:
+        return _turn_and_tokens(tenant, call_sid, turns, tokens, reserve_tokens)
     verdict = turn_admit(tenant=tenant, call_sid=call_sid, limits=limits)
     if not verdict.allowed:
         return verdict
@@ -326,6 +405,38 @@ def turn_verdict(
     if not spend.allowed:
         return spend
     return tokens_reserve(tenant=tenant, amount=reserve_tokens, limits=limits)
+
+
+def _turn_and_tokens(
+    tenant: Tenant, call_sid: str, turns: RateLimit, tokens: RateLimit, amount: int
+) -> Verdict:
+    """`turn_verdict` with a turns limit and a token budget (and no spend budget between
+    them): both in one trip to Redis."""
+    now = time.time()
+    turns_key = _window_key(f"turns:{call_sid}", turns.window_seconds, now)
+    turns_ttl = turns.window_seconds + 5
+    key = _tokens_key(tenant.id, tokens.window_seconds, now)
+    ttl = tokens.window_seconds + 5
+    amount = max(int(amount), 0)
+
+    def locally() -> int:
+        if _local.incr(turns_key, 1, turns_ttl, now) > turns.limit:
+            return -2
+        return 0 if _local.reserve(key, amount, tokens.limit, ttl, now) else -1
+
+    taken = _with_fallback(
+        lambda r: int(
+            r.eval(
+                _TURN_SCRIPT, 2, turns_key, key, turns.limit, turns_ttl, amount, tokens.limit, ttl
+            )
+        ),
+        locally,
+    )
+    if taken == -2:
+        return _refused(tenant, turns)
+    if taken == -1:
+        return _refused(tenant, tokens)
+    return Verdict(allowed=True, reservation=TokenReservation(key=key, amount=amount, ttl=ttl))
 
 
 def _spend_key(tenant_id: object, window: int, now: float) -> str:
