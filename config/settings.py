@@ -197,6 +197,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request runs in a thread of its own, so persistent per-thread
     # connections are never reused: a connection pool per process is (Django 5.1+).
     if env.bool("DB_POOL", default=True):
+        # Django's PostgreSQL backend, with the pool's check only for connections that sat
+        # idle for DB_POOL_CHECK_IDLE_SECONDS (core/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         _options["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
@@ -210,6 +213,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory, so that a Celery worker or server started by a test shares it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DB_POOL_CHECK_IDLE_SECONDS = env.float("DB_POOL_CHECK_IDLE_SECONDS", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Threads for database work of WebSocket conversations (relay, talk, dashboard) per process.

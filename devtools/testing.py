@@ -46,7 +46,7 @@ def database_url(database: dict) -> str:
         if name == ":memory:" or name.startswith("file:"):
             raise RuntimeError("an in-memory SQLite database cannot be shared with a worker")
         return f"sqlite:///{Path(name).resolve()}"
-    if engine == "django.db.backends.postgresql":
+    if engine in ("django.db.backends.postgresql", "core.postgresql"):
         user = quote(database.get("USER") or "", safe="")
         password = quote(database.get("PASSWORD") or "", safe="")
         auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
