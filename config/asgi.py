@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from calls import languages  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from core.load import LoadSampled  # noqa: E402
+from providers import llm  # noqa: E402
 
 application = LoadSampled(
     ProtocolTypeRouter(
@@ -36,5 +37,8 @@ from django.conf import settings  # noqa: E402
 
 if settings.LANGUAGE_DETECTION_PRELOAD:
     languages.preload()  # before the freeze: the models live as long as the process
+# The LLM provider and its SDK are imported now, not during the first caller's answer (a few
+# hundred milliseconds of imports), and frozen with the rest.
+llm.get_provider()
 gc.freeze()
 gc.set_threshold(*settings.GC_THRESHOLDS)

@@ -114,3 +114,19 @@ def test_events_that_cannot_be_delivered_are_counted_in_metrics(settings, client
     body = client.get("/metrics").content.decode()
     assert 'voice_events_lost_total{reason="queue_full"}' in body
     assert 'voice_events_lost_total{reason="send_failed"}' in body
+
+
+def test_a_dashboard_that_joins_gets_the_events_from_then_on(tenant_a):
+    """Events for a group nobody listens to are not sent; whoever joins next gets the next ones
+    (the listeners are looked up for every batch)."""
+    before, after = _call(tenant_a.id), _call(tenant_a.id)
+    events.publish("turn", call=before, turn={"sequence": 1})
+    events.publisher.drain()
+
+    async def scenario() -> list[dict]:
+        layer, channel = await _listen(events.tenant_group(tenant_a.id))
+        events.publish("turn", call=after, turn={"sequence": 2})
+        return await _receive_until(layer, channel, 2, idle=2.0)
+
+    received = asyncio.run(scenario())
+    assert [m["call"] for m in received] == [str(after.id)]
