@@ -324,6 +324,17 @@ def call_reject(
     return call
 
 
+def _locked_with_tenant(call: Call) -> Call:
+    """The call's row, locked for its change, with its tenant read afresh in the same query: what
+    the call's end does next (its webhook events, the spend budget) reads the tenant's current
+    settings from it."""
+    return (
+        Call.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=call.pk, tenant_id=call.tenant_id)
+    )
+
+
 def call_status_update(
     *,
     call: Call,
@@ -338,7 +349,7 @@ def call_status_update(
     the dashboard.
     """
     with transaction.atomic():
-        call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+        call = _locked_with_tenant(call)
         if call.status in Call.FINAL_STATUSES:
             return False
         if sequence is not None and sequence <= call.status_sequence:
@@ -536,7 +547,7 @@ def call_finish(*, call: Call, outcome: str = Call.Outcome.COMPLETED, error: str
     transferred) is kept. Returns whether anything changed.
     """
     with transaction.atomic():
-        call = Call.objects.select_for_update().get(pk=call.pk, tenant_id=call.tenant_id)
+        call = _locked_with_tenant(call)
         if call.status in Call.FINAL_STATUSES:
             return False
         call.status = Call.Status.COMPLETED

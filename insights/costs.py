@@ -59,18 +59,22 @@ def call_report_prepare(*, call: Call) -> CallReport:
         for cost in turn_costs:
             cost.report = report
         TurnCost.objects.bulk_create(turn_costs)
-        spend_on_commit(tenant_id=call.tenant_id, amount=report.total_cost)
+        spend_on_commit(
+            tenant_id=call.tenant_id, tenant=call.tenant_if_read(), amount=report.total_cost
+        )
     return report
 
 
-def spend_on_commit(*, tenant_id: object, amount: Decimal) -> None:
-    """Count `amount` against the tenant's spend budget once the transaction commits."""
+def spend_on_commit(*, tenant_id: object, amount: Decimal, tenant: Tenant | None = None) -> None:
+    """Count `amount` against the tenant's spend budget once the transaction commits (`tenant`:
+    its row just read in the transaction, if it was)."""
     if amount > 0:
-        transaction.on_commit(partial(_spend, tenant_id=tenant_id, amount=amount), robust=True)
+        count = partial(_spend, tenant_id=tenant_id, tenant=tenant, amount=amount)
+        transaction.on_commit(count, robust=True)
 
 
-def _spend(*, tenant_id: object, amount: Decimal) -> None:
-    ratelimits.spend_add(tenant=Tenant.objects.get(id=tenant_id), amount=amount)
+def _spend(*, tenant_id: object, tenant: Tenant | None, amount: Decimal) -> None:
+    ratelimits.spend_add(tenant=tenant or Tenant.objects.get(id=tenant_id), amount=amount)
 
 
 def report_add_analysis_cost(*, report: CallReport, model: str, tokens_in: int, tokens_out: int):

@@ -32,6 +32,7 @@ def _call_ended_payload(call: Call) -> dict:
 def on_call_ended(sender: type, *, call: Call, **kwargs: object) -> None:
     event_emit(
         tenant_id=call.tenant_id,
+        tenant=call.tenant_if_read(),  # read afresh with the call's closing row
         event_type=EventType.CALL_ENDED,
         call=call,
         data=partial(_call_ended_payload, call),
