@@ -49,56 +49,51 @@ DEFAULT_MESSAGES = {
 # Money is counted in millionths of the currency; a spend limit is set in cents.
 MICROS_PER_CENT = 10_000
 
-_ADMIT_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
+# The counters, as Lua functions that each script below starts with:
+# count: add `amount` to a counter that lives `ttl` seconds from its first count;
+# admit: `member` among the live members of a set (those newer than `stale_before`), unless
+#   `limit` of them are there (1: admitted, or already there; 0: full);
+# reserve: take `amount` unless the budget `limit` is already used up (-1). A reservation may
+#   pass the budget, so the overrun is at most one turn's reservation, however many run at once.
+_LUA = """
+local function count(key, amount, ttl)
+  local n = redis.call('INCRBY', key, amount)
+  if n == tonumber(amount) then redis.call('EXPIRE', key, ttl) end
+  return n
+end
+local function admit(key, now, stale_before, limit, member, ttl)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', stale_before)
+  if redis.call('ZSCORE', key, member) then return 1 end
+  if redis.call('ZCARD', key) >= tonumber(limit) then return 0 end
+  redis.call('ZADD', key, now, member)
+  redis.call('EXPIRE', key, ttl)
+  return 1
+end
+local function reserve(key, amount, limit, ttl)
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used >= tonumber(limit) then return -1 end
+  return count(key, amount, ttl)
+end
 """
-_INCR_SCRIPT = """
-local n = redis.call('INCRBY', KEYS[1], ARGV[1])
-if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return n
-"""
-# Reserve ARGV[1] tokens unless the budget (ARGV[2]) is already used up: the reservation may
-# pass the budget, so the overrun is at most one turn's reservation, however many run at once.
-_RESERVE_SCRIPT = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[2]) then return -1 end
-local n = redis.call('INCRBY', KEYS[1], ARGV[1])
-if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return n
-"""
-
-# A new call in one trip: count it in its caller's window (KEYS[1], limit ARGV[1], ttl ARGV[2]);
-# unless that passes its limit (-1), admit it among the tenant's live calls (KEYS[2]) as
-# _ADMIT_SCRIPT does with ARGV[3..7] (0: the concurrent-calls limit is reached).
-_CALL_SCRIPT = """
-local n = redis.call('INCRBY', KEYS[1], 1)
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return -1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return 1 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-return 1
-"""
-# A caller's turn in one trip: count it in the call's turns window (KEYS[1], limit ARGV[1], ttl
-# ARGV[2]); unless that passes its limit (-2), take ARGV[3] tokens from the token budget
-# (KEYS[2], limit ARGV[4], ttl ARGV[5]) as _RESERVE_SCRIPT does (-1: used up).
-_TURN_SCRIPT = """
-local turns = redis.call('INCRBY', KEYS[1], 1)
-if turns == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if turns > tonumber(ARGV[1]) then return -2 end
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if used >= tonumber(ARGV[4]) then return -1 end
-local n = redis.call('INCRBY', KEYS[2], ARGV[3])
-if n == tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
-return n
-"""
+_ADMIT_SCRIPT = _LUA + "return admit(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+_INCR_SCRIPT = _LUA + "return count(KEYS[1], ARGV[1], ARGV[2])"
+_RESERVE_SCRIPT = _LUA + "return reserve(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+# A new call in one trip: its caller's window (KEYS[1], limit ARGV[1], ttl ARGV[2]; -1 past it),
+# then the tenant's live calls (KEYS[2], ARGV[3..7] as for _ADMIT_SCRIPT).
+_CALL_SCRIPT = (
+    _LUA
+    + """
+if count(KEYS[1], 1, ARGV[2]) > tonumber(ARGV[1]) then return -1 end
+return admit(KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"""
+)
+# A caller's turn in one trip: the call's turns window (KEYS[1], limit ARGV[1], ttl ARGV[2]; -2
+# past it), then the token budget (KEYS[2], ARGV[3..5] as for _RESERVE_SCRIPT).
+_TURN_SCRIPT = (
+    _LUA
+    + """
+if count(KEYS[1], 1, ARGV[2]) > tonumber(ARGV[1]) then return -2 end
+return reserve(KEYS[2], ARGV[3], ARGV[4], ARGV[5])"""
+)
 
 
 @dataclass(frozen=True)
