@@ -229,8 +229,25 @@ def _window_key(name: str, window: int, now: float) -> str:
     return f"rl:{name}:{int(now // window)}"
 
 
+def _ttl(limit: RateLimit) -> int:
+    """How long a window's counter is kept: its window and a little more."""
+    return limit.window_seconds + 5
+
+
+def _caller_key(tenant_id: object, caller: str, limit: RateLimit, now: float) -> str:
+    return _window_key(f"caller:{tenant_id}:{caller}", limit.window_seconds, now)
+
+
+def _turns_key(call_sid: str, limit: RateLimit, now: float) -> str:
+    return _window_key(f"turns:{call_sid}", limit.window_seconds, now)
+
+
+def _live_calls_key(tenant_id: object) -> str:
+    return f"rl:active:{tenant_id}"
+
+
 def _over(limit: RateLimit, key: str, amount: int, now: float) -> bool:
-    ttl = limit.window_seconds + 5
+    ttl = _ttl(limit)
     count = _with_fallback(
         lambda r: int(r.eval(_INCR_SCRIPT, 1, key, amount, ttl)),
         lambda: _local.incr(key, amount, ttl, now),
@@ -250,11 +267,11 @@ def call_admit(*, tenant: Tenant, call_sid: str, caller: str) -> Verdict:
     if per_caller and concurrent:
         return _caller_and_concurrent(tenant, call_sid, caller, per_caller, concurrent, now)
     if per_caller:
-        key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
+        key = _caller_key(tenant.id, caller, per_caller, now)
         if _over(per_caller, key, 1, now):
             return _refused(tenant, per_caller)
     if concurrent:
-        key = f"rl:active:{tenant.id}"
+        key = _live_calls_key(tenant.id)
         admitted = _with_fallback(
             lambda r: bool(
                 r.eval(
@@ -284,9 +301,9 @@ def _caller_and_concurrent(
     now: float,
 ) -> Verdict:
     """`call_admit` with both a per-caller and a concurrent-calls limit: one trip to Redis."""
-    caller_key = _window_key(f"caller:{tenant.id}:{caller}", per_caller.window_seconds, now)
-    caller_ttl = per_caller.window_seconds + 5
-    live_key = f"rl:active:{tenant.id}"
+    caller_key = _caller_key(tenant.id, caller, per_caller, now)
+    caller_ttl = _ttl(per_caller)
+    live_key = _live_calls_key(tenant.id)
 
     def locally() -> int:
         if _local.incr(caller_key, 1, caller_ttl, now) > per_caller.limit:
@@ -320,7 +337,7 @@ def _caller_and_concurrent(
 
 def call_release(*, tenant_id: object, call_sid: str) -> None:
     """The call ended: it no longer counts against the concurrent-calls limit."""
-    key = f"rl:active:{tenant_id}"
+    key = _live_calls_key(tenant_id)
     _with_fallback(lambda r: r.zrem(key, call_sid), lambda: _local.release(key, call_sid))
 
 
@@ -335,7 +352,7 @@ def turn_admit(
     if limit is None:
         return ALLOWED
     now = time.time()
-    key = _window_key(f"turns:{call_sid}", limit.window_seconds, now)
+    key = _turns_key(call_sid, limit, now)
     return _refused(tenant, limit) if _over(limit, key, 1, now) else ALLOWED
 
 
@@ -355,7 +372,7 @@ def tokens_reserve(
         return ALLOWED
     now = time.time()
     key = _tokens_key(tenant.id, limit.window_seconds, now)
-    ttl = limit.window_seconds + 5
+    ttl = _ttl(limit)
     amount = max(int(amount), 0)
     taken = _with_fallback(
         lambda r: int(r.eval(_RESERVE_SCRIPT, 1, key, amount, limit.limit, ttl)) >= 0,
@@ -408,10 +425,10 @@ def _turn_and_tokens(
     """`turn_verdict` with a turns limit and a token budget (and no spend budget between
     them): both in one trip to Redis."""
     now = time.time()
-    turns_key = _window_key(f"turns:{call_sid}", turns.window_seconds, now)
-    turns_ttl = turns.window_seconds + 5
+    turns_key = _turns_key(call_sid, turns, now)
+    turns_ttl = _ttl(turns)
     key = _tokens_key(tenant.id, tokens.window_seconds, now)
-    ttl = tokens.window_seconds + 5
+    ttl = _ttl(tokens)
     amount = max(int(amount), 0)
 
     def locally() -> int:
@@ -448,7 +465,7 @@ def spend_add(*, tenant: Tenant, amount: Decimal) -> None:
         return
     now = time.time()
     key = _spend_key(tenant.id, limit.window_seconds, now)
-    ttl = limit.window_seconds + 5
+    ttl = _ttl(limit)
     _with_fallback(
         lambda r: r.eval(_INCR_SCRIPT, 1, key, micros, ttl),
         lambda: _local.incr(key, micros, ttl, now),
