@@ -120,6 +120,9 @@ class Speaker(Protocol):
 
     # Whether the dashboard should see the answer's words while they stream.
     streams_text: bool
+    # Once an answer has begun, the model's stream need be read at most this often (seconds):
+    # what arrived meanwhile is said as one piece. 0: each piece as it comes.
+    read_every: float
 
     async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
         """Give the caller `text`: a piece of the answer, or (`complete`) all that is left of
@@ -259,7 +262,6 @@ class Conversation:
         self._reply: Reply | None = None
         self._task: asyncio.Task | None = None
         self._last_turn: Turn | None = None
-        self._background: set[asyncio.Task] = set()
 
     async def start(self, *, held_by: str = "", first_socket: bool = False) -> None:
         """Read what the conversation needs before the first turn: the call's turns so far,
@@ -312,9 +314,7 @@ class Conversation:
         self.speaking = languages.speaking(self.config, language)
         logger.info("language switched", extra={"language": language, "previous": previous})
         await self.speaker.switch_language(self.speaking)
-        self._in_background(
-            events.apublish("language", call=self.call, language=language, previous=previous)
-        )
+        events.publish("language", call=self.call, language=language, previous=previous)
         return True
 
     # --- one turn ------------------------------------------------------------------------------
@@ -368,7 +368,7 @@ class Conversation:
                 await asyncio.shield(self._store(reply))
                 if reply.turn is not None:
                     turn = services.turn_as_event(reply.turn)
-                    await asyncio.shield(events.apublish("interrupted", call=self.call, turn=turn))
+                    events.publish("interrupted", call=self.call, turn=turn)
             raise
         except Exception as exc:
             logger.exception("answering failed")
@@ -504,6 +504,7 @@ class Conversation:
             deadline=reply.deadline,
             result=reply.llm if result is None else result,
             tools=self.tools or None,
+            read_every=self.speaker.read_every,
         )
 
     # --- tools ---------------------------------------------------------------------------------
@@ -825,13 +826,12 @@ class Conversation:
 
     async def error(self, description: str) -> None:
         """The transport's far end reported an error: show it on the dashboards."""
-        await events.apublish("error", call=self.call, description=description)
+        events.publish("error", call=self.call, description=description)
 
     async def close(self) -> None:
         """The session is over: store what was said and close the call (once)."""
         self.ended = True
         await self._stop_answer(heard=None)
-        await self.settle()
         await self.database(services.call_finish)(call=self.call)
 
     async def abandon(self, *, error: str) -> None:
@@ -841,11 +841,6 @@ class Conversation:
         await self.database(services.call_finish)(
             call=self.call, outcome=Call.Outcome.ERROR, error=error
         )
-
-    async def settle(self) -> None:
-        """Wait (briefly) for the dashboard events still being sent."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=2)
 
     async def _end(self, handoff: dict) -> None:
         self.ended = True
@@ -886,7 +881,7 @@ class Conversation:
         if now - reply.partial_at < settings.RELAY_PARTIAL_EVENT_SECONDS:
             return
         reply.partial_at = now
-        self._in_background(events.apublish("partial", call=self.call, text=reply.text[-2000:]))
+        events.publish("partial", call=self.call, text=reply.text[-2000:])
 
     def _caller_turn_stored(self, future: asyncio.Future) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -895,12 +890,5 @@ class Conversation:
             self._publish_turn(turn)
 
     def _publish_turn(self, turn: Turn) -> None:
-        """Announce a stored turn to the dashboards, without waiting for it."""
-        self._in_background(
-            events.apublish("turn", call=self.call, turn=services.turn_as_event(turn))
-        )
-
-    def _in_background(self, coroutine: Coroutine) -> None:
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Announce a stored turn to the dashboards (queued: publishing never waits)."""
+        events.publish("turn", call=self.call, turn=services.turn_as_event(turn))

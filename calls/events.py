@@ -118,14 +118,20 @@ class Publisher:
         loop = asyncio.new_event_loop()
         try:
             config, layer = _layer_config(), _own_layer()
+            full = False
             while True:
                 batch = [events.get()]
-                gather_until = time.monotonic() + settings.EVENTS_BATCH_MS / 1000
+                # The batch gathers while this thread sleeps: waiting on the queue instead would
+                # wake it (and hand the interpreter over) for every event. After a full batch the
+                # queue has more at once.
+                if not full and batch[-1] is not self._STOP and settings.EVENTS_BATCH_MS > 0:
+                    time.sleep(settings.EVENTS_BATCH_MS / 1000)
                 while len(batch) < settings.EVENTS_BATCH_SIZE and batch[-1] is not self._STOP:
                     try:
-                        batch.append(events.get(timeout=max(0.0, gather_until - time.monotonic())))
+                        batch.append(events.get_nowait())
                     except queue.Empty:
                         break
+                full = len(batch) >= settings.EVENTS_BATCH_SIZE
                 stop = self._STOP in batch
                 batch = [message for message in batch if message is not self._STOP]
                 if _layer_config() != config:  # settings changed (tests): a new layer

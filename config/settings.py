@@ -460,7 +460,8 @@ GATHER_EARLY_REPLY = env.bool("GATHER_EARLY_REPLY", default=True)
 # dashboard gets the words streamed so far, and the largest WebSocket frame read.
 RELAY_ANSWER_SECONDS = env.float("RELAY_ANSWER_SECONDS", default=20.0)
 RELAY_PARTIAL_EVENT_SECONDS = env.float("RELAY_PARTIAL_EVENT_SECONDS", default=0.25)
-# Relay mode: after the first piece of an answer, text is sent at most this often (0: per token).
+# Relay mode: after the first piece of an answer, the LLM stream is read and its text sent at most
+# this often (0: each read as it comes).
 RELAY_TEXT_BATCH_MS = env.float("RELAY_TEXT_BATCH_MS", default=40.0)
 RELAY_MAX_FRAME_CHARS = env.int("RELAY_MAX_FRAME_CHARS", default=65536)
 # Re-prompts when the caller says nothing, before saying goodbye.

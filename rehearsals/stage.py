@@ -35,6 +35,7 @@ class TextSpeaker:
     """Gives the candidate's answer as text: what it says is what the caller would get."""
 
     streams_text = False
+    read_every = 0.0  # each piece of the answer as it comes
 
     async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
         if text:

@@ -137,12 +137,14 @@ def test_a_whole_conversation_of_several_prompts(twilio, relay_a, number_a, fake
         return faq, first, second
 
     faq, first, second = run(conversation)
-    # A FAQ answer leaves as one text message; an LLM answer streams: its first token at once,
-    # the rest gathered into frames (RELAY_TEXT_BATCH_MS), the last one marked `last`.
+    # A FAQ answer leaves as one text message; an LLM answer streams: its first words at once
+    # (what the first read of Groq's stream held), the rest gathered into frames
+    # (RELAY_TEXT_BATCH_MS), the last one marked `last`.
     assert faq == [
         {"type": "text", "token": "We are open from eight to six, Monday to Friday.", "last": True}
     ]
-    assert first[0] == {"type": "text", "token": "A", "last": False}
+    assert first[0]["token"] and first[0]["last"] is False
+    assert "A plumber can come tomorrow morning.".startswith(first[0]["token"])
     assert len(first) >= 2 and all(f["last"] is False for f in first[:-1])
     assert first[-1]["last"] is True
     assert text_of(first) == "A plumber can come tomorrow morning. Shall I book it?"
@@ -244,6 +246,8 @@ def test_gathered_text_does_not_wait_for_the_next_token(
 
 def test_one_frame_per_token_when_gathering_is_off(twilio, relay_a, number_a, fake_groq, settings):
     settings.RELAY_TEXT_BATCH_MS = 0
+    # A token every 25 ms: each arrives alone, and is sent as it comes (nothing waits for more).
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=40)
     fake_groq.configure(answer_tokens=20)
 
     frames, _ = _streamed_answer(twilio, number_a, "What does a new boiler cost?")
@@ -859,6 +863,10 @@ def test_a_stream_cut_mid_answer_ends_the_talk_cycle_and_is_not_cached(
     twilio, relay_a, number_a, fake_groq
 ):
     fake_groq.queue_fault("cut", after_tokens=5)
+    # Tokens slower than RELAY_TEXT_BATCH_MS, so that each is read before the cut. (Words that
+    # arrived within the last read window before a cut are lost with the connection: aiohttp
+    # drops what it buffered when the stream breaks.)
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=15)
     call_sid, socket_url, _ = start_call(twilio, number_a)
 
     async def conversation():

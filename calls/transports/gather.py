@@ -101,6 +101,7 @@ class GatherSpeaker:
     their audio is ready by the time the answer is done."""
 
     streams_text = False
+    read_every = 0.0  # each piece of the answer as it comes
 
     def __init__(self, *, call: Call, base_url: str, respond_by: float) -> None:
         self.call = call
@@ -238,7 +239,6 @@ async def _answer(
         deadline=speaker.respond_by - LLM_MARGIN_SECONDS,
         confidence=confidence,
     )
-    await conversation.settle()
     return reply
 
 

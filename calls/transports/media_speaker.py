@@ -81,6 +81,7 @@ class MediaSpeaker:
     """
 
     streams_text = True
+    read_every = 0.0  # each piece of the answer as it comes
 
     def __init__(
         self, output: StreamOutput, *, tenant_id: object, voice: str, options: VoiceSettings

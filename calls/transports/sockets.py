@@ -44,53 +44,32 @@ class Output(Protocol):
 
 
 class TextSpeaker:
-    """Streams an answer as text frames: the first piece at once, the next ones gathered for up
-    to RELAY_TEXT_BATCH_MS into one frame (a frame per token costs more than the token, and
+    """Streams an answer as text frames, each piece as it is said: the first at once, and then
+    the model's stream is read at most every RELAY_TEXT_BATCH_MS (`read_every`), so that what
+    arrived meanwhile leaves as one frame (a frame per token costs more than the token, and
     speech of the first words lasts far longer than the wait)."""
 
     streams_text = True
 
     def __init__(self, output: Output) -> None:
         self.output = output
-        self._reply: Reply | None = None
-        # Streamed text not sent yet, the timer that sends it, and the send running for it.
-        self._pending: list[str] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task | None = None
         self._sending = asyncio.Lock()
 
-    def _begin(self, reply: Reply) -> None:
-        if reply is not self._reply:
-            self._reply, self._pending = reply, []
-            self._timer = self._flushing = None
+    @property
+    def read_every(self) -> float:
+        return max(0.0, settings.RELAY_TEXT_BATCH_MS / 1000)
 
     async def say(self, reply: Reply, text: str, *, complete: bool = False) -> None:
-        self._begin(reply)
-        self._pending.append(text)
-        if complete:
-            self._stop_timer()
-            await self._flush(reply, last=True)
-            return
-        window = settings.RELAY_TEXT_BATCH_MS / 1000
-        if reply.first_sent_at is None or window <= 0:
-            await self._flush(reply)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(window, self._flush_soon, reply)
+        await self._send(reply, text, last=complete)
 
     async def done(self, reply: Reply) -> None:
-        self._begin(reply)
         if reply.last_sent_at is None:
-            self._stop_timer()
-            await self._flush(reply, last=True)
+            await self._send(reply, "", last=True)
 
     async def stop(self, reply: Reply) -> None:
-        """No more batched sends; one already under way finishes, so that what is stored is
-        what was sent."""
-        self._begin(reply)
-        self._stop_timer()
-        self._pending.clear()
-        if self._flushing is not None and not self._flushing.done():
-            await asyncio.wait([self._flushing])
+        """A send under way finishes, so that what is stored is what was sent."""
+        async with self._sending:
+            pass
 
     async def cut(self, reply: Reply) -> None:
         """What was streamed was heard; the rest goes out with the closing words."""
@@ -101,19 +80,11 @@ class TextSpeaker:
     async def switch_language(self, config: CallConfig) -> None:
         await self.output.switch_language(config)
 
-    def _flush_soon(self, reply: Reply) -> None:
-        self._timer = None
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(reply))
-
-    async def _flush(self, reply: Reply, *, last: bool = False) -> None:
-        """Send the text gathered so far (in order: one send at a time)."""
+    async def _send(self, reply: Reply, text: str, *, last: bool) -> None:
+        """Send a piece of the answer (in order: one send at a time)."""
         async with self._sending:
             if reply.interrupted:  # the caller talked over it: what is left is not said
-                self._pending.clear()
                 return
-            text = "".join(self._pending)
-            self._pending.clear()
             if text or last:
                 await self.output.send_text(text, last=last)
                 now = time.monotonic()
@@ -123,14 +94,6 @@ class TextSpeaker:
                         reply.first_sent_at = now
                 if last:
                     reply.last_sent_at = now
-        if self._pending and self._timer is None and not last and reply is self._reply:
-            window = settings.RELAY_TEXT_BATCH_MS / 1000
-            self._timer = asyncio.get_running_loop().call_later(window, self._flush_soon, reply)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class SessionConsumer(PooledDatabaseConsumer, AsyncWebsocketConsumer):

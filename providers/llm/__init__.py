@@ -91,6 +91,7 @@ class _Ask:
     first_token_by: float  # time.monotonic(): the one deadline of every attempt's first token
     result: LLMResult
     tools: list[dict] | None = None
+    read_every: float = 0.0
 
 
 @dataclass
@@ -157,6 +158,7 @@ async def _begin(
             timeout=min(remaining, settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS),
             result=usage,
             **({"tools": ask.tools} if ask.tools else {}),
+            read_every=ask.read_every,
         )
         try:
             first = await anext(stream, "")
@@ -234,11 +236,15 @@ async def stream_reply(
     deadline: float,
     result: LLMResult,
     tools: list[dict] | None = None,
+    read_every: float = 0.0,
 ) -> AsyncIterator[str]:
     """Yield the answer's text deltas from `model`, or from `fallback_model` (see the module's
     policy); `deadline` (a `time.monotonic()` value) bounds the whole answer. Once text has been
     yielded, a failure ends the answer there (`result.truncated`). With `tools` (OpenAI-style
-    definitions) the model may ask for tool calls: they are on `result.tool_calls` at the end."""
+    definitions) the model may ask for tool calls: they are on `result.tool_calls` at the end.
+    With `read_every` (seconds), after the first delta the model's stream is read at most that
+    often, and what arrived meanwhile comes as one delta: for a caller that sends text in
+    batches anyway, each batch costs one pass instead of one per token."""
     provider = get_provider()
     if not provider.is_configured():
         result.failed = result.not_configured = True
@@ -253,6 +259,7 @@ async def stream_reply(
         first_token_by=min(deadline, asked_at + settings.LLM_FIRST_TOKEN_DEADLINE_SECONDS),
         result=result,
         tools=tools,
+        read_every=read_every,
     )
     begun = await _race(
         ask, _models(model, fallback_model), hedge_at=asked_at + settings.LLM_HEDGE_SECONDS

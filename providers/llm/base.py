@@ -97,10 +97,12 @@ class ChatProvider:
         timeout: float,
         result: LLMResult,
         tools: list[dict] | None = None,
+        read_every: float = 0.0,
     ) -> AsyncIterator[str]:
         """Stream one answer of `model` as text deltas, recording usage, the first token's
         time and the tool calls asked for (OpenAI-style `tools`) on `result`. Raises on any
-        failure (also when the stream ends unfinished)."""
+        failure (also when the stream ends unfinished). With `read_every` (seconds), once text
+        has come the response is read at most that often: what arrived meanwhile is one delta."""
         raise NotImplementedError
 
     def complete(

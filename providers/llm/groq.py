@@ -25,48 +25,62 @@ from providers.llm.base import ChatProvider, LLMError, LLMResult, ToolCall
 CHAT_COMPLETIONS = "/openai/v1/chat/completions"
 
 
-def _stream_error(data: object, response: httpx.Response) -> None:
-    """An error event inside the stream, raised as the SDK raises it."""
-    if isinstance(data, dict) and data.get("error"):
-        error = data["error"]
-        message = error.get("message") if isinstance(error, dict) else None
-        raise groq.APIError(
-            message=message
-            if isinstance(message, str) and message
-            else "An error occurred during streaming",
-            request=response.request,
-            body=error,
-        )
+def _stream_error(data: object, response: httpx.Response) -> groq.APIError | None:
+    """An error event inside the stream, as the SDK raises it (None for any other event)."""
+    if not (isinstance(data, dict) and data.get("error")):
+        return None
+    error = data["error"]
+    message = error.get("message") if isinstance(error, dict) else None
+    return groq.APIError(
+        message=message
+        if isinstance(message, str) and message
+        else "An error occurred during streaming",
+        request=response.request,
+        body=error,
+    )
 
 
-class _Chunks(groq.AsyncStream[dict]):
-    """The streamed chunks as plain dicts.
+class _Chunks(groq.AsyncStream[list[dict]]):
+    """The streamed chunks as plain dicts, a list of them per read of the response.
 
     The SDK's own stream builds a model object per chunk, about a millisecond of CPU per token;
     the answer needs two fields of it. Its SSE decoder, too, handles every line of the stream in
     Python (a bytes object per line, then a string, then an event object): here each read of
     the response is split into events with bytes methods, and each event's JSON is parsed by
-    orjson. HTTP and errors stay the SDK's.
+    orjson. The chunks of one read come as one list, so that a reader that lets them gather
+    (`read_every`) handles them at once. HTTP and errors stay the SDK's.
     """
 
-    async def __stream__(self) -> AsyncIterator[dict]:
-        events = sse_events(self.response.aiter_bytes())
-        async for event, data in events:
-            if data.startswith(b"[DONE]"):
+    async def __stream__(self) -> AsyncIterator[list[dict]]:
+        reads = sse_events(self.response.aiter_bytes())
+        async for events in reads:
+            chunks, done = [], False
+            for event, data in events:
+                if data.startswith(b"[DONE]"):
+                    done = True
+                    break
+                if event is None or event == "error":
+                    parsed = orjson.loads(data)
+                    if error := _stream_error(parsed, self.response):
+                        if chunks:  # what came before the error is the answer's
+                            yield chunks
+                        raise error
+                    if event is None:
+                        chunks.append(parsed)
+            if chunks:
+                yield chunks
+            if done:
                 break
-            if event is None or event == "error":
-                parsed = orjson.loads(data)
-                _stream_error(parsed, self.response)
-                if event is None:
-                    yield parsed
-        async for _ in events:  # read to the end, so that the connection goes back to the pool
+        async for _ in reads:  # read to the end, so that the connection goes back to the pool
             pass
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]]:
-    """(event name or None, data) of each server-sent event in `chunks` (the event stream
-    format: fields `event` and `data`, a blank line after each event; comments, `id` and
-    `retry` are not needed here; lines may end in CRLF, LF or CR)."""
+async def sse_events(
+    chunks: AsyncIterator[bytes],
+) -> AsyncIterator[list[tuple[str | None, bytes]]]:
+    """The server-sent events in `chunks`, as (event name or None, data), a list per chunk that
+    completed any (the event stream format: fields `event` and `data`, a blank line after each
+    event; comments, `id` and `retry` are not needed here; lines may end in CRLF, LF or CR)."""
     pending = b""
     async for chunk in chunks:
         pending += chunk
@@ -77,11 +91,10 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | 
         if b"\n\n" not in pending:
             continue
         *blocks, pending = pending.split(b"\n\n")
-        for block in blocks:
-            if parsed := _sse_event(block):
-                yield parsed
+        if events := [parsed for block in blocks if (parsed := _sse_event(block))]:
+            yield events
     if parsed := _sse_event(pending.rstrip(b"\r\n")):
-        yield parsed
+        yield [parsed]
 
 
 def _sse_event(block: bytes) -> tuple[str | None, bytes] | None:
@@ -293,6 +306,7 @@ class GroqProvider(ChatProvider):
         timeout: float,
         result: LLMResult,
         tools: list[dict] | None = None,
+        read_every: float = 0.0,
     ) -> AsyncIterator[str]:
         # The body is built here rather than by `create()`: its generic parameter transform
         # inspects every field's type on every call, which costs more than the rest.
@@ -317,14 +331,19 @@ class GroqProvider(ChatProvider):
         )
         finished = False
         try:
-            async for chunk in stream:
-                delta, done = read_chunk(chunk, result)
-                began = tool_calls.feed(chunk) if tools else False
-                if (delta or began) and result.first_token_at is None:
-                    result.first_token_at = time.monotonic()
-                if delta:
-                    yield delta
-                finished = finished or done
+            async for chunks in stream:
+                text = ""
+                for chunk in chunks:
+                    delta, done = read_chunk(chunk, result)
+                    began = tool_calls.feed(chunk) if tools else False
+                    if (delta or began) and result.first_token_at is None:
+                        result.first_token_at = time.monotonic()
+                    text += delta
+                    finished = finished or done
+                if text:
+                    yield text
+                    if read_every > 0 and not finished:
+                        await asyncio.sleep(read_every)  # what arrives meanwhile comes as one
         finally:
             # Also on cancellation (the caller interrupted): the HTTP stream to Groq is closed
             # at once, so Groq stops generating.

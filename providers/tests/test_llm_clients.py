@@ -58,14 +58,19 @@ def test_a_stopped_loops_client_is_let_go(fake_groq):
     assert len(provider._clients) <= 1  # the first loop's client is gone
 
 
-async def _events_of(*chunks: bytes) -> list[tuple[str | None, bytes]]:
+async def _reads_of(*chunks: bytes) -> list[list[tuple[str | None, bytes]]]:
+    """The events of each read that completed any."""
     from providers.llm.groq import sse_events
 
     async def arriving():
         for chunk in chunks:
             yield chunk
 
-    return [event async for event in sse_events(arriving())]
+    return [events async for events in sse_events(arriving())]
+
+
+async def _events_of(*chunks: bytes) -> list[tuple[str | None, bytes]]:
+    return [event for events in await _reads_of(*chunks) for event in events]
 
 
 def test_server_sent_events_are_read_across_reads_and_line_endings():
@@ -88,6 +93,12 @@ def test_server_sent_events_are_read_across_reads_and_line_endings():
     assert asyncio.run(_events_of(stream)) == expected
     # Read one byte at a time, CRLF and CR split between reads included.
     assert asyncio.run(_events_of(*(stream[i : i + 1] for i in range(len(stream))))) == expected
+    # The events that one read completes come together; the last, at the end of the stream.
+    assert asyncio.run(_reads_of(stream[:40], stream[40:])) == [
+        [(None, b'{"a": 1}')],
+        [("error", b'{"error":\n {"message": "x"}}'), (None, b'{"b": 2}')],
+        [(None, b"[DONE]")],
+    ]
 
 
 def test_cookies_set_by_the_llm_api_are_still_kept():
