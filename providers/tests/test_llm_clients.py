@@ -114,3 +114,31 @@ def test_cookies_set_by_the_llm_api_are_still_kept():
         httpx.Response(200, request=request, headers={"Set-Cookie": "__cf_bm=abc; Path=/"})
     )
     assert jar.get("__cf_bm") == "abc"
+
+
+async def _deltas(read_every: float) -> tuple[list[str], llm.LLMResult]:
+    result, pieces = llm.LLMResult(), []
+    async for delta in llm.stream_reply(
+        model=MAIN,
+        fallback_model="",
+        messages=[{"role": "user", "content": "Tell me about your boiler service."}],
+        temperature=1.0,
+        max_tokens=200,
+        deadline=time.monotonic() + 9.0,
+        result=result,
+        read_every=read_every,
+    ):
+        pieces.append(delta)
+    return pieces, result
+
+
+def test_a_stream_read_every_so_often_says_what_arrived_meanwhile_as_one_piece(fake_groq):
+    fake_groq.set_latency(ttft_ms=20, tokens_per_second=200)  # a token every 5 ms
+    fake_groq.configure(answer_tokens=40)
+    one_by_one, _ = asyncio.run(_deltas(0.0))
+    gathered, result = asyncio.run(_deltas(0.06))
+    assert len(one_by_one) >= 15  # each read as it came: a token or two
+    # ~40 tokens over ~200 ms, read at most every 60 ms: a handful of pieces, the same words.
+    assert 2 <= len(gathered) <= 8
+    assert "".join(gathered) == "".join(one_by_one)
+    assert result.tokens_out and not result.errors and not result.truncated
