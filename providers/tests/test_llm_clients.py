@@ -14,18 +14,26 @@ from providers import llm
 MAIN = "llama-3.3-70b-versatile"
 
 
-async def _answer() -> tuple[str, llm.LLMResult]:
+async def _deltas(
+    question: str = "Can a plumber come tomorrow?", *, read_every: float = 0.0
+) -> tuple[list[str], llm.LLMResult]:
     result, pieces = llm.LLMResult(), []
     async for delta in llm.stream_reply(
         model=MAIN,
         fallback_model="",
-        messages=[{"role": "user", "content": "Can a plumber come tomorrow?"}],
+        messages=[{"role": "user", "content": question}],
         temperature=1.0,
         max_tokens=200,
         deadline=time.monotonic() + 9.0,
         result=result,
+        read_every=read_every,
     ):
         pieces.append(delta)
+    return pieces, result
+
+
+async def _answer() -> tuple[str, llm.LLMResult]:
+    pieces, result = await _deltas()
     return "".join(pieces), result
 
 
@@ -116,27 +124,12 @@ def test_cookies_set_by_the_llm_api_are_still_kept():
     assert jar.get("__cf_bm") == "abc"
 
 
-async def _deltas(read_every: float) -> tuple[list[str], llm.LLMResult]:
-    result, pieces = llm.LLMResult(), []
-    async for delta in llm.stream_reply(
-        model=MAIN,
-        fallback_model="",
-        messages=[{"role": "user", "content": "Tell me about your boiler service."}],
-        temperature=1.0,
-        max_tokens=200,
-        deadline=time.monotonic() + 9.0,
-        result=result,
-        read_every=read_every,
-    ):
-        pieces.append(delta)
-    return pieces, result
-
-
 def test_a_stream_read_every_so_often_says_what_arrived_meanwhile_as_one_piece(fake_groq):
     fake_groq.set_latency(ttft_ms=20, tokens_per_second=200)  # a token every 5 ms
     fake_groq.configure(answer_tokens=40)
-    one_by_one, _ = asyncio.run(_deltas(0.0))
-    gathered, result = asyncio.run(_deltas(0.06))
+    question = "Tell me about your boiler service."
+    one_by_one, _ = asyncio.run(_deltas(question))
+    gathered, result = asyncio.run(_deltas(question, read_every=0.06))
     assert len(one_by_one) >= 15  # each read as it came: a token or two
     # ~40 tokens over ~200 ms, read at most every 60 ms: a handful of pieces, the same words.
     assert 2 <= len(gathered) <= 8
