@@ -363,6 +363,21 @@ class DaphneServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_until_sessions_closed(self, *, timeout: float = 10.0) -> None:
+        """Wait (at most `timeout`) until the server holds no call sockets: a socket's call is
+        finalised before it stops counting, so the server writes nothing more for them."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(self.base_url + "/readyz", timeout=2).json()
+                if body["checks"]["load"]["sessions"] == 0:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+
 
 def _free_port() -> int:
     import socket
@@ -466,11 +481,14 @@ def _daphne_session(
 @pytest.fixture
 def daphne_server(
     _daphne_session: DaphneServer, transactional_db, fake_groq, fake_deepgram
-) -> DaphneServer:
+) -> Iterator[DaphneServer]:
     """The platform served by a real daphne process (HTTP and websockets) on the test database,
     the configured channel layer and broker, its LLM the fake Groq server (`fake_groq`). Use with
-    `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows."""
-    return _daphne_session
+    `@pytest.mark.django_db(transaction=True)`: the server only sees committed rows. After the
+    test, the calls of its sockets are finalised before the database is emptied (a call ending
+    while the tables are truncated can deadlock the two)."""
+    yield _daphne_session
+    _daphne_session.wait_until_sessions_closed()
 
 
 # --- a tenant's tool server ---------------------------------------------------------------------

@@ -135,6 +135,10 @@ def test_a_bad_handshake_is_refused_by_daphne(daphne_server, relay_a, number_a):
     assert asyncio.run(handshake("")) == 403
     right = sign(url=socket_url, params={}, auth_token=settings.TWILIO_AUTH_TOKEN)
     assert asyncio.run(handshake(right)) == 101
+    # The accepted session's close ends the call (and the server has stopped writing to the
+    # test's database before it is emptied).
+    call, _ = stored_once_closed(call_sid)
+    assert call.status == Call.Status.COMPLETED, daphne_server.log()
 
 
 def test_daphne_survives_a_one_megabyte_frame_and_keeps_the_session(
